@@ -1,0 +1,150 @@
+//! Hidden-layer activation functions and their derivatives.
+//!
+//! Each variant is a pair: `forward` computes a = f(z) element-wise, `backward` turns the
+//! gradient with respect to a into the gradient with respect to z (dz = da ⊙ f'(z)). The
+//! derivative is written in terms of whichever of z or a makes it cheapest (tanh' = 1 − a²).
+
+use std::fmt;
+use std::str::FromStr;
+
+use ndarray::{ArrayView2, ArrayViewMut2, Zip};
+use serde::{Deserialize, Serialize};
+
+/// Slope of leaky ReLU for negative inputs.
+pub const LEAKY_RELU_SLOPE: f32 = 0.01;
+
+/// An element-wise non-linearity for the hidden layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// max(0, z), the default.
+    #[default]
+    Relu,
+    /// z for z > 0, else 0.01·z.
+    LeakyRelu,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Logistic sigmoid 1 / (1 + e^−z).
+    Sigmoid,
+}
+
+impl Activation {
+    /// Every activation, in a stable order.
+    pub const ALL: [Activation; 4] = [Self::Relu, Self::LeakyRelu, Self::Tanh, Self::Sigmoid];
+
+    /// The name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Relu => "relu",
+            Self::LeakyRelu => "leaky_relu",
+            Self::Tanh => "tanh",
+            Self::Sigmoid => "sigmoid",
+        }
+    }
+
+    /// f(z) for one value.
+    #[inline]
+    pub fn apply(self, z: f32) -> f32 {
+        match self {
+            Self::Relu => z.max(0.0),
+            Self::LeakyRelu => {
+                if z > 0.0 {
+                    z
+                } else {
+                    LEAKY_RELU_SLOPE * z
+                }
+            }
+            Self::Tanh => z.tanh(),
+            Self::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+        }
+    }
+
+    /// f'(z) for one value, given z and a = f(z). ReLU's derivative at 0 is taken as 0.
+    #[inline]
+    pub fn derivative(self, z: f32, a: f32) -> f32 {
+        match self {
+            Self::Relu => (z > 0.0) as u8 as f32,
+            Self::LeakyRelu => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    LEAKY_RELU_SLOPE
+                }
+            }
+            Self::Tanh => 1.0 - a * a,
+            Self::Sigmoid => a * (1.0 - a),
+        }
+    }
+
+    /// a = f(z), element-wise. `z` and `a` have the same shape.
+    pub fn forward(self, z: ArrayView2<f32>, a: ArrayViewMut2<f32>) {
+        // One loop per variant, so the match is outside the loop and each loop vectorises.
+        let zip = Zip::from(a).and(z);
+        match self {
+            Self::Relu => zip.for_each(|a, &z| *a = Self::Relu.apply(z)),
+            Self::LeakyRelu => zip.for_each(|a, &z| *a = Self::LeakyRelu.apply(z)),
+            Self::Tanh => zip.for_each(|a, &z| *a = Self::Tanh.apply(z)),
+            Self::Sigmoid => zip.for_each(|a, &z| *a = Self::Sigmoid.apply(z)),
+        }
+    }
+
+    /// In place: `grad` holds dL/da on entry and dL/dz = dL/da ⊙ f'(z) on return.
+    pub fn backward(self, z: ArrayView2<f32>, a: ArrayView2<f32>, grad: ArrayViewMut2<f32>) {
+        let zip = Zip::from(grad).and(z).and(a);
+        match self {
+            Self::Relu => zip.for_each(|g, &z, &a| *g *= Self::Relu.derivative(z, a)),
+            Self::LeakyRelu => zip.for_each(|g, &z, &a| *g *= Self::LeakyRelu.derivative(z, a)),
+            Self::Tanh => zip.for_each(|g, &z, &a| *g *= Self::Tanh.derivative(z, a)),
+            Self::Sigmoid => zip.for_each(|g, &z, &a| *g *= Self::Sigmoid.derivative(z, a)),
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An activation name that is not one of [`Activation::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown activation {0:?} (expected relu, leaky_relu, tanh or sigmoid)")]
+pub struct UnknownActivation(pub String);
+
+impl FromStr for Activation {
+    type Err = UnknownActivation;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let normalised = s.trim().to_ascii_lowercase().replace('-', "_");
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == normalised)
+            .ok_or_else(|| UnknownActivation(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_accept_dashes() {
+        for a in Activation::ALL {
+            assert_eq!(a.name().parse::<Activation>(), Ok(a));
+        }
+        assert_eq!("Leaky-ReLU".parse::<Activation>(), Ok(Activation::LeakyRelu));
+        assert!("softplus".parse::<Activation>().is_err());
+    }
+
+    #[test]
+    fn derivatives_match_finite_differences() {
+        for act in Activation::ALL {
+            for z in [-2.0f32, -0.3, 0.4, 1.7] {
+                let h = 1e-3;
+                let numeric = (act.apply(z + h) - act.apply(z - h)) / (2.0 * h);
+                let analytic = act.derivative(z, act.apply(z));
+                assert!((numeric - analytic).abs() < 1e-3, "{act} at {z}: {numeric} vs {analytic}");
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Finite-difference checks of the hand-written backward pass: for every activation and every
+//! element of every parameter tensor, dL/dθ from `backward` must match
+//! (L(θ + h) − L(θ − h)) / 2h computed with `forward` alone.
+
+use mlp_core::{Activation, Mlp, Shape, Workspace};
+use ndarray::{Array2, ArrayView2};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const SHAPE: Shape = Shape { inputs: 6, hidden: 5, classes: 4 };
+const BATCH: usize = 7;
+/// Step for central differences. In f32 the loss (≈1.4) carries ~1e-7 relative rounding error,
+/// so the difference quotient is good to ~1e-5; the truncation error h²·L'''/6 is of the same order.
+const H: f32 = 1e-2;
+
+fn problem(activation: Activation, seed: u64) -> (Mlp, Array2<f32>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut model = Mlp::new(SHAPE, activation, &mut rng).unwrap();
+    // Non-zero biases, so their gradients are exercised away from the initial point.
+    model.b1.mapv_inplace(|_| rng.random_range(-0.5..0.5));
+    model.b2.mapv_inplace(|_| rng.random_range(-0.5..0.5));
+    let x = Array2::from_shape_simple_fn((BATCH, SHAPE.inputs), || rng.random_range(-1.0..1.0));
+    let labels = (0..BATCH).map(|i| i % SHAPE.classes).collect();
+    (model, x, labels)
+}
+
+fn mean_loss(model: &Mlp, x: ArrayView2<f32>, labels: &[usize]) -> f32 {
+    let mut ws = Workspace::new(model.shape(), x.nrows());
+    model.forward(x, labels, &mut ws).mean_loss() as f32
+}
+
+/// Checks every element of one parameter tensor, selected by `param`.
+fn check_tensor(
+    activation: Activation,
+    name: &str,
+    param: fn(&mut Mlp) -> &mut [f32],
+    analytic: &[f32],
+    model: &Mlp,
+    x: &Array2<f32>,
+    labels: &[usize],
+) {
+    let mut probe = model.clone();
+    for i in 0..analytic.len() {
+        let original = param(&mut probe)[i];
+        param(&mut probe)[i] = original + H;
+        let plus = mean_loss(&probe, x.view(), labels);
+        param(&mut probe)[i] = original - H;
+        let minus = mean_loss(&probe, x.view(), labels);
+        param(&mut probe)[i] = original;
+        let numeric = (plus - minus) / (2.0 * H);
+        let tolerance = 2e-4 + 1e-2 * analytic[i].abs();
+        assert!(
+            (numeric - analytic[i]).abs() <= tolerance,
+            "{activation}: d{name}[{i}] analytic {} vs numeric {numeric}",
+            analytic[i]
+        );
+    }
+}
+
+fn check_activation(activation: Activation) {
+    let (model, x, labels) = problem(activation, 17);
+    let mut ws = Workspace::new(SHAPE, BATCH);
+    model.forward(x.view(), &labels, &mut ws);
+    // A kink of ReLU within ±H of some z1 would make the finite difference meaningless there.
+    let z1 = x.dot(&model.w1) + &model.b1;
+    let closest = z1.iter().fold(f32::INFINITY, |m, z| m.min(z.abs()));
+    assert!(closest > 2.0 * H, "test data puts a pre-activation at {closest}, too near a kink");
+
+    let grads = model.backward(x.view(), &labels, &mut ws).clone();
+    check_tensor(activation, "w1", |m| m.w1.as_slice_mut().unwrap(), grads.dw1.as_slice().unwrap(), &model, &x, &labels);
+    check_tensor(activation, "b1", |m| m.b1.as_slice_mut().unwrap(), grads.db1.as_slice().unwrap(), &model, &x, &labels);
+    check_tensor(activation, "w2", |m| m.w2.as_slice_mut().unwrap(), grads.dw2.as_slice().unwrap(), &model, &x, &labels);
+    check_tensor(activation, "b2", |m| m.b2.as_slice_mut().unwrap(), grads.db2.as_slice().unwrap(), &model, &x, &labels);
+}
+
+#[test]
+fn relu_gradients_match_finite_differences() {
+    check_activation(Activation::Relu);
+}
+
+#[test]
+fn leaky_relu_gradients_match_finite_differences() {
+    check_activation(Activation::LeakyRelu);
+}
+
+#[test]
+fn tanh_gradients_match_finite_differences() {
+    check_activation(Activation::Tanh);
+}
+
+#[test]
+fn sigmoid_gradients_match_finite_differences() {
+    check_activation(Activation::Sigmoid);
+}
+
+/// A check that cannot fail proves nothing: corrupt one gradient element and make sure the
+/// comparison notices.
+#[test]
+#[should_panic(expected = "dw1[3]")]
+fn the_check_catches_a_wrong_gradient() {
+    let (model, x, labels) = problem(Activation::Tanh, 17);
+    let mut ws = Workspace::new(SHAPE, BATCH);
+    model.forward(x.view(), &labels, &mut ws);
+    let mut grads = model.backward(x.view(), &labels, &mut ws).clone();
+    grads.dw1.as_slice_mut().unwrap()[3] *= 1.1;
+    grads.dw1.as_slice_mut().unwrap()[3] += 1e-3;
+    check_tensor(Activation::Tanh, "w1", |m| m.w1.as_slice_mut().unwrap(), grads.dw1.as_slice().unwrap(), &model, &x, &labels);
+}
+
+#[test]
+fn batches_smaller_than_the_workspace_give_the_same_gradients() {
+    let (model, x, labels) = problem(Activation::Relu, 3);
+    let mut exact = Workspace::new(SHAPE, BATCH);
+    let mut roomy = Workspace::new(SHAPE, BATCH * 3);
+    let a = model.forward(x.view(), &labels, &mut exact);
+    let b = model.forward(x.view(), &labels, &mut roomy);
+    assert_eq!(a, b);
+    assert_eq!(model.backward(x.view(), &labels, &mut exact), model.backward(x.view(), &labels, &mut roomy));
+}
