@@ -1,0 +1,131 @@
+//! Training hyperparameters, checked once into a [`CheckedConfig`] that the trainer trusts.
+
+use mlp_core::Activation;
+use serde::{Deserialize, Serialize};
+
+/// Hyperparameters of a training run, as a user writes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Hidden units.
+    pub hidden: usize,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Examples per mini-batch.
+    pub batch_size: usize,
+    /// Learning rate of the first epoch.
+    pub lr: f32,
+    /// Factor applied to the learning rate after each epoch: lr · decay^epoch.
+    pub lr_decay: f32,
+    /// L2 strength λ on the weights (not the biases): the loss gains λ/2 · ‖W‖².
+    pub l2: f32,
+    /// Seed for initialisation and shuffling.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    /// The original project's setup (784-128-10, ReLU, 50 epochs, batch 64) with a learning
+    /// rate, decay and L2 strength chosen on the validation set.
+    fn default() -> Self {
+        Self {
+            hidden: 128,
+            activation: Activation::Relu,
+            epochs: 50,
+            batch_size: 64,
+            lr: 0.1,
+            lr_decay: 0.95,
+            l2: 1e-4,
+            seed: 0,
+        }
+    }
+}
+
+/// Largest hidden layer accepted: far beyond useful, small enough to allocate.
+pub const MAX_HIDDEN: usize = 1 << 16;
+/// Largest mini-batch accepted.
+pub const MAX_BATCH_SIZE: usize = 1 << 16;
+
+/// A hyperparameter outside its valid range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// An integer setting out of range.
+    #[error("{name} must be between {min} and {max}, got {value}")]
+    OutOfRange {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: usize,
+        /// Smallest allowed.
+        min: usize,
+        /// Largest allowed.
+        max: usize,
+    },
+    /// A real-valued setting out of range or not a number.
+    #[error("{name} must be {expected}, got {value}")]
+    BadNumber {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: f32,
+        /// The allowed range, in words.
+        expected: &'static str,
+    },
+}
+
+/// A [`TrainConfig`] whose every value is in range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedConfig(TrainConfig);
+
+impl TrainConfig {
+    /// Checks every value once, so the training loop need not.
+    pub fn validate(&self) -> Result<CheckedConfig, ConfigError> {
+        let int = |name, value: usize, min, max| {
+            if (min..=max).contains(&value) { Ok(()) } else { Err(ConfigError::OutOfRange { name, value, min, max }) }
+        };
+        let real = |name, value: f32, ok: bool, expected| {
+            if ok && value.is_finite() { Ok(()) } else { Err(ConfigError::BadNumber { name, value, expected }) }
+        };
+        int("hidden", self.hidden, 1, MAX_HIDDEN)?;
+        int("epochs", self.epochs, 1, 1_000_000)?;
+        int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)?;
+        real("lr", self.lr, self.lr > 0.0, "a positive number")?;
+        real("lr_decay", self.lr_decay, self.lr_decay > 0.0 && self.lr_decay <= 1.0, "in (0, 1]")?;
+        real("l2", self.l2, self.l2 >= 0.0, "zero or a positive number")?;
+        Ok(CheckedConfig(self.clone()))
+    }
+}
+
+impl std::ops::Deref for CheckedConfig {
+    type Target = TrainConfig;
+
+    fn deref(&self) -> &TrainConfig {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(TrainConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let bad = |f: fn(&mut TrainConfig)| {
+            let mut c = TrainConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert_eq!(bad(|c| c.batch_size = 0), "batch_size must be between 1 and 65536, got 0");
+        assert_eq!(bad(|c| c.hidden = 0), "hidden must be between 1 and 65536, got 0");
+        assert_eq!(bad(|c| c.lr = 0.0), "lr must be a positive number, got 0");
+        assert_eq!(bad(|c| c.lr = f32::NAN), "lr must be a positive number, got NaN");
+        assert_eq!(bad(|c| c.lr = f32::INFINITY), "lr must be a positive number, got inf");
+        assert_eq!(bad(|c| c.lr_decay = 1.5), "lr_decay must be in (0, 1], got 1.5");
+        assert_eq!(bad(|c| c.l2 = -1.0), "l2 must be zero or a positive number, got -1");
+    }
+}

@@ -1,0 +1,37 @@
+//! Training for `mlp-core` networks: mini-batch SGD with L2 regularisation and an exponentially
+//! decaying learning rate, the training loop with validation and best-model selection, the
+//! per-epoch history, evaluation (loss, accuracy, confusion matrix) and model files.
+//!
+//! It trains on any [`LabelledData`], not only images:
+//! ```
+//! use mlp_train::{InMemoryData, TrainConfig, train};
+//! use ndarray::Array2;
+//!
+//! // Two classes: is x0 + x1 above 1?
+//! let x = Array2::from_shape_fn((400, 2), |(i, j)| ((i * 7 + j * 13) % 20) as f32 / 10.0);
+//! let y: Vec<usize> = x.rows().into_iter().map(|r| (r[0] + r[1] > 1.0) as usize).collect();
+//! let data = InMemoryData::new(x, y, 2)?;
+//! let config = TrainConfig { hidden: 16, epochs: 30, batch_size: 16, lr: 0.2, ..Default::default() };
+//! let outcome = train(&config.validate()?, &data, &data, |_| {})?;
+//! assert!(outcome.best_val_acc > 0.9);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod data;
+pub mod evaluate;
+pub mod fsio;
+pub mod history;
+pub mod model_file;
+pub mod sgd;
+pub mod trainer;
+
+pub use config::{CheckedConfig, ConfigError, TrainConfig};
+pub use data::{InMemoryData, LabelledData};
+pub use evaluate::{Evaluation, Evaluator, evaluate};
+pub use fsio::{WriteError, write_atomic, write_json_atomic};
+pub use history::{EpochRecord, History};
+pub use model_file::{ModelFileError, SavedModel, load_model, save_model};
+pub use sgd::{ExponentialDecay, Sgd};
+pub use trainer::{TrainError, TrainOutcome, train};
