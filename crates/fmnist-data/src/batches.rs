@@ -67,8 +67,13 @@ impl<'d> Batches<'d> {
         let n = indices.len();
         self.next = end;
         let features = self.data.features();
-        self.data.gather_normalised(indices, &mut self.x[..n * features], &mut self.labels[..n]);
-        Some(Batch { x: &self.x[..n * features], labels: &self.labels[..n], indices })
+        self.data
+            .gather_normalised(indices, &mut self.x[..n * features], &mut self.labels[..n]);
+        Some(Batch {
+            x: &self.x[..n * features],
+            labels: &self.labels[..n],
+            indices,
+        })
     }
 }
 
@@ -86,7 +91,14 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn tiny(n: usize) -> Dataset {
-        Dataset::from_parts((0..n as u8).collect(), (0..n as u8).map(|i| i % 3).collect(), 1, 1, 3).unwrap()
+        Dataset::from_parts(
+            (0..n as u8).collect(),
+            (0..n as u8).map(|i| i % 3).collect(),
+            1,
+            1,
+            3,
+        )
+        .unwrap()
     }
 
     #[test]

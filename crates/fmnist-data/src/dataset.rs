@@ -42,10 +42,22 @@ impl Dataset {
     /// Builds a data set from raw parts, checking that sizes agree and labels are `< classes`.
     ///
     /// Returns `None` if `pixels.len() != labels.len() * rows * cols` or a label is out of range.
-    pub fn from_parts(pixels: Vec<u8>, labels: Vec<u8>, rows: usize, cols: usize, classes: usize) -> Option<Self> {
+    pub fn from_parts(
+        pixels: Vec<u8>,
+        labels: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        classes: usize,
+    ) -> Option<Self> {
         let sizes_agree = pixels.len() == labels.len() * rows * cols;
         let labels_valid = labels.iter().all(|&l| (l as usize) < classes);
-        (sizes_agree && labels_valid).then_some(Self { pixels, labels, rows, cols, classes })
+        (sizes_agree && labels_valid).then_some(Self {
+            pixels,
+            labels,
+            rows,
+            cols,
+            classes,
+        })
     }
 
     /// Loads an image file and a label file (raw or .gz IDX) and checks they belong together.
@@ -72,10 +84,25 @@ impl Dataset {
                 labels: labels.len(),
             });
         }
-        if let Some((index, &label)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
-            return Err(DataError::LabelOutOfRange { path: labels_path.to_owned(), index, label, classes });
+        if let Some((index, &label)) = labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| l as usize >= classes)
+        {
+            return Err(DataError::LabelOutOfRange {
+                path: labels_path.to_owned(),
+                index,
+                label,
+                classes,
+            });
         }
-        Ok(Self { pixels: images.array.data, labels, rows, cols, classes })
+        Ok(Self {
+            pixels: images.array.data,
+            labels,
+            rows,
+            cols,
+            classes,
+        })
     }
 
     /// Number of examples.
@@ -124,7 +151,11 @@ impl Dataset {
     /// The split is by position: the Fashion-MNIST training file is already in random order, and
     /// a positional split needs no seed to reproduce. Panics if `n > len()`.
     pub fn split_last(mut self, n: usize) -> (Dataset, Dataset) {
-        assert!(n <= self.len(), "cannot split off {n} of {} examples", self.len());
+        assert!(
+            n <= self.len(),
+            "cannot split off {n} of {} examples",
+            self.len()
+        );
         let at = self.len() - n;
         let tail = Dataset {
             pixels: self.pixels.split_off(at * self.features()),
@@ -135,7 +166,13 @@ impl Dataset {
     }
 
     fn clone_shape(&self) -> Dataset {
-        Dataset { pixels: Vec::new(), labels: Vec::new(), rows: self.rows, cols: self.cols, classes: self.classes }
+        Dataset {
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            rows: self.rows,
+            cols: self.cols,
+            classes: self.classes,
+        }
     }
 
     /// Copies the examples at `indices` into `x` (normalised to [0, 1], one row per example) and
@@ -143,7 +180,12 @@ impl Dataset {
     /// `indices.len()`; nothing is allocated, so this can run every mini-batch.
     pub fn gather_normalised(&self, indices: &[usize], x: &mut [f32], y: &mut [usize]) {
         let f = self.features();
-        assert_eq!(x.len(), indices.len() * f, "x has room for {} values", x.len());
+        assert_eq!(
+            x.len(),
+            indices.len() * f,
+            "x has room for {} values",
+            x.len()
+        );
         assert_eq!(y.len(), indices.len(), "y has room for {} labels", y.len());
         for ((&i, x_row), y_i) in indices.iter().zip(x.chunks_exact_mut(f)).zip(y.iter_mut()) {
             normalise(self.image(i), x_row);
@@ -233,7 +275,10 @@ fn read_pair(images_path: &Path, labels_path: &Path) -> Result<(IdxFile, IdxFile
     let (images, labels) = std::thread::scope(|s| {
         let labels = s.spawn(|| read_idx_file(labels_path, 1));
         let images = read_idx_file(images_path, 3);
-        (images, labels.join().expect("loading thread does not panic"))
+        (
+            images,
+            labels.join().expect("loading thread does not panic"),
+        )
     });
     Ok((images?, labels?))
 }
@@ -242,7 +287,11 @@ fn check_digest(path: &Path, file: &IdxFile, expected: &str) -> Result<(), DataE
     if file.sha256 == expected {
         Ok(())
     } else {
-        Err(DataError::Digest { path: path.to_owned(), expected: expected.to_owned(), actual: file.sha256.clone() })
+        Err(DataError::Digest {
+            path: path.to_owned(),
+            expected: expected.to_owned(),
+            actual: file.sha256.clone(),
+        })
     }
 }
 

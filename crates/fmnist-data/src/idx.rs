@@ -45,13 +45,22 @@ pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray, IdxError> {
     let (dims, header_len, payload_len) = parse_header(bytes)?;
     let payload = &bytes[header_len..];
     check_payload_len(payload.len() as u64, payload_len)?;
-    Ok(IdxArray { dims, data: payload.to_vec() })
+    Ok(IdxArray {
+        dims,
+        data: payload.to_vec(),
+    })
 }
 
 /// Reads an IDX file, raw or gzip-compressed, checking it has `rank` dimensions.
 pub fn read_idx_file(path: &Path, rank: usize) -> Result<IdxFile, DataError> {
-    let io_err = |source| DataError::Io { path: path.to_owned(), source };
-    let idx_err = |source| DataError::Idx { path: path.to_owned(), source };
+    let io_err = |source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let idx_err = |source| DataError::Idx {
+        path: path.to_owned(),
+        source,
+    };
 
     let file = File::open(path).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
@@ -61,9 +70,15 @@ pub fn read_idx_file(path: &Path, rank: usize) -> Result<IdxFile, DataError> {
     let is_gzip = n == 2 && magic == [0x1f, 0x8b];
     let (mut source, max_len): (Box<dyn Read>, u64) = if is_gzip {
         let chained = std::io::Cursor::new(magic).chain(reader);
-        (Box::new(MultiGzDecoder::new(chained)), file_len.saturating_mul(MAX_DEFLATE_RATIO))
+        (
+            Box::new(MultiGzDecoder::new(chained)),
+            file_len.saturating_mul(MAX_DEFLATE_RATIO),
+        )
     } else {
-        (Box::new(std::io::Cursor::new(magic[..n].to_vec()).chain(reader)), file_len)
+        (
+            Box::new(std::io::Cursor::new(magic[..n].to_vec()).chain(reader)),
+            file_len,
+        )
     };
 
     // The header is at most 4 + 255 * 4 bytes; read the fixed part, then the dimensions.
@@ -78,20 +93,29 @@ pub fn read_idx_file(path: &Path, rank: usize) -> Result<IdxFile, DataError> {
     let (dims, header_len, payload_len) = parse_header(&header[..4 + got]).map_err(idx_err)?;
     debug_assert_eq!(header_len, header.len());
     if dims.len() != rank {
-        return Err(idx_err(IdxError::WrongRank { expected: rank, found: dims.len() }));
+        return Err(idx_err(IdxError::WrongRank {
+            expected: rank,
+            found: dims.len(),
+        }));
     }
 
     // Reserve no more than the input can justify, then read at most one byte past the payload
     // so that trailing data is detected without reading an arbitrarily long tail.
     let mut data = Vec::with_capacity(payload_len.min(max_len) as usize);
-    (&mut source).take(payload_len + 1).read_to_end(&mut data).map_err(io_err)?;
+    (&mut source)
+        .take(payload_len + 1)
+        .read_to_end(&mut data)
+        .map_err(io_err)?;
     check_payload_len(data.len() as u64, payload_len).map_err(idx_err)?;
 
     let mut hasher = Sha256::new();
     hasher.update(&header);
     hasher.update(&data);
     let sha256 = hex(&hasher.finalize());
-    Ok(IdxFile { array: IdxArray { dims, data }, sha256 })
+    Ok(IdxFile {
+        array: IdxArray { dims, data },
+        sha256,
+    })
 }
 
 /// Returns (dims, header length, payload length) after checking magic, type and size.
@@ -100,9 +124,19 @@ fn parse_header(bytes: &[u8]) -> Result<(Vec<usize>, usize, u64), IdxError> {
         return Err(IdxError::TooShort { len: bytes.len() });
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        let found = bytes[..4].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
-        let looks_textual = bytes[..4].iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
-        let hint = if looks_textual { ", looks like text or an HTML page" } else { "" };
+        let found = bytes[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let looks_textual = bytes[..4]
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+        let hint = if looks_textual {
+            ", looks like text or an HTML page"
+        } else {
+            ""
+        };
         return Err(IdxError::BadMagic { found, hint });
     }
     if bytes[2] != 0x08 {
@@ -122,14 +156,23 @@ fn parse_header(bytes: &[u8]) -> Result<(Vec<usize>, usize, u64), IdxError> {
         .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
         .filter(|&len| len <= MAX_PAYLOAD)
         .ok_or_else(|| IdxError::TooLarge { dims: raw.clone() })?;
-    Ok((raw.iter().map(|&d| d as usize).collect(), header_len, payload_len))
+    Ok((
+        raw.iter().map(|&d| d as usize).collect(),
+        header_len,
+        payload_len,
+    ))
 }
 
 fn check_payload_len(actual: u64, expected: u64) -> Result<(), IdxError> {
     if actual < expected {
-        Err(IdxError::Truncated { expected: expected as usize, actual: actual as usize })
+        Err(IdxError::Truncated {
+            expected: expected as usize,
+            actual: actual as usize,
+        })
     } else if actual > expected {
-        Err(IdxError::TrailingBytes { expected: expected as usize })
+        Err(IdxError::TrailingBytes {
+            expected: expected as usize,
+        })
     } else {
         Ok(())
     }
@@ -179,15 +222,27 @@ mod tests {
     fn rejects_truncated_and_trailing_payloads() {
         let mut bytes = header(&[4]);
         bytes.extend_from_slice(&[1, 2, 3]);
-        assert_eq!(parse_idx(&bytes), Err(IdxError::Truncated { expected: 4, actual: 3 }));
+        assert_eq!(
+            parse_idx(&bytes),
+            Err(IdxError::Truncated {
+                expected: 4,
+                actual: 3
+            })
+        );
         bytes.extend_from_slice(&[4, 5]);
-        assert_eq!(parse_idx(&bytes), Err(IdxError::TrailingBytes { expected: 4 }));
+        assert_eq!(
+            parse_idx(&bytes),
+            Err(IdxError::TrailingBytes { expected: 4 })
+        );
     }
 
     #[test]
     fn html_error_page_is_named_as_such() {
         let err = parse_idx(b"<!DOCTYPE html><html>404</html>").unwrap_err();
-        assert!(err.to_string().contains("looks like text or an HTML page"), "{err}");
+        assert!(
+            err.to_string().contains("looks like text or an HTML page"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -202,6 +257,9 @@ mod tests {
     fn rejects_other_element_types() {
         let mut bytes = header(&[1]);
         bytes[2] = 0x0d; // f32
-        assert_eq!(parse_idx(&bytes), Err(IdxError::UnsupportedType { code: 0x0d }));
+        assert_eq!(
+            parse_idx(&bytes),
+            Err(IdxError::UnsupportedType { code: 0x0d })
+        );
     }
 }

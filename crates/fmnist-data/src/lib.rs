@@ -26,6 +26,8 @@ pub mod idx;
 
 pub use batches::{Batch, Batches};
 pub use catalogue::{CLASS_NAMES, CLASSES, FILES, FileKind, FileSpec, IMAGE_SIDE, PIXELS, Split};
-pub use dataset::{Dataset, FashionMnist, Verify, load_fashion_mnist, load_split, locate, normalise, one_hot};
+pub use dataset::{
+    Dataset, FashionMnist, Verify, load_fashion_mnist, load_split, locate, normalise, one_hot,
+};
 pub use error::{DataError, IdxError};
 pub use idx::{IdxArray, IdxFile, parse_idx, read_idx_file};

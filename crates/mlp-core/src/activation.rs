@@ -132,7 +132,10 @@ mod tests {
         for a in Activation::ALL {
             assert_eq!(a.name().parse::<Activation>(), Ok(a));
         }
-        assert_eq!("Leaky-ReLU".parse::<Activation>(), Ok(Activation::LeakyRelu));
+        assert_eq!(
+            "Leaky-ReLU".parse::<Activation>(),
+            Ok(Activation::LeakyRelu)
+        );
         assert!("softplus".parse::<Activation>().is_err());
     }
 
@@ -143,7 +146,10 @@ mod tests {
                 let h = 1e-3;
                 let numeric = (act.apply(z + h) - act.apply(z - h)) / (2.0 * h);
                 let analytic = act.derivative(z, act.apply(z));
-                assert!((numeric - analytic).abs() < 1e-3, "{act} at {z}: {numeric} vs {analytic}");
+                assert!(
+                    (numeric - analytic).abs() < 1e-3,
+                    "{act} at {z}: {numeric} vs {analytic}"
+                );
             }
         }
     }

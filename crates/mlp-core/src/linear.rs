@@ -9,7 +9,12 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 /// y = x·W + b.
 // x: (n, in)   w: (in, out)   b: (out)   y: (n, out)
-pub fn forward(x: ArrayView2<f32>, w: ArrayView2<f32>, b: ArrayView1<f32>, mut y: ArrayViewMut2<f32>) {
+pub fn forward(
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+    mut y: ArrayViewMut2<f32>,
+) {
     for mut row in y.rows_mut() {
         row.assign(&b);
     }
@@ -18,7 +23,12 @@ pub fn forward(x: ArrayView2<f32>, w: ArrayView2<f32>, b: ArrayView1<f32>, mut y
 
 /// Parameter gradients of y = x·W + b given dy = dL/dy: dW = xᵀ·dy, db = Σ over rows of dy.
 // x: (n, in)   dy: (n, out)   dw: (in, out)   db: (out)
-pub fn backward_params(x: ArrayView2<f32>, dy: ArrayView2<f32>, mut dw: ArrayViewMut2<f32>, mut db: ArrayViewMut1<f32>) {
+pub fn backward_params(
+    x: ArrayView2<f32>,
+    dy: ArrayView2<f32>,
+    mut dw: ArrayViewMut2<f32>,
+    mut db: ArrayViewMut1<f32>,
+) {
     general_mat_mul(1.0, &x.t(), &dy, 0.0, &mut dw);
     db.fill(0.0);
     for row in dy.axis_iter(Axis(0)) {

@@ -43,7 +43,10 @@ impl BatchMetrics {
 // logits: (n, classes) → probabilities (n, classes)   labels: (n)
 pub fn softmax_cross_entropy(mut logits: ArrayViewMut2<f32>, labels: &[usize]) -> BatchMetrics {
     assert_eq!(logits.nrows(), labels.len(), "one label per row of logits");
-    let mut metrics = BatchMetrics { count: labels.len(), ..Default::default() };
+    let mut metrics = BatchMetrics {
+        count: labels.len(),
+        ..Default::default()
+    };
     for (row, &y) in logits.axis_iter_mut(Axis(0)).zip(labels) {
         let predicted = argmax(row.view());
         let log_p_y = softmax_row(row, y);
@@ -55,9 +58,17 @@ pub fn softmax_cross_entropy(mut logits: ArrayViewMut2<f32>, labels: &[usize]) -
 
 /// Gradient of the mean cross-entropy with respect to the logits.
 // probs: (n, classes)   labels: (n)   dz: (n, classes)
-pub fn softmax_cross_entropy_backward(probs: ArrayView2<f32>, labels: &[usize], mut dz: ArrayViewMut2<f32>) {
+pub fn softmax_cross_entropy_backward(
+    probs: ArrayView2<f32>,
+    labels: &[usize],
+    mut dz: ArrayViewMut2<f32>,
+) {
     let inv_n = 1.0 / labels.len() as f32;
-    for ((p_row, mut dz_row), &y) in probs.axis_iter(Axis(0)).zip(dz.axis_iter_mut(Axis(0))).zip(labels) {
+    for ((p_row, mut dz_row), &y) in probs
+        .axis_iter(Axis(0))
+        .zip(dz.axis_iter_mut(Axis(0)))
+        .zip(labels)
+    {
         for (j, (d, &p)) in dz_row.iter_mut().zip(p_row).enumerate() {
             *d = (p - (j == y) as u8 as f32) * inv_n;
         }
@@ -102,7 +113,11 @@ mod tests {
             assert!((row.sum() - 1.0).abs() < 1e-6);
         }
         // −ln(e³ / (e + e² + e³)) = 0.40760596; −ln(1/3) = 1.0986123
-        assert!((m.loss_sum - (0.40760596 + 1.0986123)).abs() < 1e-5, "{}", m.loss_sum);
+        assert!(
+            (m.loss_sum - (0.40760596 + 1.0986123)).abs() < 1e-5,
+            "{}",
+            m.loss_sum
+        );
         assert_eq!(m.correct, 2);
     }
 
@@ -122,6 +137,9 @@ mod tests {
         let mut dz = ndarray::Array2::<f32>::zeros((2, 2));
         softmax_cross_entropy_backward(p.view(), &[1, 0], dz.view_mut());
         let expected = array![[0.1f32, -0.1], [-0.2, 0.2]];
-        assert!(dz.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-7), "{dz}");
+        assert!(
+            dz.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-7),
+            "{dz}"
+        );
     }
 }

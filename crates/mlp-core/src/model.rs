@@ -23,7 +23,11 @@ pub struct Shape {
 impl Shape {
     /// The Fashion-MNIST shape with `hidden` hidden units: 784-hidden-10.
     pub fn fashion_mnist(hidden: usize) -> Self {
-        Self { inputs: 784, hidden, classes: 10 }
+        Self {
+            inputs: 784,
+            hidden,
+            classes: 10,
+        }
     }
 
     /// Number of trainable parameters.
@@ -76,18 +80,34 @@ pub struct Mlp {
 
 impl Mlp {
     /// A freshly initialised network (He initialisation, zero biases).
-    pub fn new<R: Rng + ?Sized>(shape: Shape, activation: Activation, rng: &mut R) -> Result<Self, ModelError> {
-        let Shape { inputs, hidden, classes } = shape;
+    pub fn new<R: Rng + ?Sized>(
+        shape: Shape,
+        activation: Activation,
+        rng: &mut R,
+    ) -> Result<Self, ModelError> {
+        let Shape {
+            inputs,
+            hidden,
+            classes,
+        } = shape;
         if inputs == 0 || hidden == 0 || classes == 0 {
             return Err(ModelError::EmptyLayer(shape));
         }
         let mut he = |fan_in: usize, fan_out: usize| {
             let std = (2.0 / fan_in as f64).sqrt();
-            Array2::from_shape_simple_fn((fan_in, fan_out), || (rng.sample::<f64, _>(StandardNormal) * std) as f32)
+            Array2::from_shape_simple_fn((fan_in, fan_out), || {
+                (rng.sample::<f64, _>(StandardNormal) * std) as f32
+            })
         };
         let w1 = he(inputs, hidden);
         let w2 = he(hidden, classes);
-        Ok(Self { w1, b1: Array1::zeros(hidden), w2, b2: Array1::zeros(classes), activation })
+        Ok(Self {
+            w1,
+            b1: Array1::zeros(hidden),
+            w2,
+            b2: Array1::zeros(classes),
+            activation,
+        })
     }
 
     /// Assembles a network from parameters, checking that their shapes agree and values are finite.
@@ -98,7 +118,11 @@ impl Mlp {
         b2: Array1<f32>,
         activation: Activation,
     ) -> Result<Self, ModelError> {
-        let shape = Shape { inputs: w1.nrows(), hidden: w1.ncols(), classes: w2.ncols() };
+        let shape = Shape {
+            inputs: w1.nrows(),
+            hidden: w1.ncols(),
+            classes: w2.ncols(),
+        };
         if shape.inputs == 0 || shape.hidden == 0 || shape.classes == 0 {
             return Err(ModelError::EmptyLayer(shape));
         }
@@ -106,13 +130,23 @@ impl Mlp {
             if found == expected {
                 Ok(())
             } else {
-                Err(ModelError::ShapeMismatch { name, found: found.to_vec(), expected: expected.to_vec() })
+                Err(ModelError::ShapeMismatch {
+                    name,
+                    found: found.to_vec(),
+                    expected: expected.to_vec(),
+                })
             }
         };
         expect("b1", b1.shape(), &[shape.hidden])?;
         expect("w2", w2.shape(), &[shape.hidden, shape.classes])?;
         expect("b2", b2.shape(), &[shape.classes])?;
-        let model = Self { w1, b1, w2, b2, activation };
+        let model = Self {
+            w1,
+            b1,
+            w2,
+            b2,
+            activation,
+        };
         for (name, values) in model.named_parameters() {
             if !values.iter().all(|v| v.is_finite()) {
                 return Err(ModelError::NonFinite(name));
@@ -123,7 +157,11 @@ impl Mlp {
 
     /// Layer sizes.
     pub fn shape(&self) -> Shape {
-        Shape { inputs: self.w1.nrows(), hidden: self.w1.ncols(), classes: self.w2.ncols() }
+        Shape {
+            inputs: self.w1.nrows(),
+            hidden: self.w1.ncols(),
+            classes: self.w2.ncols(),
+        }
     }
 
     /// The parameters by name, as flat slices, in the order w1, b1, w2, b2.

@@ -11,9 +11,9 @@
 
 use ndarray::{Array1, Array2, ArrayView2, s};
 
+use crate::linear;
 use crate::loss::{self, BatchMetrics};
 use crate::model::{Mlp, Shape};
-use crate::linear;
 
 /// Gradients of the mean loss with respect to each parameter (same shapes as the parameters).
 #[derive(Debug, Clone, PartialEq)]
@@ -42,11 +42,16 @@ impl Gradients {
     /// Euclidean norm of all gradients together, as one vector.
     pub fn norm(&self) -> f32 {
         let sum_sq = |v: &[f32]| v.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>();
-        [&self.dw1.as_slice(), &self.db1.as_slice(), &self.dw2.as_slice(), &self.db2.as_slice()]
-            .iter()
-            .map(|v| sum_sq(v.expect("gradients are contiguous")))
-            .sum::<f64>()
-            .sqrt() as f32
+        [
+            &self.dw1.as_slice(),
+            &self.db1.as_slice(),
+            &self.dw2.as_slice(),
+            &self.db2.as_slice(),
+        ]
+        .iter()
+        .map(|v| sum_sq(v.expect("gradients are contiguous")))
+        .sum::<f64>()
+        .sqrt() as f32
     }
 }
 
@@ -68,7 +73,9 @@ pub struct Workspace {
 impl Workspace {
     /// Buffers for a network of `shape` and batches of at most `capacity` rows.
     pub fn new(shape: Shape, capacity: usize) -> Self {
-        let Shape { hidden, classes, .. } = shape;
+        let Shape {
+            hidden, classes, ..
+        } = shape;
         Self {
             z1: Array2::zeros((capacity, hidden)),
             a1: Array2::zeros((capacity, hidden)),
@@ -97,9 +104,24 @@ impl Workspace {
 
 impl Mlp {
     fn check_batch(&self, x: &ArrayView2<f32>, ws: &Workspace) {
-        assert_eq!(x.ncols(), self.shape().inputs, "x has {} features, the model takes {}", x.ncols(), self.shape().inputs);
-        assert!(x.nrows() <= ws.capacity(), "batch of {} rows exceeds workspace capacity {}", x.nrows(), ws.capacity());
-        assert_eq!(ws.z1.ncols(), self.shape().hidden, "workspace was made for another hidden size");
+        assert_eq!(
+            x.ncols(),
+            self.shape().inputs,
+            "x has {} features, the model takes {}",
+            x.ncols(),
+            self.shape().inputs
+        );
+        assert!(
+            x.nrows() <= ws.capacity(),
+            "batch of {} rows exceeds workspace capacity {}",
+            x.nrows(),
+            ws.capacity()
+        );
+        assert_eq!(
+            ws.z1.ncols(),
+            self.shape().hidden,
+            "workspace was made for another hidden size"
+        );
     }
 
     /// The forward pass up to the logits z2, (n, classes).
@@ -107,7 +129,11 @@ impl Mlp {
     pub fn logits<'w>(&self, x: ArrayView2<f32>, ws: &'w mut Workspace) -> ArrayView2<'w, f32> {
         self.check_batch(&x, ws);
         let n = x.nrows();
-        let (mut z1, mut a1, mut z2) = (ws.z1.slice_mut(s![..n, ..]), ws.a1.slice_mut(s![..n, ..]), ws.z2.slice_mut(s![..n, ..]));
+        let (mut z1, mut a1, mut z2) = (
+            ws.z1.slice_mut(s![..n, ..]),
+            ws.a1.slice_mut(s![..n, ..]),
+            ws.z2.slice_mut(s![..n, ..]),
+        );
         linear::forward(x, self.w1.view(), self.b1.view(), z1.view_mut());
         self.activation.forward(z1.view(), a1.view_mut());
         linear::forward(a1.view(), self.w2.view(), self.b2.view(), z2.view_mut());
@@ -117,7 +143,12 @@ impl Mlp {
     /// The full forward pass: keeps z1, a1 and p in `ws` for [`Mlp::backward`] and returns the
     /// batch's loss and accuracy counts.
     // x: (n, inputs)   labels: (n)
-    pub fn forward(&self, x: ArrayView2<f32>, labels: &[usize], ws: &mut Workspace) -> BatchMetrics {
+    pub fn forward(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[usize],
+        ws: &mut Workspace,
+    ) -> BatchMetrics {
         let n = x.nrows();
         self.logits(x, ws);
         loss::softmax_cross_entropy(ws.z2.slice_mut(s![..n, ..]), labels)
@@ -126,11 +157,27 @@ impl Mlp {
     /// The backward pass for the batch of the last [`Mlp::forward`] on `ws` (same `x` and
     /// `labels`): writes the gradients of the mean loss into `ws.grads` and returns them.
     // x: (n, inputs)   labels: (n)
-    pub fn backward<'w>(&self, x: ArrayView2<f32>, labels: &[usize], ws: &'w mut Workspace) -> &'w Gradients {
+    pub fn backward<'w>(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[usize],
+        ws: &'w mut Workspace,
+    ) -> &'w Gradients {
         self.check_batch(&x, ws);
         let n = x.nrows();
-        let Workspace { z1, a1, z2, dz2, dz1, grads } = ws;
-        let (z1, a1, p) = (z1.slice(s![..n, ..]), a1.slice(s![..n, ..]), z2.slice(s![..n, ..]));
+        let Workspace {
+            z1,
+            a1,
+            z2,
+            dz2,
+            dz1,
+            grads,
+        } = ws;
+        let (z1, a1, p) = (
+            z1.slice(s![..n, ..]),
+            a1.slice(s![..n, ..]),
+            z2.slice(s![..n, ..]),
+        );
         let (mut dz2, mut dz1) = (dz2.slice_mut(s![..n, ..]), dz1.slice_mut(s![..n, ..]));
 
         loss::softmax_cross_entropy_backward(p, labels, dz2.view_mut());

@@ -7,7 +7,11 @@ use ndarray::{Array2, ArrayView2};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const SHAPE: Shape = Shape { inputs: 6, hidden: 5, classes: 4 };
+const SHAPE: Shape = Shape {
+    inputs: 6,
+    hidden: 5,
+    classes: 4,
+};
 const BATCH: usize = 7;
 /// Step for central differences. In f32 the loss (≈1.4) carries ~1e-7 relative rounding error,
 /// so the difference quotient is good to ~1e-5; the truncation error h²·L'''/6 is of the same order.
@@ -40,7 +44,7 @@ fn check_tensor(
     labels: &[usize],
 ) {
     let mut probe = model.clone();
-    for i in 0..analytic.len() {
+    for (i, &expected) in analytic.iter().enumerate() {
         let original = param(&mut probe)[i];
         param(&mut probe)[i] = original + H;
         let plus = mean_loss(&probe, x.view(), labels);
@@ -48,11 +52,10 @@ fn check_tensor(
         let minus = mean_loss(&probe, x.view(), labels);
         param(&mut probe)[i] = original;
         let numeric = (plus - minus) / (2.0 * H);
-        let tolerance = 2e-4 + 1e-2 * analytic[i].abs();
+        let tolerance = 2e-4 + 1e-2 * expected.abs();
         assert!(
-            (numeric - analytic[i]).abs() <= tolerance,
-            "{activation}: d{name}[{i}] analytic {} vs numeric {numeric}",
-            analytic[i]
+            (numeric - expected).abs() <= tolerance,
+            "{activation}: d{name}[{i}] analytic {expected} vs numeric {numeric}"
         );
     }
 }
@@ -64,13 +67,48 @@ fn check_activation(activation: Activation) {
     // A kink of ReLU within ±H of some z1 would make the finite difference meaningless there.
     let z1 = x.dot(&model.w1) + &model.b1;
     let closest = z1.iter().fold(f32::INFINITY, |m, z| m.min(z.abs()));
-    assert!(closest > 2.0 * H, "test data puts a pre-activation at {closest}, too near a kink");
+    assert!(
+        closest > 2.0 * H,
+        "test data puts a pre-activation at {closest}, too near a kink"
+    );
 
     let grads = model.backward(x.view(), &labels, &mut ws).clone();
-    check_tensor(activation, "w1", |m| m.w1.as_slice_mut().unwrap(), grads.dw1.as_slice().unwrap(), &model, &x, &labels);
-    check_tensor(activation, "b1", |m| m.b1.as_slice_mut().unwrap(), grads.db1.as_slice().unwrap(), &model, &x, &labels);
-    check_tensor(activation, "w2", |m| m.w2.as_slice_mut().unwrap(), grads.dw2.as_slice().unwrap(), &model, &x, &labels);
-    check_tensor(activation, "b2", |m| m.b2.as_slice_mut().unwrap(), grads.db2.as_slice().unwrap(), &model, &x, &labels);
+    check_tensor(
+        activation,
+        "w1",
+        |m| m.w1.as_slice_mut().unwrap(),
+        grads.dw1.as_slice().unwrap(),
+        &model,
+        &x,
+        &labels,
+    );
+    check_tensor(
+        activation,
+        "b1",
+        |m| m.b1.as_slice_mut().unwrap(),
+        grads.db1.as_slice().unwrap(),
+        &model,
+        &x,
+        &labels,
+    );
+    check_tensor(
+        activation,
+        "w2",
+        |m| m.w2.as_slice_mut().unwrap(),
+        grads.dw2.as_slice().unwrap(),
+        &model,
+        &x,
+        &labels,
+    );
+    check_tensor(
+        activation,
+        "b2",
+        |m| m.b2.as_slice_mut().unwrap(),
+        grads.db2.as_slice().unwrap(),
+        &model,
+        &x,
+        &labels,
+    );
 }
 
 #[test]
@@ -104,7 +142,15 @@ fn the_check_catches_a_wrong_gradient() {
     let mut grads = model.backward(x.view(), &labels, &mut ws).clone();
     grads.dw1.as_slice_mut().unwrap()[3] *= 1.1;
     grads.dw1.as_slice_mut().unwrap()[3] += 1e-3;
-    check_tensor(Activation::Tanh, "w1", |m| m.w1.as_slice_mut().unwrap(), grads.dw1.as_slice().unwrap(), &model, &x, &labels);
+    check_tensor(
+        Activation::Tanh,
+        "w1",
+        |m| m.w1.as_slice_mut().unwrap(),
+        grads.dw1.as_slice().unwrap(),
+        &model,
+        &x,
+        &labels,
+    );
 }
 
 #[test]
@@ -115,5 +161,8 @@ fn batches_smaller_than_the_workspace_give_the_same_gradients() {
     let a = model.forward(x.view(), &labels, &mut exact);
     let b = model.forward(x.view(), &labels, &mut roomy);
     assert_eq!(a, b);
-    assert_eq!(model.backward(x.view(), &labels, &mut exact), model.backward(x.view(), &labels, &mut roomy));
+    assert_eq!(
+        model.backward(x.view(), &labels, &mut exact),
+        model.backward(x.view(), &labels, &mut roomy)
+    );
 }

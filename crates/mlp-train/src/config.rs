@@ -73,6 +73,15 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The name of the offending setting, as in [`TrainConfig`] (e.g. `batch_size`).
+    pub fn setting(&self) -> &'static str {
+        match self {
+            Self::OutOfRange { name, .. } | Self::BadNumber { name, .. } => name,
+        }
+    }
+}
+
 /// A [`TrainConfig`] whose every value is in range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedConfig(TrainConfig);
@@ -81,16 +90,38 @@ impl TrainConfig {
     /// Checks every value once, so the training loop need not.
     pub fn validate(&self) -> Result<CheckedConfig, ConfigError> {
         let int = |name, value: usize, min, max| {
-            if (min..=max).contains(&value) { Ok(()) } else { Err(ConfigError::OutOfRange { name, value, min, max }) }
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    name,
+                    value,
+                    min,
+                    max,
+                })
+            }
         };
         let real = |name, value: f32, ok: bool, expected| {
-            if ok && value.is_finite() { Ok(()) } else { Err(ConfigError::BadNumber { name, value, expected }) }
+            if ok && value.is_finite() {
+                Ok(())
+            } else {
+                Err(ConfigError::BadNumber {
+                    name,
+                    value,
+                    expected,
+                })
+            }
         };
         int("hidden", self.hidden, 1, MAX_HIDDEN)?;
         int("epochs", self.epochs, 1, 1_000_000)?;
         int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)?;
         real("lr", self.lr, self.lr > 0.0, "a positive number")?;
-        real("lr_decay", self.lr_decay, self.lr_decay > 0.0 && self.lr_decay <= 1.0, "in (0, 1]")?;
+        real(
+            "lr_decay",
+            self.lr_decay,
+            self.lr_decay > 0.0 && self.lr_decay <= 1.0,
+            "in (0, 1]",
+        )?;
         real("l2", self.l2, self.l2 >= 0.0, "zero or a positive number")?;
         Ok(CheckedConfig(self.clone()))
     }
@@ -120,12 +151,30 @@ mod tests {
             f(&mut c);
             c.validate().unwrap_err().to_string()
         };
-        assert_eq!(bad(|c| c.batch_size = 0), "batch_size must be between 1 and 65536, got 0");
-        assert_eq!(bad(|c| c.hidden = 0), "hidden must be between 1 and 65536, got 0");
+        assert_eq!(
+            bad(|c| c.batch_size = 0),
+            "batch_size must be between 1 and 65536, got 0"
+        );
+        assert_eq!(
+            bad(|c| c.hidden = 0),
+            "hidden must be between 1 and 65536, got 0"
+        );
         assert_eq!(bad(|c| c.lr = 0.0), "lr must be a positive number, got 0");
-        assert_eq!(bad(|c| c.lr = f32::NAN), "lr must be a positive number, got NaN");
-        assert_eq!(bad(|c| c.lr = f32::INFINITY), "lr must be a positive number, got inf");
-        assert_eq!(bad(|c| c.lr_decay = 1.5), "lr_decay must be in (0, 1], got 1.5");
-        assert_eq!(bad(|c| c.l2 = -1.0), "l2 must be zero or a positive number, got -1");
+        assert_eq!(
+            bad(|c| c.lr = f32::NAN),
+            "lr must be a positive number, got NaN"
+        );
+        assert_eq!(
+            bad(|c| c.lr = f32::INFINITY),
+            "lr must be a positive number, got inf"
+        );
+        assert_eq!(
+            bad(|c| c.lr_decay = 1.5),
+            "lr_decay must be in (0, 1], got 1.5"
+        );
+        assert_eq!(
+            bad(|c| c.l2 = -1.0),
+            "l2 must be zero or a positive number, got -1"
+        );
     }
 }

@@ -58,10 +58,17 @@ impl InMemoryData {
     /// Wraps features `x` (one row per example) and labels `y`, checking they agree.
     pub fn new(x: Array2<f32>, y: Vec<usize>, classes: usize) -> Result<Self, DataShapeError> {
         if x.nrows() != y.len() {
-            return Err(DataShapeError::CountMismatch { rows: x.nrows(), labels: y.len() });
+            return Err(DataShapeError::CountMismatch {
+                rows: x.nrows(),
+                labels: y.len(),
+            });
         }
         if let Some((index, &label)) = y.iter().enumerate().find(|&(_, &l)| l >= classes) {
-            return Err(DataShapeError::LabelOutOfRange { index, label, classes });
+            return Err(DataShapeError::LabelOutOfRange {
+                index,
+                label,
+                classes,
+            });
         }
         let x = x.as_standard_layout().into_owned();
         Ok(Self { x, y, classes })

@@ -72,15 +72,27 @@ impl Evaluator {
             self.indices.clear();
             self.indices.extend(start..start + n);
             let x_slice = self.x.as_slice_mut().expect("standard layout");
-            data.gather(&self.indices, &mut x_slice[..n * data.features()], &mut self.y[..n]);
+            data.gather(
+                &self.indices,
+                &mut x_slice[..n * data.features()],
+                &mut self.y[..n],
+            );
             let x: ArrayView2<f32> = self.x.slice(s![..n, ..]);
             // Predictions are taken from the probabilities, whose argmax equals the logits'.
             metrics.merge(model.forward(x, &self.y[..n], &mut self.ws));
-            for (p, &y) in self.ws.probabilities(n).axis_iter(Axis(0)).zip(&self.y[..n]) {
+            for (p, &y) in self
+                .ws
+                .probabilities(n)
+                .axis_iter(Axis(0))
+                .zip(&self.y[..n])
+            {
                 confusion[[y, argmax(p)]] += 1;
             }
         }
-        Evaluation { loss: metrics.mean_loss(), confusion }
+        Evaluation {
+            loss: metrics.mean_loss(),
+            confusion,
+        }
     }
 }
 

@@ -19,13 +19,25 @@ pub struct WriteError {
 /// disk, then renamed over `path`, and the directory entry flushed too. On error the temporary
 /// file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let wrap = |source| WriteError { path: path.to_owned(), source };
+    let wrap = |source| WriteError {
+        path: path.to_owned(),
+        source,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path.file_name().ok_or_else(|| wrap(io::Error::new(io::ErrorKind::InvalidInput, "not a file path")))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let name = path.file_name().ok_or_else(|| {
+        wrap(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file path",
+        ))
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -46,7 +58,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 
 /// Serialises `value` as pretty JSON and writes it atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), WriteError> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| WriteError { path: path.to_owned(), source: e.into() })?;
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| WriteError {
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
 }
@@ -70,7 +85,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing-dir").join("f.bin");
         let err = write_atomic(&path, b"x").unwrap_err();
-        assert!(err.to_string().contains("missing-dir/f.bin: cannot write"), "{err}");
+        assert!(
+            err.to_string().contains("missing-dir/f.bin: cannot write"),
+            "{err}"
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

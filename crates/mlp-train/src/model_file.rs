@@ -118,23 +118,45 @@ pub fn model_from_bytes(bytes: &[u8], path: &Path) -> Result<SavedModel, ModelFi
     match read_envelope(bytes) {
         Some((MODEL_MAGIC, MODEL_FORMAT_VERSION)) => {}
         Some((MODEL_MAGIC, found)) => {
-            return Err(ModelFileError::Version { path, found, supported: MODEL_FORMAT_VERSION });
+            return Err(ModelFileError::Version {
+                path,
+                found,
+                supported: MODEL_FORMAT_VERSION,
+            });
         }
         _ => return Err(ModelFileError::NotAModel { path }),
     }
-    let r: ModelRecord =
-        rmp_serde::from_slice(bytes).map_err(|e| ModelFileError::Corrupt { path: path.clone(), detail: e.to_string() })?;
-    let Shape { inputs, hidden, classes } = r.shape;
-    let invalid = |source| ModelFileError::Invalid { path: path.clone(), source };
+    let r: ModelRecord = rmp_serde::from_slice(bytes).map_err(|e| ModelFileError::Corrupt {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
+    let Shape {
+        inputs,
+        hidden,
+        classes,
+    } = r.shape;
+    let invalid = |source| ModelFileError::Invalid {
+        path: path.clone(),
+        source,
+    };
     let matrix = |name, rows: usize, cols: usize, v: Vec<f32>| {
         let found = v.len();
-        Array2::from_shape_vec((rows, cols), v)
-            .map_err(|_| invalid(ModelError::ShapeMismatch { name, found: vec![found], expected: vec![rows, cols] }))
+        Array2::from_shape_vec((rows, cols), v).map_err(|_| {
+            invalid(ModelError::ShapeMismatch {
+                name,
+                found: vec![found],
+                expected: vec![rows, cols],
+            })
+        })
     };
     let w1 = matrix("w1", inputs, hidden, r.w1)?;
     let w2 = matrix("w2", hidden, classes, r.w2)?;
-    let model = Mlp::from_parts(w1, Array1::from(r.b1), w2, Array1::from(r.b2), r.activation).map_err(invalid)?;
-    Ok(SavedModel { model, class_names: r.class_names })
+    let model = Mlp::from_parts(w1, Array1::from(r.b1), w2, Array1::from(r.b2), r.activation)
+        .map_err(invalid)?;
+    Ok(SavedModel {
+        model,
+        class_names: r.class_names,
+    })
 }
 
 /// Reads `magic` and `version`, the first two entries of the map, without decoding the rest,
@@ -158,7 +180,10 @@ pub fn save_model(path: &Path, model: &Mlp, class_names: &[String]) -> Result<()
 
 /// Reads and checks a model file.
 pub fn load_model(path: &Path) -> Result<SavedModel, ModelFileError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     model_from_bytes(&bytes, path)
 }
 
@@ -169,7 +194,16 @@ mod tests {
 
     fn model() -> Mlp {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        Mlp::new(Shape { inputs: 3, hidden: 4, classes: 2 }, Activation::Tanh, &mut rng).unwrap()
+        Mlp::new(
+            Shape {
+                inputs: 3,
+                hidden: 4,
+                classes: 2,
+            },
+            Activation::Tanh,
+            &mut rng,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -177,14 +211,27 @@ mod tests {
         let m = model();
         let names = vec!["a".to_owned(), "b".to_owned()];
         let back = model_from_bytes(&model_to_bytes(&m, &names), Path::new("m")).unwrap();
-        assert_eq!(back, SavedModel { model: m, class_names: names });
+        assert_eq!(
+            back,
+            SavedModel {
+                model: m,
+                class_names: names
+            }
+        );
     }
 
     #[test]
     fn other_msgpack_is_not_a_model() {
-        let bytes = rmp_serde::to_vec_named(&std::collections::BTreeMap::from([("magic", "x")])).unwrap();
-        assert!(matches!(model_from_bytes(&bytes, Path::new("m")), Err(ModelFileError::NotAModel { .. })));
-        assert!(matches!(model_from_bytes(b"hello", Path::new("m")), Err(ModelFileError::NotAModel { .. })));
+        let bytes =
+            rmp_serde::to_vec_named(&std::collections::BTreeMap::from([("magic", "x")])).unwrap();
+        assert!(matches!(
+            model_from_bytes(&bytes, Path::new("m")),
+            Err(ModelFileError::NotAModel { .. })
+        ));
+        assert!(matches!(
+            model_from_bytes(b"hello", Path::new("m")),
+            Err(ModelFileError::NotAModel { .. })
+        ));
     }
 
     #[test]
@@ -195,7 +242,12 @@ mod tests {
             version: u32,
             layers: Vec<u32>,
         }
-        let bytes = rmp_serde::to_vec_named(&Future { magic: MODEL_MAGIC, version: 2, layers: vec![1, 2] }).unwrap();
+        let bytes = rmp_serde::to_vec_named(&Future {
+            magic: MODEL_MAGIC,
+            version: 2,
+            layers: vec![1, 2],
+        })
+        .unwrap();
         let err = model_from_bytes(&bytes, Path::new("m.msgpack")).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -207,6 +259,12 @@ mod tests {
     fn truncated_file_is_refused() {
         let bytes = model_to_bytes(&model(), &[]);
         let err = model_from_bytes(&bytes[..bytes.len() - 7], Path::new("m")).unwrap_err();
-        assert!(matches!(err, ModelFileError::Corrupt { .. } | ModelFileError::NotAModel { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ModelFileError::Corrupt { .. } | ModelFileError::NotAModel { .. }
+            ),
+            "{err}"
+        );
     }
 }

@@ -24,10 +24,18 @@ impl Sgd {
         let (lr, l2) = (self.lr, self.l2);
         let weight_update = |w: &mut f32, &g: &f32| *w -= lr * (g + l2 * *w);
         let bias_update = |b: &mut f32, &g: &f32| *b -= lr * g;
-        Zip::from(&mut model.w1).and(&grads.dw1).for_each(weight_update);
-        Zip::from(&mut model.w2).and(&grads.dw2).for_each(weight_update);
-        Zip::from(&mut model.b1).and(&grads.db1).for_each(bias_update);
-        Zip::from(&mut model.b2).and(&grads.db2).for_each(bias_update);
+        Zip::from(&mut model.w1)
+            .and(&grads.dw1)
+            .for_each(weight_update);
+        Zip::from(&mut model.w2)
+            .and(&grads.dw2)
+            .for_each(weight_update);
+        Zip::from(&mut model.b1)
+            .and(&grads.db1)
+            .for_each(bias_update);
+        Zip::from(&mut model.b2)
+            .and(&grads.db2)
+            .for_each(bias_update);
     }
 }
 
@@ -56,8 +64,19 @@ mod tests {
 
     #[test]
     fn weights_decay_biases_do_not() {
-        let mut model = Mlp::from_parts(array![[1.0]], Array1::ones(1), array![[2.0]], Array1::ones(1), Activation::Relu).unwrap();
-        let grads = Gradients::zeros(Shape { inputs: 1, hidden: 1, classes: 1 });
+        let mut model = Mlp::from_parts(
+            array![[1.0]],
+            Array1::ones(1),
+            array![[2.0]],
+            Array1::ones(1),
+            Activation::Relu,
+        )
+        .unwrap();
+        let grads = Gradients::zeros(Shape {
+            inputs: 1,
+            hidden: 1,
+            classes: 1,
+        });
         Sgd::new(0.5, 0.1).step(&mut model, &grads);
         assert_eq!(model.w1[[0, 0]], 1.0 - 0.5 * 0.1 * 1.0);
         assert_eq!(model.w2[[0, 0]], 2.0 - 0.5 * 0.1 * 2.0);
@@ -66,7 +85,10 @@ mod tests {
 
     #[test]
     fn schedule_decays_geometrically() {
-        let s = ExponentialDecay { initial: 0.2, decay: 0.5 };
+        let s = ExponentialDecay {
+            initial: 0.2,
+            decay: 0.5,
+        };
         assert_eq!((s.at(0), s.at(1), s.at(3)), (0.2, 0.1, 0.025));
     }
 }

@@ -32,7 +32,9 @@ pub struct TrainOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// The loss became NaN or infinite.
-    #[error("training diverged in epoch {epoch} (loss {loss}); try a smaller learning rate than {lr}")]
+    #[error(
+        "training diverged in epoch {epoch} (loss {loss}); try a smaller learning rate than {lr}"
+    )]
     Diverged {
         /// The epoch (1-based).
         epoch: usize,
@@ -61,10 +63,17 @@ pub fn train(
     mut on_epoch: impl FnMut(&EpochRecord),
 ) -> Result<TrainOutcome, TrainError> {
     check_data(train_data, val_data)?;
-    let shape = Shape { inputs: train_data.features(), hidden: config.hidden, classes: train_data.classes() };
+    let shape = Shape {
+        inputs: train_data.features(),
+        hidden: config.hidden,
+        classes: train_data.classes(),
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut model = Mlp::new(shape, config.activation, &mut rng)?;
-    let schedule = ExponentialDecay { initial: config.lr, decay: config.lr_decay };
+    let schedule = ExponentialDecay {
+        initial: config.lr,
+        decay: config.lr_decay,
+    };
     let mut sgd = Sgd::new(config.lr, config.l2);
 
     // Every buffer the loop needs, allocated once.
@@ -76,14 +85,23 @@ pub fn train(
     let mut order: Vec<usize> = (0..train_data.len()).collect();
 
     let mut history = History::default();
-    let mut best = TrainOutcome { best_model: model.clone(), best_epoch: 0, best_val_acc: f64::NEG_INFINITY, history: History::default() };
+    let mut best = TrainOutcome {
+        best_model: model.clone(),
+        best_epoch: 0,
+        best_val_acc: f64::NEG_INFINITY,
+        history: History::default(),
+    };
     for epoch in 0..config.epochs {
         let started = Instant::now();
         sgd.lr = schedule.at(epoch);
         order.shuffle(&mut rng);
         let mut train_metrics = BatchMetrics::default();
         let mut grad_norm_sum = 0.0;
-        let diverged = |loss| TrainError::Diverged { epoch: epoch + 1, loss, lr: sgd.lr };
+        let diverged = |loss| TrainError::Diverged {
+            epoch: epoch + 1,
+            loss,
+            lr: sgd.lr,
+        };
 
         for batch in order.chunks(batch_size) {
             let n = batch.len();
@@ -127,12 +145,17 @@ pub fn train(
     Ok(best)
 }
 
-fn check_data(train_data: &dyn LabelledData, val_data: &dyn LabelledData) -> Result<(), TrainError> {
+fn check_data(
+    train_data: &dyn LabelledData,
+    val_data: &dyn LabelledData,
+) -> Result<(), TrainError> {
     let problem = if train_data.is_empty() {
         Some("the training set is empty".to_owned())
     } else if val_data.is_empty() {
         Some("the validation set is empty".to_owned())
-    } else if train_data.features() != val_data.features() || train_data.classes() != val_data.classes() {
+    } else if train_data.features() != val_data.features()
+        || train_data.classes() != val_data.classes()
+    {
         Some(format!(
             "training data has {} features and {} classes, validation data {} and {}",
             train_data.features(),
