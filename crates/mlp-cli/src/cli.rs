@@ -1,0 +1,100 @@
+//! The command-line interface: commands, flags and their defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use mlp_core::Activation;
+use mlp_train::TrainConfig;
+
+/// Default location of the Fashion-MNIST files (what `cargo xtask fetch-data` writes).
+pub const DEFAULT_DATA_DIR: &str = "data/fashion-mnist";
+
+/// Train and test a three-layer neural network on Fashion-MNIST.
+#[derive(Debug, Parser)]
+#[command(name = "mlp", version, about, args_override_self = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a network; writes model.msgpack, history.json and config.json to the run folder.
+    Train(TrainArgs),
+    /// Report a saved model's accuracy on the 10,000 test images.
+    Test(TestArgs),
+}
+
+/// Where the data is and whether to insist it is Fashion-MNIST.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Folder holding the four IDX files (raw or .gz).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Accept IDX files that are not Fashion-MNIST (skip the content digest check).
+    #[arg(long)]
+    pub allow_unverified: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Hidden units.
+    #[arg(long, default_value_t = TrainConfig::default().hidden)]
+    pub hidden: usize,
+    /// Hidden activation: relu, leaky_relu, tanh or sigmoid.
+    #[arg(long, default_value_t = TrainConfig::default().activation)]
+    pub activation: Activation,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    pub epochs: usize,
+    /// Examples per mini-batch.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// Learning rate of the first epoch.
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
+    pub lr: f32,
+    /// Learning-rate factor per epoch (lr · decay^epoch).
+    #[arg(long, default_value_t = TrainConfig::default().lr_decay)]
+    pub lr_decay: f32,
+    /// L2 regularisation strength on the weights.
+    #[arg(long, default_value_t = TrainConfig::default().l2)]
+    pub l2: f32,
+    /// Training examples held out for validation (the last ones of the training file).
+    #[arg(long, default_value_t = 10_000)]
+    pub val_size: usize,
+    /// Seed for initialisation and shuffling.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    pub seed: u64,
+    /// Run folder to write (default: a new runs/<date-time>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            hidden: self.hidden,
+            activation: self.activation,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            lr_decay: self.lr_decay,
+            l2: self.l2,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The model file (model.msgpack from `mlp train`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

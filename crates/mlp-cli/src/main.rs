@@ -1,0 +1,45 @@
+//! `mlp`: train a Fashion-MNIST classifier and measure it.
+//!
+//! Every failure ends the same way: one line `error: …` on stderr naming the file or setting
+//! and the problem, and exit code 2. Nothing panics on bad input, and nothing is left
+//! half-written.
+
+mod cli;
+mod data;
+mod test_cmd;
+mod train_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Train(args) => train_cmd::run(args),
+        cli::Command::Test(args) => test_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The error and its causes on one line, skipping causes whose text the message already
+/// includes (our library errors spell out their source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}

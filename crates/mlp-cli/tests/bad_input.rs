@@ -1,0 +1,246 @@
+//! Bad input, table-driven: every case must exit with code 2 and one line `error: …` naming
+//! the problem, never panic, and never leave an output folder behind.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+struct Case {
+    name: &'static str,
+    /// Breaks the data folder or writes a file; gets (data dir, temp root).
+    setup: fn(&Path, &Path),
+    /// Arguments after `mlp`; `{data}`, `{out}` and `{root}` are substituted.
+    args: &'static [&'static str],
+    /// Text the error line must contain.
+    expect: &'static str,
+}
+
+const TRAIN: &[&str] = &[
+    "train",
+    "--data-dir",
+    "{data}",
+    "--allow-unverified",
+    "--epochs",
+    "1",
+    "--hidden",
+    "4",
+    "--val-size",
+    "20",
+    "--out",
+    "{out}",
+];
+
+fn no_change(_: &Path, _: &Path) {}
+
+fn with(extra: &'static [&'static str]) -> &'static [&'static str] {
+    Box::leak([TRAIN, extra].concat().into_boxed_slice())
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "truncated image file",
+            setup: |d, _| {
+                let p = d.join("train-images-idx3-ubyte");
+                let bytes = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
+            },
+            args: TRAIN,
+            expect: "train-images-idx3-ubyte: truncated: header promises 1600 payload bytes, file has 1595",
+        },
+        Case {
+            name: "wrong magic",
+            setup: |d, _| {
+                std::fs::write(
+                    d.join("train-labels-idx1-ubyte"),
+                    b"\x12\x34\x08\x01\0\0\0\x01\x00",
+                )
+                .unwrap()
+            },
+            args: TRAIN,
+            expect: "train-labels-idx1-ubyte: not an IDX file (magic bytes 12 34 08 01)",
+        },
+        Case {
+            name: "image/label count mismatch",
+            setup: |d, _| {
+                std::fs::write(d.join("train-labels-idx1-ubyte"), idx(&[99], &[0; 99])).unwrap()
+            },
+            args: TRAIN,
+            expect: "train-images-idx3-ubyte: 100 images, but",
+        },
+        Case {
+            name: "label out of range",
+            setup: |d, _| {
+                let mut labels = vec![0u8; 100];
+                labels[17] = 10;
+                std::fs::write(d.join("train-labels-idx1-ubyte"), idx(&[100], &labels)).unwrap();
+            },
+            args: TRAIN,
+            expect: "train-labels-idx1-ubyte: label 10 at index 17 is out of range (expected 0..10)",
+        },
+        Case {
+            name: "corrupt gzip",
+            setup: |d, _| {
+                std::fs::remove_file(d.join("train-images-idx3-ubyte")).unwrap();
+                std::fs::write(
+                    d.join("train-images-idx3-ubyte.gz"),
+                    b"\x1f\x8b\x08\x00garbage-not-deflate",
+                )
+                .unwrap();
+            },
+            args: TRAIN,
+            expect: "train-images-idx3-ubyte.gz: ",
+        },
+        Case {
+            name: "missing data",
+            setup: |d, _| std::fs::remove_dir_all(d).unwrap(),
+            args: TRAIN,
+            expect: "not found; fetch the data with `cargo xtask fetch-data --dir",
+        },
+        Case {
+            name: "batch size 0",
+            setup: no_change,
+            args: with(&["--batch-size", "0"]),
+            expect: "--batch-size must be between 1 and 65536, got 0",
+        },
+        Case {
+            name: "hidden 0",
+            setup: no_change,
+            args: with(&["--hidden", "0"]),
+            expect: "--hidden must be between 1 and 65536, got 0",
+        },
+        Case {
+            name: "lr 0",
+            setup: no_change,
+            args: with(&["--lr", "0"]),
+            expect: "--lr must be a positive number, got 0",
+        },
+        Case {
+            name: "lr negative",
+            setup: no_change,
+            args: with(&["--lr=-0.5"]),
+            expect: "--lr must be a positive number, got -0.5",
+        },
+        Case {
+            name: "lr NaN",
+            setup: no_change,
+            args: with(&["--lr", "nan"]),
+            expect: "--lr must be a positive number, got NaN",
+        },
+        Case {
+            name: "lr not a number",
+            setup: no_change,
+            args: with(&["--lr", "fast"]),
+            expect: "invalid value 'fast' for '--lr <LR>'",
+        },
+        Case {
+            name: "decay above 1",
+            setup: no_change,
+            args: with(&["--lr-decay", "1.5"]),
+            expect: "--lr-decay must be in (0, 1], got 1.5",
+        },
+        Case {
+            name: "val size too large",
+            setup: no_change,
+            args: with(&["--val-size", "100"]),
+            expect: "--val-size must be between 1 and 99",
+        },
+        Case {
+            name: "unknown activation",
+            setup: no_change,
+            args: with(&["--activation", "softplus"]),
+            expect: "unknown activation \"softplus\"",
+        },
+        Case {
+            name: "diverging learning rate",
+            setup: no_change,
+            args: with(&["--lr", "1e30", "--epochs", "5"]),
+            expect: "training diverged in epoch 1",
+        },
+        Case {
+            name: "model file that is not a model",
+            setup: |_, root| {
+                std::fs::write(root.join("model.msgpack"), b"this is not a model").unwrap()
+            },
+            args: &[
+                "test",
+                "--model",
+                "{root}/model.msgpack",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+            ],
+            expect: "model.msgpack: not an fmnist-mlp model file",
+        },
+        Case {
+            name: "missing model file",
+            setup: no_change,
+            args: &[
+                "test",
+                "--model",
+                "{root}/nope.msgpack",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+            ],
+            expect: "nope.msgpack: No such file or directory",
+        },
+        Case {
+            name: "a directory where the model file should be",
+            setup: no_change,
+            args: &[
+                "test",
+                "--model",
+                "{root}",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+            ],
+            expect: "Is a directory",
+        },
+    ]
+}
+
+#[test]
+fn every_bad_input_gets_one_line_and_exit_code_2() {
+    for case in cases() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = write_dataset(tmp.path(), 100, 30);
+        (case.setup)(&data, tmp.path());
+        let out = tmp.path().join("out");
+        let args: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| {
+                a.replace("{data}", data.to_str().unwrap())
+                    .replace("{out}", out.to_str().unwrap())
+                    .replace("{root}", tmp.path().to_str().unwrap())
+            })
+            .collect();
+        let o = mlp(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let err = stderr(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}: exit {:?}, stderr {err}",
+            case.name,
+            o.status.code()
+        );
+        assert!(!err.contains("panicked"), "{}: {err}", case.name);
+        let first = err.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("error: ") && first.contains(case.expect),
+            "{}: {err}",
+            case.name
+        );
+        // clap appends a "For more information, try '--help'" hint; our own errors are one line.
+        let meaningful: Vec<_> = err
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
+            .collect();
+        assert_eq!(meaningful.len(), 1, "{}: {err}", case.name);
+        assert!(!out.exists(), "{}: left an output folder behind", case.name);
+    }
+}

@@ -1,0 +1,99 @@
+//! Helpers shared by the CLI tests: synthetic IDX data sets and running the `mlp` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Side of the synthetic square images (16 pixels), much smaller than Fashion-MNIST's 28.
+pub const SIDE: usize = 4;
+
+/// An IDX file's bytes: header for `dims`, then `payload`.
+pub fn idx(dims: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// `n` learnable examples: image of class c has pixel c lit (plus faint noise).
+pub fn examples(n: usize, seed: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut pixels = Vec::with_capacity(n * SIDE * SIDE);
+    let mut labels = Vec::with_capacity(n);
+    let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+    for i in 0..n {
+        let class = (i * 7 + seed as usize) % 10;
+        labels.push(class as u8);
+        for p in 0..SIDE * SIDE {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            pixels.push(if p == class {
+                200 + (state % 56) as u8
+            } else {
+                (state % 40) as u8
+            });
+        }
+    }
+    (pixels, labels)
+}
+
+/// Writes a Fashion-MNIST-style folder of synthetic raw IDX files and returns its path.
+pub fn write_dataset(root: &Path, train: usize, test: usize) -> PathBuf {
+    let dir = root.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let s = SIDE as u32;
+    for (prefix, n, seed) in [("train", train, 1), ("t10k", test, 2)] {
+        let (pixels, labels) = examples(n, seed);
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            idx(&[n as u32, s, s], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            idx(&[n as u32], &labels),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// Runs `mlp` with `args`.
+pub fn mlp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Arguments for a quick training run on synthetic data.
+pub fn quick_train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--data-dir",
+        data,
+        "--allow-unverified",
+        "--epochs",
+        "3",
+        "--hidden",
+        "16",
+        "--batch-size",
+        "4",
+        "--val-size",
+        "40",
+        "--lr",
+        "0.1",
+        "--out",
+        out,
+    ]
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
