@@ -1,0 +1,83 @@
+//! `cargo xtask`: the project's chores. Run `cargo xtask --help`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use xtask::fetch::{self, FetchPlan, Outcome, Wanted};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Chores for fmnist-mlp")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download and verify the four Fashion-MNIST files (or copy a local copy when offline).
+    FetchData {
+        /// Destination folder.
+        #[arg(long, default_value = "data/fashion-mnist")]
+        dir: PathBuf,
+        /// A folder holding the files, used when the network is unreachable.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Base URL to download from instead of the defaults (repeatable, tried in order).
+        #[arg(long = "mirror")]
+        mirrors: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::FetchData { dir, from, mirrors } => fetch_data(dir, from, mirrors),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn fetch_data(dir: PathBuf, from: Option<PathBuf>, mirrors: Vec<String>) -> anyhow::Result<()> {
+    let mirrors = if mirrors.is_empty() {
+        fetch::DEFAULT_MIRRORS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        mirrors
+    };
+    // Local copies, in the documented order: --from, $FMNIST_DIR, the Debian/Ubuntu package.
+    let local_dirs = from
+        .into_iter()
+        .chain(std::env::var_os("FMNIST_DIR").map(PathBuf::from))
+        .chain([PathBuf::from(fetch::SYSTEM_COPY)])
+        .collect();
+    let plan = FetchPlan {
+        dir,
+        files: Wanted::fashion_mnist(),
+        mirrors,
+        local_dirs,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let outcomes = fetch::fetch(&plan, |line| eprintln!("{line}"))?;
+    for (name, outcome) in &outcomes {
+        let how = match outcome {
+            Outcome::AlreadyPresent => "already present".to_owned(),
+            Outcome::Downloaded(url) => format!("downloaded from {url}"),
+            Outcome::Copied(path) => format!("copied from {}", path.display()),
+        };
+        println!("{name:<28} ok, {how}");
+    }
+    println!(
+        "all {} files verified in {}",
+        outcomes.len(),
+        plan.dir.display()
+    );
+    Ok(())
+}
