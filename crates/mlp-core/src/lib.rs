@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod kernels;
 pub mod linear;
 pub mod loss;
 mod model;
