@@ -67,7 +67,10 @@ pub struct TrainArgs {
     /// Seed for initialisation and shuffling.
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
-    /// Run folder to write (default: a new runs/<date-time>/).
+    /// Threads for training (0: all cores, at most 2); results do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Run folder to write (default: a new `runs/<date-time>/`).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -83,6 +86,7 @@ impl TrainArgs {
             lr_decay: self.lr_decay,
             l2: self.l2,
             seed: self.seed,
+            threads: self.threads,
         }
     }
 }

@@ -111,7 +111,7 @@ fn print_epoch(r: &EpochRecord, epochs: usize) {
     );
 }
 
-/// runs/<date-time>/, with a numeric suffix if two runs start within the same second.
+/// `runs/<date-time>/`, with a numeric suffix if two runs start within the same second.
 fn fresh_run_dir() -> anyhow::Result<PathBuf> {
     let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
     let base = Path::new("runs").join(&stamp);

@@ -7,14 +7,20 @@ use mlp_core::Activation;
 use mlp_train::{InMemoryData, TrainConfig, evaluate, train};
 use ndarray::Array2;
 
-fn spirals(per_class: usize, classes: usize, phase: f32) -> Result<InMemoryData, mlp_train::data::DataShapeError> {
+fn spirals(
+    per_class: usize,
+    classes: usize,
+    phase: f32,
+) -> Result<InMemoryData, mlp_train::data::DataShapeError> {
     let n = per_class * classes;
     let mut x = Array2::zeros((n, 2));
     let mut y = Vec::with_capacity(n);
     for c in 0..classes {
         for i in 0..per_class {
             let r = i as f32 / per_class as f32;
-            let t = c as f32 * 2.0 * std::f32::consts::PI / classes as f32 + 4.0 * r + phase * (i % 7) as f32;
+            let t = c as f32 * 2.0 * std::f32::consts::PI / classes as f32
+                + 4.0 * r
+                + phase * (i % 7) as f32;
             let row = c * per_class + i;
             x[[row, 0]] = r * t.sin();
             x[[row, 1]] = r * t.cos();
@@ -36,14 +42,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lr_decay: 0.99,
         l2: 0.0,
         seed: 7,
+        threads: 1,
     };
     let outcome = train(&config.validate()?, &train_set, &val_set, |r| {
         if r.epoch % 40 == 0 {
-            println!("epoch {:>3}  train_loss {:.4}  val_acc {:.3}", r.epoch, r.train_loss, r.val_acc);
+            println!(
+                "epoch {:>3}  train_loss {:.4}  val_acc {:.3}",
+                r.epoch, r.train_loss, r.val_acc
+            );
         }
     })?;
     let result = evaluate(&outcome.best_model, &val_set);
-    println!("best epoch {}: validation accuracy {:.3}", outcome.best_epoch, result.accuracy());
-    println!("confusion (rows: true class, columns: predicted):\n{}", result.confusion);
+    println!(
+        "best epoch {}: validation accuracy {:.3}",
+        outcome.best_epoch,
+        result.accuracy()
+    );
+    println!(
+        "confusion (rows: true class, columns: predicted):\n{}",
+        result.confusion
+    );
     Ok(())
 }

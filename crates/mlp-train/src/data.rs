@@ -7,7 +7,7 @@
 use ndarray::Array2;
 
 /// Labelled examples of a fixed number of features, for classification into `classes()`.
-pub trait LabelledData {
+pub trait LabelledData: Sync {
     /// Number of examples.
     fn len(&self) -> usize;
     /// True if there are no examples.

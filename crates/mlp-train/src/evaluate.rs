@@ -4,6 +4,7 @@ use mlp_core::{BatchMetrics, Mlp, Workspace, loss::argmax};
 use ndarray::{Array2, ArrayView2, Axis, s};
 
 use crate::data::LabelledData;
+use crate::engine::Engine;
 
 /// Rows per evaluation batch: large enough for efficient matrix products, small enough
 /// (3 MB of inputs at 784 features) to stay in cache-friendly territory.
@@ -40,7 +41,7 @@ impl Evaluation {
     }
 }
 
-/// Reusable buffers for evaluating one model shape; see [`Evaluator::evaluate`].
+/// The reference evaluation, with the dense passes of mlp-core and reusable buffers.
 #[derive(Debug)]
 pub struct Evaluator {
     x: Array2<f32>,
@@ -96,7 +97,16 @@ impl Evaluator {
     }
 }
 
-/// Evaluates `model` on `data` (allocating fresh buffers; reuse an [`Evaluator`] in loops).
+/// Evaluates `model` on `data` with the optimised engine, on up to two cores (the same numbers
+/// as [`Evaluator`] up to float rounding, several times faster).
 pub fn evaluate(model: &Mlp, data: &dyn LabelledData) -> Evaluation {
-    Evaluator::new(model).evaluate(model, data)
+    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let pool = parallel
+        .then(|| rayon::ThreadPoolBuilder::new().num_threads(2).build().ok())
+        .flatten();
+    let mut engine = Engine::new(model, 1, pool.is_some());
+    match pool {
+        Some(pool) => pool.install(|| engine.evaluate(data)),
+        None => engine.evaluate(data),
+    }
 }

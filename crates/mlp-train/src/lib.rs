@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod data;
+pub mod engine;
 pub mod evaluate;
 pub mod fsio;
 pub mod history;
@@ -29,6 +30,7 @@ pub mod trainer;
 
 pub use config::{CheckedConfig, ConfigError, TrainConfig};
 pub use data::{InMemoryData, LabelledData};
+pub use engine::{Engine, StepStats};
 pub use evaluate::{Evaluation, Evaluator, evaluate};
 pub use fsio::{WriteError, write_atomic, write_json_atomic};
 pub use history::{EpochRecord, History};

@@ -1,7 +1,6 @@
 //! Stochastic gradient descent with L2 regularisation (weight decay) on the weights.
 
 use mlp_core::{Gradients, Mlp};
-use ndarray::Zip;
 
 /// Plain SGD. With the L2 term λ/2·‖W‖² added to the loss, the update of a weight is
 /// W ← W − lr·(dW + λ·W); biases are not regularised: b ← b − lr·db.
@@ -21,21 +20,35 @@ impl Sgd {
 
     /// Applies one update to `model` from the gradients of the data loss.
     pub fn step(&self, model: &mut Mlp, grads: &Gradients) {
+        let contiguous = "parameters and gradients are contiguous";
+        let [dw1, db1, dw2, db2] = [
+            grads.dw1.as_slice(),
+            grads.db1.as_slice(),
+            grads.dw2.as_slice(),
+            grads.db2.as_slice(),
+        ]
+        .map(|g| g.expect(contiguous));
+        self.update_weights(model.w1.as_slice_mut().expect(contiguous), dw1);
+        self.update_biases(model.b1.as_slice_mut().expect(contiguous), db1);
+        self.update_weights(model.w2.as_slice_mut().expect(contiguous), dw2);
+        self.update_biases(model.b2.as_slice_mut().expect(contiguous), db2);
+    }
+
+    /// W ← W − lr·(dW + λ·W), element by element (any part of a weight tensor).
+    #[inline]
+    pub fn update_weights(&self, w: &mut [f32], g: &[f32]) {
         let (lr, l2) = (self.lr, self.l2);
-        let weight_update = |w: &mut f32, &g: &f32| *w -= lr * (g + l2 * *w);
-        let bias_update = |b: &mut f32, &g: &f32| *b -= lr * g;
-        Zip::from(&mut model.w1)
-            .and(&grads.dw1)
-            .for_each(weight_update);
-        Zip::from(&mut model.w2)
-            .and(&grads.dw2)
-            .for_each(weight_update);
-        Zip::from(&mut model.b1)
-            .and(&grads.db1)
-            .for_each(bias_update);
-        Zip::from(&mut model.b2)
-            .and(&grads.db2)
-            .for_each(bias_update);
+        for (w, &g) in w.iter_mut().zip(g) {
+            *w -= lr * (g + l2 * *w);
+        }
+    }
+
+    /// b ← b − lr·db (biases are not regularised).
+    #[inline]
+    pub fn update_biases(&self, b: &mut [f32], g: &[f32]) {
+        for (b, &g) in b.iter_mut().zip(g) {
+            *b -= self.lr * g;
+        }
     }
 }
 

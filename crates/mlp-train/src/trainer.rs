@@ -3,15 +3,14 @@
 
 use std::time::Instant;
 
-use mlp_core::{BatchMetrics, Mlp, ModelError, Shape, Workspace};
-use ndarray::{Array2, s};
+use mlp_core::{BatchMetrics, Mlp, ModelError, Shape};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::CheckedConfig;
 use crate::data::LabelledData;
-use crate::evaluate::Evaluator;
+use crate::engine::Engine;
 use crate::history::{EpochRecord, History};
 use crate::sgd::{ExponentialDecay, Sgd};
 
@@ -49,6 +48,14 @@ pub enum TrainError {
     /// The network could not be built.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The worker threads could not be started.
+    #[error("cannot start {threads} training threads: {reason}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// What the system said.
+        reason: String,
+    },
 }
 
 /// Trains a network on `train_data`, choosing the parameters by accuracy on `val_data`.
@@ -60,33 +67,54 @@ pub fn train(
     config: &CheckedConfig,
     train_data: &dyn LabelledData,
     val_data: &dyn LabelledData,
-    mut on_epoch: impl FnMut(&EpochRecord),
+    on_epoch: impl FnMut(&EpochRecord) + Send,
 ) -> Result<TrainOutcome, TrainError> {
     check_data(train_data, val_data)?;
+    let threads = config.step_threads();
+    if threads == 1 {
+        return train_loop(config, train_data, val_data, false, on_epoch);
+    }
+    // A pool of exactly the step's threads, with the loop itself on one of them, so that the
+    // joins inside each step are cheap.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| TrainError::Threads {
+            threads,
+            reason: e.to_string(),
+        })?;
+    pool.install(|| train_loop(config, train_data, val_data, true, on_epoch))
+}
+
+fn train_loop(
+    config: &CheckedConfig,
+    train_data: &dyn LabelledData,
+    val_data: &dyn LabelledData,
+    parallel: bool,
+    mut on_epoch: impl FnMut(&EpochRecord),
+) -> Result<TrainOutcome, TrainError> {
     let shape = Shape {
         inputs: train_data.features(),
         hidden: config.hidden,
         classes: train_data.classes(),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut model = Mlp::new(shape, config.activation, &mut rng)?;
+    let initial = Mlp::new(shape, config.activation, &mut rng)?;
     let schedule = ExponentialDecay {
         initial: config.lr,
         decay: config.lr_decay,
     };
     let mut sgd = Sgd::new(config.lr, config.l2);
 
-    // Every buffer the loop needs, allocated once.
+    // The optimised step computes Mlp::forward, Mlp::backward and Sgd::step (see engine.rs);
+    // it owns every buffer the loop needs, allocated once.
     let batch_size = config.batch_size.min(train_data.len());
-    let mut x = Array2::<f32>::zeros((batch_size, shape.inputs));
-    let mut y = vec![0usize; batch_size];
-    let mut ws = Workspace::new(shape, batch_size);
-    let mut evaluator = Evaluator::new(&model);
+    let mut engine = Engine::new(&initial, batch_size, parallel);
     let mut order: Vec<usize> = (0..train_data.len()).collect();
 
     let mut history = History::default();
     let mut best = TrainOutcome {
-        best_model: model.clone(),
+        best_model: initial,
         best_epoch: 0,
         best_val_acc: f64::NEG_INFINITY,
         history: History::default(),
@@ -97,31 +125,27 @@ pub fn train(
         order.shuffle(&mut rng);
         let mut train_metrics = BatchMetrics::default();
         let mut grad_norm_sum = 0.0;
-        let diverged = |loss| TrainError::Diverged {
-            epoch: epoch + 1,
-            loss,
-            lr: sgd.lr,
-        };
 
         for batch in order.chunks(batch_size) {
-            let n = batch.len();
-            let x_rows = &mut x.as_slice_mut().expect("standard layout")[..n * shape.inputs];
-            train_data.gather(batch, x_rows, &mut y[..n]);
-            let (xb, yb) = (x.slice(s![..n, ..]), &y[..n]);
-
-            let metrics = model.forward(xb, yb, &mut ws);
-            if !metrics.loss_sum.is_finite() {
-                return Err(diverged(metrics.loss_sum));
+            let step = engine.train_step(train_data, batch, &sgd);
+            if !step.metrics.loss_sum.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    loss: step.metrics.loss_sum,
+                    lr: sgd.lr,
+                });
             }
-            let grads = model.backward(xb, yb, &mut ws);
-            grad_norm_sum += grads.norm() as f64;
-            sgd.step(&mut model, grads);
-            train_metrics.merge(metrics);
+            grad_norm_sum += step.grad_norm;
+            train_metrics.merge(step.metrics);
         }
 
-        let val = evaluator.evaluate(&model, val_data);
+        let val = engine.evaluate(val_data);
         if !val.loss.is_finite() {
-            return Err(diverged(val.loss));
+            return Err(TrainError::Diverged {
+                epoch: epoch + 1,
+                loss: val.loss,
+                lr: sgd.lr,
+            });
         }
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -135,7 +159,7 @@ pub fn train(
         };
         history.push(&record);
         if record.val_acc > best.best_val_acc {
-            best.best_model.clone_from(&model);
+            engine.copy_to(&mut best.best_model);
             best.best_epoch = record.epoch;
             best.best_val_acc = record.val_acc;
         }

@@ -1,0 +1,260 @@
+//! One shard of the hidden layer: its columns of W1 and b1, its rows of W2 (stored transposed,
+//! classes × width, so that every product below runs along contiguous memory), and the
+//! per-batch buffers for those columns.
+
+use mlp_core::kernels::{axpy, dot, mask_words, masked_row_product, sum_of_squares};
+use mlp_core::{Activation, BatchMetrics, loss};
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::sgd::Sgd;
+
+/// Rows of `len` values with the bit masks of their non-zeros: row r is
+/// `values[r * stride..][..len]` with mask `masks[r * mask_stride..][..mask_words(len)]`.
+/// The batch by example (x) and by pixel (xᵀ) are both read this way.
+pub(super) struct SparseRows<'a> {
+    pub values: &'a [f32],
+    pub masks: &'a [u64],
+    pub len: usize,
+    pub stride: usize,
+    pub mask_stride: usize,
+}
+
+impl SparseRows<'_> {
+    fn row(&self, r: usize) -> (&[f32], &[u64]) {
+        (
+            &self.values[r * self.stride..][..self.len],
+            &self.masks[r * self.mask_stride..][..mask_words(self.len)],
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Shard {
+    /// Hidden columns this shard owns (width = `w1.len() / inputs`).
+    pub width: usize,
+    classes: usize,
+    /// W1[:, columns], (inputs, width).
+    pub w1: Vec<f32>,
+    /// b1[columns].
+    pub b1: Vec<f32>,
+    /// W2[columns, :] transposed, (classes, width).
+    pub w2t: Vec<f32>,
+    z1: Vec<f32>,
+    a1: Vec<f32>,
+    /// da1, then dz1 in place, (capacity, width).
+    dz1: Vec<f32>,
+    /// Logits (then probabilities) and dz2 of the whole batch, (capacity, classes); each shard
+    /// computes them identically so that neither waits for the other.
+    probs: Vec<f32>,
+    dz2: Vec<f32>,
+    dw2t: Vec<f32>,
+    db1: Vec<f32>,
+    db2: Vec<f32>,
+    dw1_row: Vec<f32>,
+}
+
+impl Shard {
+    pub fn new(w1: Vec<f32>, b1: Vec<f32>, w2t: Vec<f32>, capacity: usize, classes: usize) -> Self {
+        let width = b1.len();
+        Self {
+            width,
+            classes,
+            w1,
+            b1,
+            w2t,
+            z1: vec![0.0; capacity * width],
+            a1: vec![0.0; capacity * width],
+            dz1: vec![0.0; capacity * width],
+            probs: vec![0.0; capacity * classes],
+            dz2: vec![0.0; capacity * classes],
+            dw2t: vec![0.0; classes * width],
+            db1: vec![0.0; width],
+            db2: vec![0.0; classes],
+            dw1_row: vec![0.0; width],
+        }
+    }
+
+    /// z1 = x·W1 + b1 and a1 = f(z1) for this shard's columns, then this shard's share of the
+    /// logits, `z2_part = a1·W2[columns, :]` (plus b2, if given: shard 0 adds it).
+    // rows: n examples   z2_part: (n, classes)
+    pub fn forward(
+        &mut self,
+        rows: &SparseRows,
+        n: usize,
+        activation: Activation,
+        b2: Option<&[f32]>,
+        z2_part: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if mlp_core::kernels::has_avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { self.forward_avx512(rows, n, activation, b2, z2_part) };
+        }
+        self.forward_body(rows, n, activation, b2, z2_part)
+    }
+
+    /// The same code compiled for AVX-512, so that the small loops inlined into it (bias
+    /// copies, layer 2, activations) use 16-lane registers too.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn forward_avx512(
+        &mut self,
+        rows: &SparseRows,
+        n: usize,
+        activation: Activation,
+        b2: Option<&[f32]>,
+        z2_part: &mut [f32],
+    ) {
+        self.forward_body(rows, n, activation, b2, z2_part)
+    }
+
+    #[inline(always)]
+    fn forward_body(
+        &mut self,
+        rows: &SparseRows,
+        n: usize,
+        activation: Activation,
+        b2: Option<&[f32]>,
+        z2_part: &mut [f32],
+    ) {
+        let (w, classes) = (self.width, self.classes);
+        for i in 0..n {
+            let z1 = &mut self.z1[i * w..][..w];
+            z1.copy_from_slice(&self.b1);
+            let (x, mask) = rows.row(i);
+            masked_row_product(x, mask, &self.w1, w, z1);
+        }
+        let z1 =
+            ArrayView2::from_shape((n, w), &self.z1[..n * w]).expect("buffer sized for n rows");
+        activation.forward(
+            z1,
+            ArrayViewMut2::from_shape((n, w), &mut self.a1[..n * w])
+                .expect("buffer sized for n rows"),
+        );
+        for i in 0..n {
+            let a1 = &self.a1[i * w..][..w];
+            for c in 0..classes {
+                let bias = b2.map_or(0.0, |b| b[c]);
+                z2_part[i * classes + c] = bias + dot(a1, &self.w2t[c * w..][..w]);
+            }
+        }
+    }
+
+    /// Backward pass and SGD update for this shard's parameters. Returns the batch's loss
+    /// and accuracy counts and the squared norm of this shard's gradients. Shard 0 is also
+    /// given b2 to update (its gradient counts towards shard 0's norm).
+    // z2_parts: per shard (n, classes)   labels: (n)
+    pub fn backward_update(
+        &mut self,
+        z2_parts: [&[f32]; 2],
+        labels: &[usize],
+        pixels: &SparseRows,
+        activation: Activation,
+        sgd: &Sgd,
+        b2: Option<&mut [f32]>,
+    ) -> (BatchMetrics, f64) {
+        #[cfg(target_arch = "x86_64")]
+        if mlp_core::kernels::has_avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe {
+                self.backward_update_avx512(z2_parts, labels, pixels, activation, sgd, b2)
+            };
+        }
+        self.backward_update_body(z2_parts, labels, pixels, activation, sgd, b2)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn backward_update_avx512(
+        &mut self,
+        z2_parts: [&[f32]; 2],
+        labels: &[usize],
+        pixels: &SparseRows,
+        activation: Activation,
+        sgd: &Sgd,
+        b2: Option<&mut [f32]>,
+    ) -> (BatchMetrics, f64) {
+        self.backward_update_body(z2_parts, labels, pixels, activation, sgd, b2)
+    }
+
+    #[inline(always)]
+    fn backward_update_body(
+        &mut self,
+        z2_parts: [&[f32]; 2],
+        labels: &[usize],
+        pixels: &SparseRows,
+        activation: Activation,
+        sgd: &Sgd,
+        b2: Option<&mut [f32]>,
+    ) -> (BatchMetrics, f64) {
+        let (n, w, classes) = (labels.len(), self.width, self.classes);
+        // p = softmax(z2_0 + z2_1) and dz2 = (p − onehot(y)) / n, as in mlp-core's loss module.
+        let logits = &mut self.probs[..n * classes];
+        for ((z, &a), &b) in logits
+            .iter_mut()
+            .zip(&z2_parts[0][..n * classes])
+            .zip(&z2_parts[1][..n * classes])
+        {
+            *z = a + b;
+        }
+        let shape = (n, classes);
+        let metrics = loss::softmax_cross_entropy(
+            ArrayViewMut2::from_shape(shape, logits).expect("sized"),
+            labels,
+        );
+        let probs = ArrayView2::from_shape(shape, &self.probs[..n * classes]).expect("sized");
+        let dz2_view =
+            ArrayViewMut2::from_shape(shape, &mut self.dz2[..n * classes]).expect("sized");
+        loss::softmax_cross_entropy_backward(probs, labels, dz2_view);
+        let dz2 = &self.dz2[..n * classes];
+        let mut grad_sq = 0.0f64;
+
+        if w > 0 {
+            // da1 = dz2·W2ᵀ and dW2 = a1ᵀ·dz2 (with W2 still as used in the forward pass).
+            self.dw2t.fill(0.0);
+            for i in 0..n {
+                let da1 = &mut self.dz1[i * w..][..w];
+                da1.fill(0.0);
+                for c in 0..classes {
+                    let d = dz2[i * classes + c];
+                    axpy(d, &self.w2t[c * w..][..w], da1);
+                    axpy(d, &self.a1[i * w..][..w], &mut self.dw2t[c * w..][..w]);
+                }
+            }
+            // dz1 = da1 ⊙ f'(z1), then db1 = Σ over rows of dz1.
+            let z1 = ArrayView2::from_shape((n, w), &self.z1[..n * w]).expect("sized");
+            let a1 = ArrayView2::from_shape((n, w), &self.a1[..n * w]).expect("sized");
+            activation.backward(
+                z1,
+                a1,
+                ArrayViewMut2::from_shape((n, w), &mut self.dz1[..n * w]).expect("sized"),
+            );
+            self.db1.fill(0.0);
+            for i in 0..n {
+                axpy(1.0, &self.dz1[i * w..][..w], &mut self.db1);
+            }
+            grad_sq += sum_of_squares(&self.dw2t) as f64 + sum_of_squares(&self.db1) as f64;
+            sgd.update_weights(&mut self.w2t, &self.dw2t);
+            sgd.update_biases(&mut self.b1, &self.db1);
+
+            // dW1[p, :] = Σ_i x[i,p]·dz1[i, :], one pixel row at a time, applied as soon as it
+            // is known: the full dW1 is never stored.
+            for p in 0..self.w1.len() / w {
+                self.dw1_row.fill(0.0);
+                let (xt_p, mask) = pixels.row(p);
+                masked_row_product(xt_p, mask, &self.dz1, w, &mut self.dw1_row);
+                grad_sq += sum_of_squares(&self.dw1_row) as f64;
+                sgd.update_weights(&mut self.w1[p * w..][..w], &self.dw1_row);
+            }
+        }
+        if let Some(b2) = b2 {
+            self.db2.fill(0.0);
+            for i in 0..n {
+                axpy(1.0, &dz2[i * classes..][..classes], &mut self.db2);
+            }
+            grad_sq += sum_of_squares(&self.db2) as f64;
+            sgd.update_biases(b2, &self.db2);
+        }
+        (metrics, grad_sq)
+    }
+}

@@ -1,0 +1,183 @@
+//! The optimised step (sparse, fused, sharded) against the reference maths of mlp-core
+//! (`Mlp::forward`, `Mlp::backward`, `Sgd::step`).
+
+use mlp_core::{Activation, Mlp, Shape, Workspace};
+use mlp_train::{Engine, InMemoryData, LabelledData, Sgd, evaluate};
+use ndarray::Array2;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Image-like data: about half of the inputs exactly 0, the rest in (0, 1].
+fn sparse_data(n: usize, inputs: usize, classes: usize, seed: u64) -> InMemoryData {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = Array2::from_shape_simple_fn((n, inputs), || {
+        if rng.random_bool(0.5) {
+            0.0
+        } else {
+            rng.random_range(0.01..1.0)
+        }
+    });
+    let y = (0..n).map(|_| rng.random_range(0..classes)).collect();
+    InMemoryData::new(x, y, classes).unwrap()
+}
+
+fn reference_steps(
+    model: &mut Mlp,
+    data: &InMemoryData,
+    batches: &[Vec<usize>],
+    sgd: &Sgd,
+) -> Vec<(f64, f64)> {
+    let mut ws = Workspace::new(model.shape(), 64);
+    let mut out = Vec::new();
+    for batch in batches {
+        let mut x = Array2::zeros((batch.len(), data.features()));
+        let mut y = vec![0; batch.len()];
+        data.gather(batch, x.as_slice_mut().unwrap(), &mut y);
+        let m = model.forward(x.view(), &y, &mut ws);
+        let g = model.backward(x.view(), &y, &mut ws);
+        out.push((m.loss_sum, g.norm() as f64));
+        sgd.step(model, g);
+    }
+    out
+}
+
+fn check(shape: Shape, activation: Activation) {
+    let data = sparse_data(300, shape.inputs, shape.classes, 1);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let start = Mlp::new(shape, activation, &mut rng).unwrap();
+    let batches: Vec<Vec<usize>> = (0..12)
+        .map(|b| {
+            (0..(if b == 11 { 7 } else { 32 }))
+                .map(|k| (b * 37 + k * 11) % 300)
+                .collect()
+        })
+        .collect();
+    let sgd = Sgd::new(0.1, 1e-3);
+
+    let mut reference = start.clone();
+    let expected = reference_steps(&mut reference, &data, &batches, &sgd);
+
+    for parallel in [false, true] {
+        let mut engine = Engine::new(&start, 32, parallel);
+        for (batch, (loss_sum, norm)) in batches.iter().zip(&expected) {
+            let stats = engine.train_step(&data, batch, &sgd);
+            assert!(
+                (stats.metrics.loss_sum - loss_sum).abs() < 1e-3 * loss_sum,
+                "{shape} {activation}: loss {} vs {loss_sum}",
+                stats.metrics.loss_sum
+            );
+            assert!(
+                (stats.grad_norm - norm).abs() < 1e-3 * norm + 1e-6,
+                "{shape} {activation}: norm {} vs {norm}",
+                stats.grad_norm
+            );
+        }
+        let trained = engine.to_model();
+        for ((name, got), (_, want)) in trained
+            .named_parameters()
+            .iter()
+            .zip(reference.named_parameters())
+        {
+            let worst = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{shape} {activation} parallel={parallel}: {name} differs by {worst}"
+            );
+        }
+        let (e, r) = (engine.evaluate(&data), evaluate(&reference, &data));
+        assert!(
+            (e.loss - r.loss).abs() < 1e-4,
+            "evaluation loss {} vs {}",
+            e.loss,
+            r.loss
+        );
+    }
+}
+
+#[test]
+fn engine_matches_the_reference_step_for_every_activation() {
+    for activation in Activation::ALL {
+        check(
+            Shape {
+                inputs: 50,
+                hidden: 40,
+                classes: 10,
+            },
+            activation,
+        );
+    }
+}
+
+#[test]
+fn engine_matches_the_reference_for_awkward_shapes() {
+    check(
+        Shape {
+            inputs: 784,
+            hidden: 128,
+            classes: 10,
+        },
+        Activation::Relu,
+    );
+    check(
+        Shape {
+            inputs: 17,
+            hidden: 5,
+            classes: 3,
+        },
+        Activation::Relu,
+    ); // shard 1 is empty
+    check(
+        Shape {
+            inputs: 33,
+            hidden: 300,
+            classes: 2,
+        },
+        Activation::Tanh,
+    ); // blocks past 128
+}
+
+#[test]
+fn one_thread_and_two_threads_give_bit_identical_models() {
+    let shape = Shape {
+        inputs: 784,
+        hidden: 128,
+        classes: 10,
+    };
+    let data = sparse_data(200, 784, 10, 3);
+    let start = Mlp::new(shape, Activation::Relu, &mut ChaCha8Rng::seed_from_u64(4)).unwrap();
+    let sgd = Sgd::new(0.1, 1e-4);
+    let run = |parallel| {
+        let mut engine = Engine::new(&start, 64, parallel);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for b in 0..6 {
+                let batch: Vec<usize> = (0..64).map(|k| (b * 64 + k * 3) % 200).collect();
+                engine.train_step(&data, &batch, &sgd);
+            }
+        });
+        engine.to_model()
+    };
+    assert_eq!(run(false), run(true));
+}
+
+#[test]
+fn copy_to_and_new_round_trip_exactly() {
+    let model = Mlp::new(
+        Shape {
+            inputs: 30,
+            hidden: 70,
+            classes: 4,
+        },
+        Activation::Sigmoid,
+        &mut ChaCha8Rng::seed_from_u64(9),
+    )
+    .unwrap();
+    assert_eq!(Engine::new(&model, 8, false).to_model(), model);
+}
