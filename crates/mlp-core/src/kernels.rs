@@ -48,6 +48,10 @@ pub fn nonzero_mask(values: &[f32], mask: &mut [u64]) {
         unsafe { nonzero_mask_avx512(values, mask) };
         return;
     }
+    nonzero_mask_portable(values, mask);
+}
+
+fn nonzero_mask_portable(values: &[f32], mask: &mut [u64]) {
     mask.fill(0);
     for (j, &v) in values.iter().enumerate() {
         mask[j / 64] |= ((v != 0.0) as u64) << (j % 64);
@@ -115,12 +119,22 @@ pub fn masked_row_product(values: &[f32], mask: &[u64], m: &[f32], ld: usize, ou
         }
         return;
     }
+    masked_row_product_portable(values, mask, m, ld, out);
+}
+
+fn masked_row_product_portable(
+    values: &[f32],
+    mask: &[u64],
+    m: &[f32],
+    ld: usize,
+    out: &mut [f32],
+) {
     for (w, &word) in mask.iter().enumerate() {
         let mut bits = word;
         while bits != 0 {
             let j = w * 64 + bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            let row = &m[j * ld..][..width];
+            let row = &m[j * ld..][..out.len()];
             for (o, &x) in out.iter_mut().zip(row) {
                 *o += values[j] * x;
             }
