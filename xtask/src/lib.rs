@@ -2,4 +2,5 @@
 //!
 //! The library half exists so the chores can be tested like any other code.
 
+pub mod bench;
 pub mod fetch;

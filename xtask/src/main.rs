@@ -28,11 +28,43 @@ enum Command {
         #[arg(long = "mirror")]
         mirrors: Vec<String>,
     },
+    /// Time training epochs and inference on the real data against a measured sgemm peak.
+    Bench {
+        /// Folder with the Fashion-MNIST files.
+        #[arg(long, default_value = "data/fashion-mnist")]
+        data_dir: PathBuf,
+        /// Timed epochs per thread count (after one warm-up epoch).
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        /// Hidden units.
+        #[arg(long, default_value_t = 128)]
+        hidden: usize,
+        /// Mini-batch size.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+    },
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::FetchData { dir, from, mirrors } => fetch_data(dir, from, mirrors),
+        Command::Bench {
+            data_dir,
+            epochs,
+            hidden,
+            batch_size,
+        } => {
+            if cfg!(debug_assertions) {
+                release_rerun()
+            } else {
+                xtask::bench::run(&xtask::bench::BenchOptions {
+                    data_dir: &data_dir,
+                    epochs,
+                    hidden,
+                    batch_size,
+                })
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,6 +72,21 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Timings of a debug build mean nothing: run this same command from a release build.
+fn release_rerun() -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let status = std::process::Command::new(cargo)
+        .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+        .args(&args)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        anyhow::bail!("the release build of the benchmark failed ({status})")
     }
 }
 

@@ -2,29 +2,19 @@
 
 use anyhow::anyhow;
 use fmnist_data::{DataError, Dataset, Split, Verify};
-use mlp_train::LabelledData;
+use mlp_train::ByteImages;
 
 use crate::cli::{DEFAULT_DATA_DIR, DataArgs};
 
 /// A Fashion-MNIST split as the trainer sees it: pixels normalised as they are gathered.
-pub struct Images<'a>(pub &'a Dataset);
-
-impl LabelledData for Images<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn features(&self) -> usize {
-        self.0.features()
-    }
-
-    fn classes(&self) -> usize {
-        self.0.classes()
-    }
-
-    fn gather(&self, indices: &[usize], x: &mut [f32], y: &mut [usize]) {
-        self.0.gather_normalised(indices, x, y);
-    }
+pub fn images(data: &Dataset) -> ByteImages<'_> {
+    ByteImages::new(
+        data.pixels(),
+        data.labels(),
+        data.features(),
+        data.classes(),
+    )
+    .expect("fmnist-data checked sizes and labels when loading")
 }
 
 /// Loads one split, turning a missing file into the command that fetches it.

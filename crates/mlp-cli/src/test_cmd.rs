@@ -6,7 +6,7 @@ use mlp_train::{evaluate, load_model};
 use serde::Serialize;
 
 use crate::cli::TestArgs;
-use crate::data::{self, Images};
+use crate::data::{self, images};
 
 #[derive(Serialize)]
 struct TestReport<'a> {
@@ -34,7 +34,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         );
     }
 
-    let result = evaluate(&saved.model, &Images(&test_set));
+    let result = evaluate(&saved.model, &images(&test_set));
     let class_names = if saved.class_names.len() == shape.classes {
         saved.class_names.clone()
     } else {

@@ -8,7 +8,7 @@ use mlp_train::{EpochRecord, TrainConfig, save_model, write_json_atomic};
 use serde::Serialize;
 
 use crate::cli::{DEFAULT_DATA_DIR, TrainArgs};
-use crate::data::{self, Images};
+use crate::data::{self, images};
 
 /// What config.json records: the hyperparameters plus where the data came from.
 #[derive(Serialize)]
@@ -60,7 +60,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         config.batch_size,
         config.seed
     );
-    let outcome = mlp_train::train(&checked, &Images(&train_set), &Images(&val_set), |r| {
+    let outcome = mlp_train::train(&checked, &images(&train_set), &images(&val_set), |r| {
         print_epoch(r, config.epochs)
     })?;
 

@@ -3,8 +3,8 @@
 //!
 //! Fashion-MNIST images are half background: 49.8 % of pixels are exactly 0. So instead of the
 //! dense products x·W1 and xᵀ·dz1, the optimised step multiplies with the *non-zero entries*
-//! only. Both products become the same operation, a sparse vector times the rows of a dense
-//! matrix, [`masked_row_product`]:
+//! only. Both products become the same operation, sparse rows times a dense matrix,
+//! [`masked_rows_product`]:
 //! ```text
 //! forward,  example i:  z1[i, :]  = b1      + Σ_{p: x[i,p] ≠ 0} x[i,p] · W1[p, :]
 //! backward, pixel p:    dW1[p, :] =           Σ_{i: x[i,p] ≠ 0} x[i,p] · dz1[i, :]
@@ -82,152 +82,207 @@ unsafe fn nonzero_mask_avx512(values: &[f32], mask: &mut [u64]) {
     }
 }
 
-/// `out[k] += Σ_{j: bit j of mask set} values[j] · m[j * ld + k]` for `k < out.len()`: a
-/// sparse vector (dense `values` with the `mask` of its non-zeros) times the rows of the
-/// row-major matrix `m` (leading dimension `ld`), restricted to the first `out.len()` columns.
-/// Only rows whose bit is set are read, so the cost is proportional to the non-zeros.
+/// Sparse rows times a dense matrix, several rows at a time:
+/// `out[r][k] += Σ_{j: bit j of union set} vals[r][j] · m[j][k]` for rows `r < rows`
+/// (at most [`MAX_BLOCK_ROWS`]) and columns `k < width`, where row r of `vals` starts at
+/// `r * vals_stride`, row j of `m` at `j * ld` and row r of `out` at `r * out_stride`.
 ///
-/// Panics if the mask has the wrong length, or a set bit names a row that does not have
-/// `out.len()` columns inside `m`.
-pub fn masked_row_product(values: &[f32], mask: &[u64], m: &[f32], ld: usize, out: &mut [f32]) {
-    assert_eq!(
-        mask.len(),
-        mask_words(values.len()),
-        "mask has the wrong number of words"
+/// `union` is the OR of the rows' non-zero masks ([`nonzero_mask`]). Only the rows of `m` its
+/// bits name are read, and each is used for every row of the block: reading rows of `m` is
+/// what limits a one-row product (each is fetched from L2 cache for two flops per float), so
+/// sharing each read between four rows is worth the few zeros multiplied along the way.
+///
+/// Panics if any index it would use falls outside the slices.
+#[allow(clippy::too_many_arguments)]
+pub fn masked_rows_product(
+    vals: &[f32],
+    rows: usize,
+    vals_stride: usize,
+    union: &[u64],
+    m: &[f32],
+    ld: usize,
+    out: &mut [f32],
+    out_stride: usize,
+    width: usize,
+) {
+    assert!(
+        rows <= MAX_BLOCK_ROWS,
+        "at most {MAX_BLOCK_ROWS} rows at a time"
     );
-    let width = out.len();
-    assert!(width <= ld, "{width} columns requested from rows of {ld}");
-    let last_row = mask
+    if rows == 0 || width == 0 {
+        return;
+    }
+    assert!(
+        width <= ld && width <= out_stride,
+        "{width} columns requested from rows of {ld} into rows of {out_stride}"
+    );
+    assert!(
+        out.len() >= (rows - 1) * out_stride + width,
+        "out is too short"
+    );
+    let last = union
         .iter()
         .enumerate()
         .rev()
         .find(|(_, w)| **w != 0)
         .map(|(i, w)| i * 64 + 63 - w.leading_zeros() as usize);
-    if let Some(row) = last_row {
+    if let Some(j) = last {
         assert!(
-            row < values.len() && row * ld + width <= m.len(),
-            "row {row} is outside the matrix"
+            j < vals_stride && vals.len() > (rows - 1) * vals_stride + j,
+            "vals is too short for bit {j}"
         );
+        assert!(j * ld + width <= m.len(), "row {j} is outside the matrix");
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
-        for (block, out_block) in out.chunks_mut(128).enumerate() {
-            // SAFETY: AVX-512F is present; every row read is inside `m` (checked above).
+        for c0 in (0..width).step_by(64) {
+            let cols = (width - c0).min(64);
+            // SAFETY: AVX-512F is present; every index was checked above.
             unsafe {
-                masked_block_avx512(values, mask, m.as_ptr().add(block * 128), ld, out_block)
-            };
+                let (m, out) = (m.as_ptr().add(c0), out.as_mut_ptr().add(c0));
+                rows_block_avx512(
+                    vals.as_ptr(),
+                    rows,
+                    vals_stride,
+                    union,
+                    m,
+                    ld,
+                    out,
+                    out_stride,
+                    cols,
+                );
+            }
         }
         return;
     }
-    masked_row_product_portable(values, mask, m, ld, out);
+    masked_rows_product_portable(
+        vals,
+        rows,
+        vals_stride,
+        union,
+        m,
+        ld,
+        out,
+        out_stride,
+        width,
+    );
 }
 
-fn masked_row_product_portable(
-    values: &[f32],
-    mask: &[u64],
+/// Largest block of rows [`masked_rows_product`] takes at once (4 rows × 4 registers of
+/// accumulators, plus the 4 registers of the matrix row, fit the 32 AVX-512 registers).
+pub const MAX_BLOCK_ROWS: usize = 4;
+
+#[allow(clippy::too_many_arguments)]
+fn masked_rows_product_portable(
+    vals: &[f32],
+    rows: usize,
+    vals_stride: usize,
+    union: &[u64],
     m: &[f32],
     ld: usize,
     out: &mut [f32],
+    out_stride: usize,
+    width: usize,
 ) {
-    for (w, &word) in mask.iter().enumerate() {
+    for (w, &word) in union.iter().enumerate() {
         let mut bits = word;
         while bits != 0 {
             let j = w * 64 + bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            let row = &m[j * ld..][..out.len()];
-            for (o, &x) in out.iter_mut().zip(row) {
-                *o += values[j] * x;
+            let m_row = &m[j * ld..][..width];
+            for r in 0..rows {
+                let v = vals[r * vals_stride + j];
+                for (o, &x) in out[r * out_stride..][..width].iter_mut().zip(m_row) {
+                    *o += v * x;
+                }
             }
         }
     }
 }
 
-/// One block of at most 128 columns (8 registers) of [`masked_row_product`].
+/// Dispatches to the instantiation for `rows` rows and ⌈cols / 16⌉ registers (cols ≤ 64).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn masked_block_avx512(
-    values: &[f32],
-    mask: &[u64],
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_block_avx512(
+    vals: *const f32,
+    rows: usize,
+    vs: usize,
+    union: &[u64],
     m: *const f32,
     ld: usize,
-    out: &mut [f32],
+    out: *mut f32,
+    os: usize,
+    cols: usize,
 ) {
-    // SAFETY (whole body): the caller checked every row that a set bit names.
+    macro_rules! dispatch {
+        ($($r:literal, $n:literal);*) => {
+            match (rows, cols.div_ceil(16)) {
+                $(($r, $n) => rows_block_n::<$r, $n>(vals, vs, union, m, ld, out, os, cols),)*
+                _ => unreachable!("rows ≤ 4 and cols ≤ 64 are checked by the caller"),
+            }
+        };
+    }
+    // SAFETY: forwarded from the caller.
     unsafe {
-        match out.len().div_ceil(16) {
-            1 => masked_block_n::<1>(values, mask, m, ld, out),
-            2 => masked_block_n::<2>(values, mask, m, ld, out),
-            3 => masked_block_n::<3>(values, mask, m, ld, out),
-            4 => masked_block_n::<4>(values, mask, m, ld, out),
-            5 => masked_block_n::<5>(values, mask, m, ld, out),
-            6 => masked_block_n::<6>(values, mask, m, ld, out),
-            7 => masked_block_n::<7>(values, mask, m, ld, out),
-            8 => masked_block_n::<8>(values, mask, m, ld, out),
-            _ => {}
-        }
+        dispatch!(1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4; 3, 1; 3, 2; 3, 3; 3, 4; 4, 1; 4, 2; 4, 3; 4, 4)
     }
 }
 
-/// N registers of accumulators, two sets so that consecutive non-zeros do not wait on each
-/// other's FMA latency (4 cycles on Zen 4, which issues one 512-bit FMA per cycle).
+/// R rows × N registers of accumulators; the matrix row's N registers are loaded once per
+/// set bit and used by all R rows.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::needless_range_loop)] // k indexes the accumulators and the row in step
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn masked_block_n<const N: usize>(
-    values: &[f32],
-    mask: &[u64],
+#[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // r and k index several arrays in step
+unsafe fn rows_block_n<const R: usize, const N: usize>(
+    vals: *const f32,
+    vs: usize,
+    union: &[u64],
     m: *const f32,
     ld: usize,
-    out: &mut [f32],
+    out: *mut f32,
+    os: usize,
+    cols: usize,
 ) {
-    let tail = out.len() - (N - 1) * 16;
+    let tail = cols - (N - 1) * 16;
     let tail_mask: __mmask16 = if tail == 16 {
         0xFFFF
     } else {
         (1u16 << tail) - 1
     };
     let lanes = |k: usize| if k + 1 < N { 0xFFFF } else { tail_mask };
-    let mut acc_a = [_mm512_setzero_ps(); N];
-    let mut acc_b = [_mm512_setzero_ps(); N];
-    // SAFETY: rows named by set bits hold `out.len()` columns from `m` (checked by the
-    // caller); loads are masked to that width.
+    let mut acc = [[_mm512_setzero_ps(); N]; R];
+    // SAFETY: the caller checked every row of `m`, `vals` and `out` used here; loads and
+    // stores are masked to `cols` columns.
     unsafe {
-        for (w, &word) in mask.iter().enumerate() {
+        for (w, &word) in union.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
                 let j = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let (v, row) = (_mm512_set1_ps(*values.get_unchecked(j)), m.add(j * ld));
+                let row = m.add(j * ld);
+                let mut m_j = [_mm512_setzero_ps(); N];
                 for k in 0..N {
-                    acc_a[k] = _mm512_fmadd_ps(
-                        v,
-                        _mm512_maskz_loadu_ps(lanes(k), row.add(16 * k)),
-                        acc_a[k],
-                    );
+                    m_j[k] = _mm512_maskz_loadu_ps(lanes(k), row.add(16 * k));
                 }
-                if bits == 0 {
-                    break;
-                }
-                let j = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let (v, row) = (_mm512_set1_ps(*values.get_unchecked(j)), m.add(j * ld));
-                for k in 0..N {
-                    acc_b[k] = _mm512_fmadd_ps(
-                        v,
-                        _mm512_maskz_loadu_ps(lanes(k), row.add(16 * k)),
-                        acc_b[k],
-                    );
+                for r in 0..R {
+                    let v = _mm512_set1_ps(*vals.add(r * vs + j));
+                    for k in 0..N {
+                        acc[r][k] = _mm512_fmadd_ps(v, m_j[k], acc[r][k]);
+                    }
                 }
             }
         }
-        for k in 0..N {
-            let dst = out.as_mut_ptr().add(16 * k);
-            let sum = _mm512_add_ps(
-                _mm512_add_ps(acc_a[k], acc_b[k]),
-                _mm512_maskz_loadu_ps(lanes(k), dst),
-            );
-            _mm512_mask_storeu_ps(dst, lanes(k), sum);
+        for r in 0..R {
+            for k in 0..N {
+                let dst = out.add(r * os + 16 * k);
+                _mm512_mask_storeu_ps(
+                    dst,
+                    lanes(k),
+                    _mm512_add_ps(acc[r][k], _mm512_maskz_loadu_ps(lanes(k), dst)),
+                );
+            }
         }
     }
 }
@@ -245,15 +300,86 @@ pub fn transpose_columns(
 ) {
     assert!(c0 <= c1 && c1 <= cols && src.len() >= rows * cols && dst_stride >= rows);
     assert!(c1 == c0 || dst.len() >= (c1 - c0 - 1) * dst_stride + rows);
-    // Tiles of 16×16 keep both the reads and the writes within a few cache lines.
-    const T: usize = 16;
-    for r0 in (0..rows).step_by(T) {
-        for t0 in (c0..c1).step_by(T) {
-            for r in r0..(r0 + T).min(rows) {
-                for c in t0..(t0 + T).min(c1) {
-                    dst[(c - c0) * dst_stride + r] = src[r * cols + c];
-                }
+    // Whole 16 × 16 tiles with AVX-512 register transposes, the edges element by element.
+    let (full_rows, full_cols) = if has_avx512() {
+        (rows / 16 * 16, (c1 - c0) / 16 * 16)
+    } else {
+        (0, 0)
+    };
+    #[cfg(target_arch = "x86_64")]
+    for r in (0..full_rows).step_by(16) {
+        for c in (c0..c0 + full_cols).step_by(16) {
+            // SAFETY: AVX-512F is present (full_rows is 0 otherwise); the tile's 16 rows of 16
+            // columns lie inside `src` and its 16 destination rows inside `dst` (checked above).
+            unsafe {
+                transpose_tile_avx512(
+                    src.as_ptr().add(r * cols + c),
+                    cols,
+                    dst.as_mut_ptr().add((c - c0) * dst_stride + r),
+                    dst_stride,
+                )
+            };
+        }
+    }
+    let mut scalar = |rs: std::ops::Range<usize>, cs: std::ops::Range<usize>| {
+        for r in rs {
+            for c in cs.clone() {
+                dst[(c - c0) * dst_stride + r] = src[r * cols + c];
             }
+        }
+    };
+    scalar(0..full_rows, c0 + full_cols..c1);
+    scalar(full_rows..rows, c0..c1);
+}
+
+/// Transposes one 16 × 16 tile in registers: unpack pairs of rows, shuffle 2×2 blocks inside
+/// 128-bit lanes, then move 128-bit lanes twice.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_tile_avx512(
+    src: *const f32,
+    src_stride: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    // SAFETY: the caller guarantees 16 rows of 16 floats at `src` and at `dst`.
+    unsafe {
+        let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * src_stride)));
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // u[4q + k]: from t[4q + {0, 2}] (k even) or t[4q + {1, 3}] (k odd), low or high pairs.
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let (q, k) = (i / 4, i % 4);
+            let (a, b) = (t[4 * q + k / 2], t[4 * q + k / 2 + 2]);
+            if k % 2 == 0 {
+                _mm512_shuffle_ps::<0x44>(a, b)
+            } else {
+                _mm512_shuffle_ps::<0xEE>(a, b)
+            }
+        });
+        let v: [__m512; 16] = std::array::from_fn(|i| {
+            let (h, k) = (i / 8, i % 8);
+            let (a, b) = (u[8 * h + k % 4], u[8 * h + k % 4 + 4]);
+            if k < 4 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xDD>(a, b)
+            }
+        });
+        for i in 0..16 {
+            let (a, b) = (v[i % 8], v[i % 8 + 8]);
+            let row = if i < 8 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xDD>(a, b)
+            };
+            _mm512_storeu_ps(dst.add(i * dst_stride), row);
         }
     }
 }
@@ -337,27 +463,53 @@ mod tests {
     }
 
     #[test]
-    fn masked_row_product_matches_the_naive_sum_for_all_widths() {
-        let (rows, ld) = (150, 300);
-        let m = pseudo_random(rows * ld, 9, 1_000_000);
-        for width in [1, 7, 16, 33, 64, 100, 128, 129, 200, 300] {
-            for zero_every in [1, 2, 5, 1000] {
-                let values = pseudo_random(rows, 3, zero_every);
-                let mut mask = vec![0; mask_words(rows)];
-                nonzero_mask(&values, &mut mask);
-                let mut out = pseudo_random(width, 4, 1_000_000);
-                let mut expected: Vec<f64> = out.iter().map(|&v| v as f64).collect();
-                for (j, &v) in values.iter().enumerate() {
-                    for (k, e) in expected.iter_mut().enumerate() {
-                        *e += v as f64 * m[j * ld + k] as f64;
+    fn masked_rows_product_matches_the_naive_sum_for_all_shapes() {
+        let (len, ld) = (150, 300);
+        let m = pseudo_random(len * ld, 9, 1_000_000);
+        for rows in 1..=MAX_BLOCK_ROWS {
+            for width in [1, 7, 16, 33, 64, 100, 129, 300] {
+                for zero_every in [1, 2, 5, 1000] {
+                    let vals_stride = len + 3;
+                    let vals = pseudo_random(rows * vals_stride, rows as u32 + 3, zero_every);
+                    let mut union = vec![0; mask_words(len)];
+                    for r in 0..rows {
+                        let mut mask = vec![0; mask_words(len)];
+                        nonzero_mask(&vals[r * vals_stride..][..len], &mut mask);
+                        union.iter_mut().zip(&mask).for_each(|(u, m)| *u |= m);
                     }
-                }
-                masked_row_product(&values, &mask, &m, ld, &mut out);
-                for (k, (&o, &e)) in out.iter().zip(&expected).enumerate() {
-                    assert!(
-                        (o as f64 - e).abs() < 1e-3,
-                        "width {width} zeros 1/{zero_every} column {k}: {o} vs {e}"
-                    );
+                    let out_stride = width + 5;
+                    let start = pseudo_random(rows * out_stride, 4, 1_000_000);
+                    let mut expected: Vec<f64> = start.iter().map(|&v| v as f64).collect();
+                    for r in 0..rows {
+                        for j in 0..len {
+                            for k in 0..width {
+                                expected[r * out_stride + k] +=
+                                    vals[r * vals_stride + j] as f64 * m[j * ld + k] as f64;
+                            }
+                        }
+                    }
+                    type Product =
+                        fn(&[f32], usize, usize, &[u64], &[f32], usize, &mut [f32], usize, usize);
+                    for f in [masked_rows_product as Product, masked_rows_product_portable] {
+                        let mut out = start.clone();
+                        f(
+                            &vals,
+                            rows,
+                            vals_stride,
+                            &union,
+                            &m,
+                            ld,
+                            &mut out,
+                            out_stride,
+                            width,
+                        );
+                        for (i, (&o, &e)) in out.iter().zip(&expected).enumerate() {
+                            assert!(
+                                (o as f64 - e).abs() < 1e-3,
+                                "rows {rows} width {width} zeros 1/{zero_every} at {i}: {o} vs {e}"
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -365,14 +517,23 @@ mod tests {
 
     #[test]
     fn transpose_columns_swaps_rows_and_columns() {
-        let (rows, cols, stride) = (19, 37, 23);
-        let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
-        let (c0, c1) = (5, 30);
-        let mut dst = vec![-1.0; (c1 - c0) * stride];
-        transpose_columns(&src, rows, cols, c0, c1, &mut dst, stride);
-        for r in 0..rows {
-            for c in c0..c1 {
-                assert_eq!(dst[(c - c0) * stride + r], src[r * cols + c]);
+        for (rows, cols, stride, c0, c1) in [
+            (19, 37, 23, 5, 30),
+            (64, 784, 64, 392, 784),
+            (48, 100, 50, 0, 100),
+            (16, 16, 16, 0, 16),
+        ] {
+            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut dst = vec![-1.0; (c1 - c0) * stride];
+            transpose_columns(&src, rows, cols, c0, c1, &mut dst, stride);
+            for r in 0..rows {
+                for c in c0..c1 {
+                    assert_eq!(
+                        dst[(c - c0) * stride + r],
+                        src[r * cols + c],
+                        "{rows}×{cols} at ({r}, {c})"
+                    );
+                }
             }
         }
     }

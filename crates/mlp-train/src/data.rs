@@ -21,6 +21,116 @@ pub trait LabelledData: Sync {
     /// Writes the examples at `indices` into `x` (`indices.len()` rows of `features()` values)
     /// and their labels into `y`. Called once per mini-batch: must not allocate.
     fn gather(&self, indices: &[usize], x: &mut [f32], y: &mut [usize]);
+    /// A hint that `indices` will be gathered next: start fetching them into cache. The
+    /// trainer calls it one batch ahead, so a data set larger than the cache does not stall
+    /// each step on memory. The default does nothing.
+    fn prefetch(&self, _indices: &[usize]) {}
+}
+
+/// Images stored as bytes (0–255) with byte labels, normalised to [0, 1] as rows are
+/// gathered: a quarter of the memory of `f32` features, and the conversion is cheap next to
+/// the matrix products. This is how the `mlp` binary feeds Fashion-MNIST to the trainer.
+#[derive(Debug, Clone, Copy)]
+pub struct ByteImages<'a> {
+    pixels: &'a [u8],
+    labels: &'a [u8],
+    features: usize,
+    classes: usize,
+}
+
+impl<'a> ByteImages<'a> {
+    /// Wraps `labels.len()` images of `features` pixels each, checking sizes and labels.
+    pub fn new(
+        pixels: &'a [u8],
+        labels: &'a [u8],
+        features: usize,
+        classes: usize,
+    ) -> Result<Self, DataShapeError> {
+        if pixels.len() != labels.len() * features {
+            return Err(DataShapeError::CountMismatch {
+                rows: pixels.len() / features.max(1),
+                labels: labels.len(),
+            });
+        }
+        if let Some((index, &label)) = labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| l as usize >= classes)
+        {
+            return Err(DataShapeError::LabelOutOfRange {
+                index,
+                label: label as usize,
+                classes,
+            });
+        }
+        Ok(Self {
+            pixels,
+            labels,
+            features,
+            classes,
+        })
+    }
+}
+
+impl LabelledData for ByteImages<'_> {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn gather(&self, indices: &[usize], x: &mut [f32], y: &mut [usize]) {
+        #[cfg(target_arch = "x86_64")]
+        if mlp_core::kernels::has_avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { self.gather_avx512(indices, x, y) };
+        }
+        self.gather_body(indices, x, y)
+    }
+
+    fn prefetch(&self, indices: &[usize]) {
+        #[cfg(target_arch = "x86_64")]
+        for &i in indices {
+            let image = &self.pixels[i * self.features..(i + 1) * self.features];
+            for line in image.chunks(64) {
+                // SAFETY: prefetching has no effect on memory; the address is inside `pixels`.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        line.as_ptr().cast(),
+                    )
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = indices;
+    }
+}
+
+impl ByteImages<'_> {
+    /// The same loop compiled for AVX-512: 16 divisions at a time (division, not a multiply
+    /// by 1/255, so that values equal `p / 255` exactly on every path).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gather_avx512(&self, indices: &[usize], x: &mut [f32], y: &mut [usize]) {
+        self.gather_body(indices, x, y)
+    }
+
+    #[inline(always)]
+    fn gather_body(&self, indices: &[usize], x: &mut [f32], y: &mut [usize]) {
+        let f = self.features;
+        for ((&i, row), label) in indices.iter().zip(x.chunks_exact_mut(f)).zip(y.iter_mut()) {
+            for (v, &p) in row.iter_mut().zip(&self.pixels[i * f..(i + 1) * f]) {
+                *v = p as f32 / 255.0;
+            }
+            *label = self.labels[i] as usize;
+        }
+    }
 }
 
 /// Features and labels held in memory.

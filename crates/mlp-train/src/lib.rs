@@ -29,7 +29,7 @@ pub mod sgd;
 pub mod trainer;
 
 pub use config::{CheckedConfig, ConfigError, TrainConfig};
-pub use data::{InMemoryData, LabelledData};
+pub use data::{ByteImages, InMemoryData, LabelledData};
 pub use engine::{Engine, StepStats};
 pub use evaluate::{Evaluation, Evaluator, evaluate};
 pub use fsio::{WriteError, write_atomic, write_json_atomic};

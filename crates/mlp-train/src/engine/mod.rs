@@ -55,7 +55,7 @@ pub struct Engine {
     x: Vec<f32>,
     y: Vec<usize>,
     x_masks: Vec<u64>,
-    // The batch by pixel (training only): x transposed, rows n apart, and masks.
+    // The batch by pixel (training only), in two halves of rows: x transposed and masks.
     xt: Vec<f32>,
     xt_masks: Vec<u64>,
     z2_parts: [Vec<f32>; SHARDS],
@@ -103,8 +103,8 @@ impl Engine {
             x: vec![0.0; capacity * inputs],
             y: vec![0; capacity],
             x_masks: vec![0; capacity * mask_words(inputs)],
-            xt: vec![0.0; inputs * capacity],
-            xt_masks: vec![0; inputs * mask_words(capacity)],
+            xt: vec![0.0; 2 * inputs * batch_size.div_ceil(2)],
+            xt_masks: vec![0; 2 * inputs * mask_words(capacity.div_ceil(2))],
             z2_parts: [vec![0.0; capacity * classes], vec![0.0; capacity * classes]],
             eval_indices: Vec::with_capacity(EVAL_BATCH),
         }
@@ -174,8 +174,11 @@ impl Engine {
         }
     }
 
-    /// Phase 1: gathers the examples at `indices` and masks each row's non-zero inputs.
-    fn gather(&mut self, data: &dyn LabelledData, indices: &[usize]) {
+    /// Phase 1: gathers the examples at `indices` and masks each row's non-zero inputs; when
+    /// `transpose`, also lays the batch out by pixel (xᵀ and its masks) for the backward pass.
+    /// Each thread gathers one half of the rows and transposes the rows it just wrote, while
+    /// they are in its own cache.
+    fn gather(&mut self, data: &dyn LabelledData, indices: &[usize], transpose: bool) {
         let (n, inputs, words) = (
             indices.len(),
             self.shape.inputs,
@@ -187,62 +190,70 @@ impl Engine {
             self.capacity
         );
         let half = n / 2;
+        let xt_words = self.xt_mask_stride();
         let (x0, x1) = self.x[..n * inputs].split_at_mut(half * inputs);
         let (y0, y1) = self.y[..n].split_at_mut(half);
         let (m0, m1) = self.x_masks[..n * words].split_at_mut(half * words);
         let (ind0, ind1) = indices.split_at(half);
+        let (xt_half, masks_half) = (self.xt.len() / 2, self.xt_masks.len() / 2);
+        let (xt0, xt1) = self.xt.split_at_mut(xt_half);
+        let (k0, k1) = self.xt_masks.split_at_mut(masks_half);
+        let args = [(ind0, x0, y0, m0, xt0, k0), (ind1, x1, y1, m1, xt1, k1)];
         Self::on_shards(
             self.parallel,
-            [(ind0, x0, y0, m0), (ind1, x1, y1, m1)],
-            |_, (ind, x, y, masks)| {
+            args,
+            |_, (ind, x, y, masks, xt, xt_masks)| {
                 data.gather(ind, x, y);
                 for (row, mask) in x.chunks_exact(inputs).zip(masks.chunks_exact_mut(words)) {
                     nonzero_mask(row, mask);
+                }
+                let rows = ind.len();
+                if transpose && rows > 0 {
+                    // xᵀ rows are packed `rows` apart: rows of the full capacity apart would put
+                    // every write 4 KiB from the last, where caches alias.
+                    transpose_columns(x, rows, inputs, 0, inputs, xt, rows);
+                    for p in 0..inputs {
+                        nonzero_mask(
+                            &xt[p * rows..][..rows],
+                            &mut xt_masks[p * xt_words..][..mask_words(rows)],
+                        );
+                    }
                 }
             },
         );
     }
 
-    /// Phase 2: the forward pass of both shards; when `transpose`, each shard also transposes
-    /// half of the pixels and masks them, for the backward pass.
-    fn forward(&mut self, n: usize, transpose: bool) {
-        let (inputs, cap) = (self.shape.inputs, self.capacity);
-        let words = mask_words(inputs);
+    /// Mask words per pixel row of one half of xᵀ.
+    fn xt_mask_stride(&self) -> usize {
+        mask_words(self.capacity.div_ceil(2))
+    }
+
+    /// Phase 2: the forward pass of both shards.
+    fn forward(&mut self, n: usize) {
+        let inputs = self.shape.inputs;
         let rows = SparseRows {
             values: &self.x,
             masks: &self.x_masks,
             len: inputs,
             stride: inputs,
-            mask_stride: words,
+            mask_stride: mask_words(inputs),
         };
-        let xt_words = mask_words(cap);
-        let split = if transpose { inputs / 2 } else { 0 };
-        // xᵀ rows are packed n apart: rows `capacity` apart would put every write of the
-        // transposition 4 KiB from the last, where caches alias.
-        let (xt0, xt1) = self.xt.split_at_mut(split * n);
-        let (mk0, mk1) = self.xt_masks.split_at_mut(split * xt_words);
-        let pixels = [(0, split), (split, if transpose { inputs } else { split })];
         let [s0, s1] = &mut self.shards;
         let [z0, z1] = &mut self.z2_parts;
-        let (x, activation, b2) = (&self.x, self.activation, &self.b2);
-        let args = [(s0, z0, xt0, mk0), (s1, z1, xt1, mk1)];
-        Self::on_shards(self.parallel, args, |s, (shard, z2_part, xt, masks)| {
-            let (p0, p1) = pixels[s];
-            transpose_columns(x, n, inputs, p0, p1, xt, n);
-            for k in 0..p1 - p0 {
-                nonzero_mask(
-                    &xt[k * n..][..n],
-                    &mut masks[k * xt_words..][..mask_words(n)],
+        let (activation, b2) = (self.activation, &self.b2);
+        Self::on_shards(
+            self.parallel,
+            [(s0, z0), (s1, z1)],
+            |s, (shard, z2_part)| {
+                shard.forward(
+                    &rows,
+                    n,
+                    activation,
+                    (s == 0).then_some(b2.as_slice()),
+                    z2_part,
                 );
-            }
-            shard.forward(
-                &rows,
-                n,
-                activation,
-                (s == 0).then_some(b2.as_slice()),
-                z2_part,
-            );
-        });
+            },
+        );
     }
 
     /// One step of mini-batch SGD on the examples at `indices`: forward, backward and update.
@@ -253,17 +264,19 @@ impl Engine {
         sgd: &Sgd,
     ) -> StepStats {
         let n = indices.len();
-        self.gather(data, indices);
-        self.forward(n, true);
+        self.gather(data, indices, true);
+        self.forward(n);
 
-        let words = mask_words(self.capacity);
-        let pixels = SparseRows {
-            values: &self.xt,
-            masks: &self.xt_masks,
-            len: n,
-            stride: n,
-            mask_stride: words,
+        // The batch by pixel, in its two halves of rows (see `gather`).
+        let (half_len, xt_words) = (self.xt.len() / 2, self.xt_mask_stride());
+        let half = |s: usize, rows: usize| SparseRows {
+            values: &self.xt[s * half_len..],
+            masks: &self.xt_masks[s * self.xt_masks.len() / 2..],
+            len: rows,
+            stride: rows,
+            mask_stride: xt_words,
         };
+        let pixels = [half(0, n / 2), half(1, n - n / 2)];
         let z2_parts = [self.z2_parts[0].as_slice(), self.z2_parts[1].as_slice()];
         let labels = &self.y[..n];
         let [s0, s1] = &mut self.shards;
@@ -289,9 +302,9 @@ impl Engine {
             let mut indices = std::mem::take(&mut self.eval_indices);
             indices.clear();
             indices.extend(start..start + n);
-            self.gather(data, &indices);
+            self.gather(data, &indices, false);
             self.eval_indices = indices;
-            self.forward(n, false);
+            self.forward(n);
             let mut z = logits.slice_mut(ndarray::s![..n, ..]);
             for (k, v) in z.iter_mut().enumerate() {
                 *v = self.z2_parts[0][k] + self.z2_parts[1][k];

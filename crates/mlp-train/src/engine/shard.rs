@@ -2,7 +2,9 @@
 //! classes × width, so that every product below runs along contiguous memory), and the
 //! per-batch buffers for those columns.
 
-use mlp_core::kernels::{axpy, dot, mask_words, masked_row_product, sum_of_squares};
+use mlp_core::kernels::{
+    MAX_BLOCK_ROWS, axpy, dot, mask_words, masked_rows_product, sum_of_squares,
+};
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -20,11 +22,21 @@ pub(super) struct SparseRows<'a> {
 }
 
 impl SparseRows<'_> {
-    fn row(&self, r: usize) -> (&[f32], &[u64]) {
-        (
-            &self.values[r * self.stride..][..self.len],
-            &self.masks[r * self.mask_stride..][..mask_words(self.len)],
-        )
+    /// Rows `r0..r0 + rows` as one block: the values from row r0 on, and into `union` the OR
+    /// of their masks.
+    fn block(&self, r0: usize, rows: usize, union: &mut Vec<u64>) -> &[f32] {
+        let words = mask_words(self.len);
+        union.clear();
+        union.resize(words, 0);
+        for r in r0..r0 + rows {
+            for (u, m) in union
+                .iter_mut()
+                .zip(&self.masks[r * self.mask_stride..][..words])
+            {
+                *u |= m;
+            }
+        }
+        &self.values[r0 * self.stride..]
     }
 }
 
@@ -50,12 +62,16 @@ pub(super) struct Shard {
     dw2t: Vec<f32>,
     db1: Vec<f32>,
     db2: Vec<f32>,
-    dw1_row: Vec<f32>,
+    /// dW1 for a block of pixel rows, (MAX_BLOCK_ROWS, width).
+    dw1_rows: Vec<f32>,
+    /// OR of a block's masks (grown once to the largest mask).
+    union: Vec<u64>,
 }
 
 impl Shard {
     pub fn new(w1: Vec<f32>, b1: Vec<f32>, w2t: Vec<f32>, capacity: usize, classes: usize) -> Self {
         let width = b1.len();
+        let inputs = w1.len().checked_div(width).unwrap_or(0);
         Self {
             width,
             classes,
@@ -70,7 +86,8 @@ impl Shard {
             dw2t: vec![0.0; classes * width],
             db1: vec![0.0; width],
             db2: vec![0.0; classes],
-            dw1_row: vec![0.0; width],
+            dw1_rows: vec![0.0; MAX_BLOCK_ROWS * width],
+            union: Vec::with_capacity(mask_words(capacity.max(inputs))),
         }
     }
 
@@ -119,10 +136,22 @@ impl Shard {
     ) {
         let (w, classes) = (self.width, self.classes);
         for i in 0..n {
-            let z1 = &mut self.z1[i * w..][..w];
-            z1.copy_from_slice(&self.b1);
-            let (x, mask) = rows.row(i);
-            masked_row_product(x, mask, &self.w1, w, z1);
+            self.z1[i * w..][..w].copy_from_slice(&self.b1);
+        }
+        for i0 in (0..n).step_by(MAX_BLOCK_ROWS) {
+            let r = MAX_BLOCK_ROWS.min(n - i0);
+            let x = rows.block(i0, r, &mut self.union);
+            masked_rows_product(
+                x,
+                r,
+                rows.stride,
+                &self.union,
+                &self.w1,
+                w,
+                &mut self.z1[i0 * w..],
+                w,
+                w,
+            );
         }
         let z1 =
             ArrayView2::from_shape((n, w), &self.z1[..n * w]).expect("buffer sized for n rows");
@@ -148,7 +177,7 @@ impl Shard {
         &mut self,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
-        pixels: &SparseRows,
+        pixels: &[SparseRows; 2],
         activation: Activation,
         sgd: &Sgd,
         b2: Option<&mut [f32]>,
@@ -169,7 +198,7 @@ impl Shard {
         &mut self,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
-        pixels: &SparseRows,
+        pixels: &[SparseRows; 2],
         activation: Activation,
         sgd: &Sgd,
         b2: Option<&mut [f32]>,
@@ -182,7 +211,7 @@ impl Shard {
         &mut self,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
-        pixels: &SparseRows,
+        pixels: &[SparseRows; 2],
         activation: Activation,
         sgd: &Sgd,
         b2: Option<&mut [f32]>,
@@ -237,14 +266,32 @@ impl Shard {
             sgd.update_weights(&mut self.w2t, &self.dw2t);
             sgd.update_biases(&mut self.b1, &self.db1);
 
-            // dW1[p, :] = Σ_i x[i,p]·dz1[i, :], one pixel row at a time, applied as soon as it
-            // is known: the full dW1 is never stored.
-            for p in 0..self.w1.len() / w {
-                self.dw1_row.fill(0.0);
-                let (xt_p, mask) = pixels.row(p);
-                masked_row_product(xt_p, mask, &self.dz1, w, &mut self.dw1_row);
-                grad_sq += sum_of_squares(&self.dw1_row) as f64;
-                sgd.update_weights(&mut self.w1[p * w..][..w], &self.dw1_row);
+            // dW1[p, :] = Σ_i x[i,p]·dz1[i, :], a few pixel rows at a time, applied as soon as
+            // they are known: the full dW1 is never stored.
+            let inputs = self.w1.len() / w;
+            for p0 in (0..inputs).step_by(MAX_BLOCK_ROWS) {
+                let r = MAX_BLOCK_ROWS.min(inputs - p0);
+                let dw1 = &mut self.dw1_rows[..r * w];
+                dw1.fill(0.0);
+                // The two halves of the batch's rows (see Engine::gather), in order.
+                let mut row0 = 0;
+                for half in pixels {
+                    let xt = half.block(p0, r, &mut self.union);
+                    masked_rows_product(
+                        xt,
+                        r,
+                        half.stride,
+                        &self.union,
+                        &self.dz1[row0 * w..],
+                        w,
+                        dw1,
+                        w,
+                        w,
+                    );
+                    row0 += half.len;
+                }
+                grad_sq += sum_of_squares(dw1) as f64;
+                sgd.update_weights(&mut self.w1[p0 * w..][..r * w], dw1);
             }
         }
         if let Some(b2) = b2 {

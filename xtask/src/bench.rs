@@ -1,0 +1,179 @@
+//! `cargo xtask bench`: how fast one training epoch on the real data is, against a matrix
+//! product peak measured on the same machine in the same run.
+//!
+//! Always runs in release mode: a debug `cargo xtask` re-runs itself with `--release`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use fmnist_data::{Split, Verify, load_fashion_mnist};
+use mlp_core::{Activation, Mlp, Shape};
+use mlp_train::{ByteImages, Engine, LabelledData, Sgd};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+/// Dense floating-point work of one example through 784-H-10: forward x·W1 and a1·W2,
+/// backward a1ᵀ·dz2, dz2·W2ᵀ and xᵀ·dz1, two flops per multiply-add.
+pub fn dense_flops_per_example(shape: Shape) -> f64 {
+    let Shape {
+        inputs,
+        hidden,
+        classes,
+    } = shape;
+    2.0 * (2 * inputs * hidden + 3 * hidden * classes) as f64
+}
+
+/// Options of the benchmark.
+pub struct BenchOptions<'a> {
+    /// Folder with the Fashion-MNIST files.
+    pub data_dir: &'a Path,
+    /// Timed epochs (after one warm-up epoch).
+    pub epochs: usize,
+    /// Hidden units.
+    pub hidden: usize,
+    /// Mini-batch size.
+    pub batch_size: usize,
+}
+
+/// Runs the benchmark and prints its report.
+pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "machine: {cores} cores, AVX-512 {}",
+        if mlp_core::kernels::has_avx512() {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    let peak1 = sgemm_gflops(1);
+    let peak2 = sgemm_gflops(2.min(cores));
+    println!(
+        "matrix-product peak (matrixmultiply sgemm 1024³): {peak1:.1} GFLOP/s on 1 thread, {peak2:.1} on {}",
+        2.min(cores)
+    );
+
+    let started = Instant::now();
+    let data = load_fashion_mnist(opts.data_dir, Verify::Catalogue)
+        .with_context(|| "the benchmark needs the real data: run `cargo xtask fetch-data`")?;
+    println!(
+        "load and verify the four files: {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let (train, _) = data.train.split_last(10_000);
+    let train = ByteImages::new(
+        train.pixels(),
+        train.labels(),
+        train.features(),
+        train.classes(),
+    )?;
+    let test = ByteImages::new(
+        data.test.pixels(),
+        data.test.labels(),
+        data.test.features(),
+        data.test.classes(),
+    )?;
+    let shape = Shape {
+        inputs: 784,
+        hidden: opts.hidden,
+        classes: 10,
+    };
+    let flops = dense_flops_per_example(shape) * 50_000.0;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let model = Mlp::new(shape, Activation::Relu, &mut rng)?;
+    let sgd = Sgd::new(0.05, 1e-4);
+    let mut order: Vec<usize> = (0..50_000).collect();
+
+    for threads in [2.min(cores), 1] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let mut engine = Engine::new(&model, opts.batch_size, threads > 1);
+        let mut times = Vec::new();
+        pool.install(|| {
+            for epoch in 0..=opts.epochs {
+                order.shuffle(&mut rng);
+                let t = Instant::now();
+                let chunks: Vec<&[usize]> = order.chunks(opts.batch_size).collect();
+                for (k, batch) in chunks.iter().enumerate() {
+                    if let Some(next) = chunks.get(k + 1) {
+                        train.prefetch(next);
+                    }
+                    engine.train_step(&train, batch, &sgd);
+                }
+                if epoch > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+        });
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let gflops = flops / median / 1e9;
+        println!(
+            "train {shape} batch {}, {threads} thread(s): {median:.4} s per 50,000-image epoch (median of {}), \
+             {:.0} images/s, {gflops:.1} dense-equivalent GFLOP/s = {:.2} × the sgemm peak",
+            opts.batch_size,
+            times.len(),
+            50_000.0 / median,
+            gflops / if threads > 1 { peak2 } else { peak1 }
+        );
+
+        let t = Instant::now();
+        let reps = 5;
+        let mut accuracy = 0.0;
+        pool.install(|| {
+            for _ in 0..reps {
+                accuracy = engine.evaluate(&test).accuracy();
+            }
+        });
+        let per = t.elapsed().as_secs_f64() / reps as f64;
+        println!(
+            "  inference on the 10,000 test images: {per:.4} s, {:.0} images/s (accuracy {accuracy:.4})",
+            10_000.0 / per
+        );
+    }
+    Ok(())
+}
+
+/// GFLOP/s of `threads` concurrent single-threaded 1024³ sgemms, best of three.
+fn sgemm_gflops(threads: usize) -> f64 {
+    const N: usize = 1024;
+    let a = vec![0.5f32; N * N];
+    let b = vec![0.25f32; N * N];
+    let mut best: f64 = 0.0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let mut c = vec![0.0f32; N * N];
+                    // SAFETY: the pointers and strides describe the N×N buffers above.
+                    unsafe {
+                        matrixmultiply::sgemm(
+                            N,
+                            N,
+                            N,
+                            1.0,
+                            a.as_ptr(),
+                            N as isize,
+                            1,
+                            b.as_ptr(),
+                            N as isize,
+                            1,
+                            0.0,
+                            c.as_mut_ptr(),
+                            N as isize,
+                            1,
+                        );
+                    }
+                    std::hint::black_box(&c);
+                });
+            }
+        });
+        best =
+            best.max(threads as f64 * 2.0 * (N * N * N) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
