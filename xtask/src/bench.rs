@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use fmnist_data::{Split, Verify, load_fashion_mnist};
+use fmnist_data::{Verify, load_fashion_mnist};
 use mlp_core::{Activation, Mlp, Shape};
 use mlp_train::{ByteImages, Engine, LabelledData, Sgd};
 use rand::SeedableRng;
