@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use fmnist_data::{Verify, load_fashion_mnist};
 use mlp_core::{Activation, Mlp, Shape};
-use mlp_train::{ByteImages, Engine, LabelledData, Sgd};
+use mlp_train::{ByteImages, Engine, Sgd};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
@@ -98,10 +98,12 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
                 let t = Instant::now();
                 let chunks: Vec<&[usize]> = order.chunks(opts.batch_size).collect();
                 for (k, batch) in chunks.iter().enumerate() {
-                    if let Some(next) = chunks.get(k + 1) {
-                        train.prefetch(next);
-                    }
-                    engine.train_step(&train, batch, &sgd);
+                    engine.train_step(
+                        &train,
+                        batch,
+                        chunks.get(k + 1).copied().unwrap_or(&[]),
+                        &sgd,
+                    );
                 }
                 if epoch > 0 {
                     times.push(t.elapsed().as_secs_f64());

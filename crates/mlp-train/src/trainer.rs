@@ -126,15 +126,11 @@ fn train_loop(
         let mut train_metrics = BatchMetrics::default();
         let mut grad_norm_sum = 0.0;
 
-        let batches = order.len().div_ceil(batch_size);
         for (k, batch) in order.chunks(batch_size).enumerate() {
-            if k + 1 < batches {
-                train_data.prefetch(
-                    &order[(k + 1) * batch_size..]
-                        [..batch_size.min(order.len() - (k + 1) * batch_size)],
-                );
-            }
-            let step = engine.train_step(train_data, batch, &sgd);
+            let next = order
+                .get((k + 1) * batch_size..)
+                .map_or(&[][..], |rest| &rest[..rest.len().min(batch_size)]);
+            let step = engine.train_step(train_data, batch, next, &sgd);
             if !step.metrics.loss_sum.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: epoch + 1,

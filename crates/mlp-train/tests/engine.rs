@@ -60,7 +60,7 @@ fn check(shape: Shape, activation: Activation) {
     for parallel in [false, true] {
         let mut engine = Engine::new(&start, 32, parallel);
         for (batch, (loss_sum, norm)) in batches.iter().zip(&expected) {
-            let stats = engine.train_step(&data, batch, &sgd);
+            let stats = engine.train_step(&data, batch, &[], &sgd);
             assert!(
                 (stats.metrics.loss_sum - loss_sum).abs() < 1e-3 * loss_sum,
                 "{shape} {activation}: loss {} vs {loss_sum}",
@@ -159,7 +159,7 @@ fn one_thread_and_two_threads_give_bit_identical_models() {
         pool.install(|| {
             for b in 0..6 {
                 let batch: Vec<usize> = (0..64).map(|k| (b * 64 + k * 3) % 200).collect();
-                engine.train_step(&data, &batch, &sgd);
+                engine.train_step(&data, &batch, &[], &sgd);
             }
         });
         engine.to_model()
