@@ -1,0 +1,131 @@
+//! Criterion benchmarks of the training step and of inference.
+//!
+//! cargo bench -p mlp-train --bench step
+//!
+//! Inputs are synthetic "images": a random ellipse of non-zero pixels on a zero background,
+//! covering about half of the 784 pixels like Fashion-MNIST's objects (49.8 % non-zero), so
+//! the sparse kernels see realistic structure without needing the data files.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mlp_core::{Activation, Mlp, Shape, Workspace};
+use mlp_train::{Engine, InMemoryData, LabelledData, Sgd};
+use ndarray::Array2;
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn synthetic_images(n: usize, rng: &mut impl Rng) -> InMemoryData {
+    let mut x = Array2::<f32>::zeros((n, 784));
+    for mut image in x.rows_mut() {
+        let (cy, cx) = (
+            rng.random_range(11.0..17.0f32),
+            rng.random_range(11.0..17.0f32),
+        );
+        let (ry, rx) = (
+            rng.random_range(9.0..14.0f32),
+            rng.random_range(5.0..13.0f32),
+        );
+        for (p, v) in image.iter_mut().enumerate() {
+            let (y, x) = ((p / 28) as f32, (p % 28) as f32);
+            if ((y - cy) / ry).powi(2) + ((x - cx) / rx).powi(2) < 1.0 {
+                *v = rng.random_range(1..=255) as f32 / 255.0;
+            }
+        }
+    }
+    let y = (0..n).map(|_| rng.random_range(0..10)).collect();
+    InMemoryData::new(x, y, 10).expect("consistent sizes")
+}
+
+fn bench_reference_passes(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let data = synthetic_images(256, &mut rng);
+    let mut group = c.benchmark_group("reference");
+    for hidden in [128, 512] {
+        let model = Mlp::new(Shape::fashion_mnist(hidden), Activation::Relu, &mut rng).unwrap();
+        for batch in [64, 256] {
+            let indices: Vec<usize> = (0..batch).collect();
+            let mut x = Array2::zeros((batch, 784));
+            let mut y = vec![0; batch];
+            data.gather(&indices, x.as_slice_mut().unwrap(), &mut y);
+            let mut ws = Workspace::new(model.shape(), batch);
+            let id = format!("hidden{hidden}/batch{batch}");
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_function(BenchmarkId::new("forward", &id), |b| {
+                b.iter(|| model.forward(x.view(), &y, &mut ws))
+            });
+            model.forward(x.view(), &y, &mut ws);
+            group.bench_function(BenchmarkId::new("backward", &id), |b| {
+                b.iter(|| {
+                    model.backward(x.view(), &y, &mut ws);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_engine_step(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let data = synthetic_images(4096, &mut rng);
+    let sgd = Sgd::new(0.01, 1e-4);
+    let mut group = c.benchmark_group("engine_step");
+    for hidden in [128, 512] {
+        let model = Mlp::new(Shape::fashion_mnist(hidden), Activation::Relu, &mut rng).unwrap();
+        for batch in [64, 256] {
+            let order: Vec<usize> = (0..data.len()).collect();
+            let batches: Vec<&[usize]> = order.chunks_exact(batch).collect();
+            group.throughput(Throughput::Elements(batch as u64));
+            for threads in [1, 2] {
+                let mut engine = Engine::new(&model, batch, threads == 2);
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let id = format!("hidden{hidden}/batch{batch}/threads{threads}");
+                let mut k = 0;
+                group.bench_function(BenchmarkId::new("sgd_step", id), |b| {
+                    pool.install(|| {
+                        b.iter(|| {
+                            k = (k + 1) % batches.len();
+                            engine.train_step(
+                                &data,
+                                batches[k],
+                                batches[(k + 1) % batches.len()],
+                                &sgd,
+                            )
+                        })
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+fn bench_inference(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let data = synthetic_images(10_000, &mut rng);
+    let model = Mlp::new(Shape::fashion_mnist(128), Activation::Relu, &mut rng).unwrap();
+    let mut group = c.benchmark_group("inference");
+    group.throughput(Throughput::Elements(data.len() as u64));
+    group.sample_size(20);
+    for threads in [1, 2] {
+        let mut engine = Engine::new(&model, 1, threads == 2);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        group.bench_function(
+            BenchmarkId::new("evaluate_10000", format!("hidden128/threads{threads}")),
+            |b| pool.install(|| b.iter(|| engine.evaluate(&data))),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_reference_passes,
+    bench_engine_step,
+    bench_inference
+);
+criterion_main!(benches);
