@@ -3,7 +3,7 @@
 //! per-batch buffers for those columns.
 
 use mlp_core::kernels::{
-    MAX_BLOCK_ROWS, axpy, dot, mask_words, masked_rows_product, sum_of_squares,
+    MAX_BLOCK_ROWS, SparseBlock, axpy, dot, mask_words, masked_rows_product, sum_of_squares,
 };
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -86,8 +86,8 @@ impl Shard {
             dw2t: vec![0.0; classes * width],
             db1: vec![0.0; width],
             db2: vec![0.0; classes],
-            dw1_rows: vec![0.0; MAX_BLOCK_ROWS * width],
             union: Vec::with_capacity(mask_words(capacity.max(inputs))),
+            dw1_rows: vec![0.0; MAX_BLOCK_ROWS * width],
         }
     }
 
@@ -141,17 +141,14 @@ impl Shard {
         for i0 in (0..n).step_by(MAX_BLOCK_ROWS) {
             let r = MAX_BLOCK_ROWS.min(n - i0);
             let x = rows.block(i0, r, &mut self.union);
-            masked_rows_product(
-                x,
-                r,
-                rows.stride,
-                &self.union,
-                &self.w1,
-                w,
-                &mut self.z1[i0 * w..],
-                w,
-                w,
-            );
+            let block = SparseBlock {
+                vals: x,
+                vals_stride: rows.stride,
+                union: &self.union,
+                m: &self.w1,
+                ld: w,
+            };
+            masked_rows_product(&block, r, &mut self.z1[i0 * w..], w, w);
         }
         let z1 =
             ArrayView2::from_shape((n, w), &self.z1[..n * w]).expect("buffer sized for n rows");
@@ -276,18 +273,15 @@ impl Shard {
                 // The two halves of the batch's rows (see Engine::gather), in order.
                 let mut row0 = 0;
                 for half in pixels {
-                    let xt = half.block(p0, r, &mut self.union);
-                    masked_rows_product(
-                        xt,
-                        r,
-                        half.stride,
-                        &self.union,
-                        &self.dz1[row0 * w..],
-                        w,
-                        dw1,
-                        w,
-                        w,
-                    );
+                    let vals = half.block(p0, r, &mut self.union);
+                    let block = SparseBlock {
+                        vals,
+                        vals_stride: half.stride,
+                        union: &self.union,
+                        m: &self.dz1[row0 * w..],
+                        ld: w,
+                    };
+                    masked_rows_product(&block, r, dw1, w, w);
                     row0 += half.len;
                 }
                 grad_sq += sum_of_squares(dw1) as f64;
