@@ -32,6 +32,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     })?;
 
     let all = data::load(&args.data, Split::Train)?;
+    if all.len() < 2 {
+        bail!(
+            "the training file has {} examples; training needs at least 2 (one to train on, one to validate)",
+            all.len()
+        );
+    }
     if args.val_size == 0 || args.val_size >= all.len() {
         bail!(
             "--val-size must be between 1 and {} (the training file has {} examples), got {}",
