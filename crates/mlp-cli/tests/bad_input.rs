@@ -94,6 +94,15 @@ fn cases() -> Vec<Case> {
             expect: "train-images-idx3-ubyte.gz: ",
         },
         Case {
+            name: "empty training file",
+            setup: |d, _| {
+                std::fs::write(d.join("train-images-idx3-ubyte"), idx(&[0, 4, 4], &[])).unwrap();
+                std::fs::write(d.join("train-labels-idx1-ubyte"), idx(&[0], &[])).unwrap();
+            },
+            args: TRAIN,
+            expect: "the training file has 0 examples; training needs at least 2",
+        },
+        Case {
             name: "missing data",
             setup: |d, _| std::fs::remove_dir_all(d).unwrap(),
             args: TRAIN,
