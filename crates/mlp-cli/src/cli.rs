@@ -70,9 +70,24 @@ pub struct TrainArgs {
     /// Threads for training (0: all cores, at most 2); results do not depend on it.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Run folder to write (default: a new `runs/<date-time>/`).
+    /// Stop after this many epochs without a better validation accuracy.
     #[arg(long)]
+    pub patience: Option<usize>,
+    /// Write the run folder's checkpoint every K epochs (0: only on Ctrl-C).
+    #[arg(long, default_value_t = 1)]
+    pub checkpoint_every: usize,
+    /// Print only the result: no progress bar, no line per epoch.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Run folder to write (default: a new `runs/<date-time>/`).
+    #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
+    /// Continue the run saved in this folder, with its own settings and data.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "hidden", "activation", "epochs", "batch_size", "lr", "lr_decay", "l2", "val_size", "seed",
+        "patience", "data_dir", "allow_unverified",
+    ])]
+    pub resume: Option<PathBuf>,
 }
 
 impl TrainArgs {
@@ -87,6 +102,7 @@ impl TrainArgs {
             l2: self.l2,
             seed: self.seed,
             threads: self.threads,
+            patience: self.patience,
         }
     }
 }

@@ -6,6 +6,8 @@
 
 mod cli;
 mod data;
+mod progress;
+mod run_dir;
 mod test_cmd;
 mod train_cmd;
 
@@ -16,11 +18,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Train(args) => train_cmd::run(args),
-        cli::Command::Test(args) => test_cmd::run(args),
+        cli::Command::Train(args) => train_cmd::run_train(args),
+        cli::Command::Test(args) => test_cmd::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", one_line(&err));
             ExitCode::from(2)

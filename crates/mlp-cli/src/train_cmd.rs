@@ -1,131 +1,204 @@
-//! `mlp train`: check the settings, load the data, train, write the run folder.
+//! `mlp train`: check the settings, load the data, train (or continue a saved run), and keep
+//! the run folder current: metrics as each epoch ends, a checkpoint every few epochs and on
+//! Ctrl-C, the model and history at the end.
 
-use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use fmnist_data::{CLASS_NAMES, Split};
-use mlp_train::{EpochRecord, TrainConfig, save_model, write_json_atomic};
-use serde::Serialize;
+use mlp_train::{
+    Hooks, RunEnd, Start, load_checkpoint, run, save_checkpoint, save_model, write_json_atomic,
+};
 
-use crate::cli::{DEFAULT_DATA_DIR, TrainArgs};
+use crate::cli::{DEFAULT_DATA_DIR, DataArgs, TrainArgs};
 use crate::data::{self, images};
+use crate::progress::Progress;
+use crate::run_dir::{CheckpointWriter, RunConfig, RunDir, fresh_run_dir};
 
-/// What config.json records: the hyperparameters plus where the data came from.
-#[derive(Serialize)]
-struct RunConfig<'a> {
-    train: &'a TrainConfig,
-    shape: String,
-    data_dir: &'a Path,
-    data_verified: bool,
-    train_examples: usize,
-    val_size: usize,
-    best_epoch: usize,
-    best_val_acc: f64,
-    mlp_version: &'static str,
-}
+/// Exit code after Ctrl-C, as shells use for SIGINT.
+const INTERRUPTED: u8 = 130;
 
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let config = args.config();
-    let checked = config.validate().map_err(|e| {
-        let flag = format!("--{}", e.setting().replace('_', "-"));
-        anyhow::anyhow!("{}", e.to_string().replacen(e.setting(), &flag, 1))
-    })?;
+pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    // A fresh run takes its settings from the flags; a resumed one from its folder.
+    let (start, data_args, val_size, dir) = match &args.resume {
+        Some(path) => {
+            let dir = RunDir { path: path.clone() };
+            let saved = dir.read_config()?;
+            let state = load_checkpoint(&dir.file("checkpoint.msgpack"))?;
+            let data_args = DataArgs {
+                data_dir: saved.data_dir.clone(),
+                allow_unverified: !saved.data_verified,
+            };
+            (
+                Start::Resume(Box::new(state)),
+                data_args,
+                saved.val_size,
+                dir,
+            )
+        }
+        None => {
+            let checked = args.config().validate().map_err(|e| {
+                let flag = format!("--{}", e.setting().replace('_', "-"));
+                anyhow::anyhow!("{}", e.to_string().replacen(e.setting(), &flag, 1))
+            })?;
+            let dir = RunDir {
+                path: args.out.clone().unwrap_or_else(fresh_run_dir),
+            };
+            let data_args = DataArgs {
+                data_dir: args.data.data_dir.clone(),
+                allow_unverified: args.data.allow_unverified,
+            };
+            (Start::Fresh(checked), data_args, args.val_size, dir)
+        }
+    };
 
-    let all = data::load(&args.data, Split::Train)?;
+    let all = data::load(&data_args, Split::Train)?;
     if all.len() < 2 {
         bail!(
             "the training file has {} examples; training needs at least 2 (one to train on, one to validate)",
             all.len()
         );
     }
-    if args.val_size == 0 || args.val_size >= all.len() {
+    if val_size == 0 || val_size >= all.len() {
         bail!(
-            "--val-size must be between 1 and {} (the training file has {} examples), got {}",
+            "--val-size must be between 1 and {} (the training file has {} examples), got {val_size}",
             all.len() - 1,
-            all.len(),
-            args.val_size
+            all.len()
         );
     }
-    let (train_set, val_set) = all.split_last(args.val_size);
-    let out = match &args.out {
-        Some(dir) => dir.clone(),
-        None => fresh_run_dir()?,
+    let (train_set, val_set) = all.split_last(val_size);
+    let config = match &start {
+        Start::Fresh(c) => mlp_train::TrainConfig::clone(c),
+        Start::Resume(state) => state.config.clone(),
     };
-
-    println!(
-        "training {}-{}-{} ({}) on {} examples, validating on {}: lr {} decay {} l2 {} batch {} seed {}",
-        train_set.features(),
-        config.hidden,
-        train_set.classes(),
-        config.activation,
-        train_set.len(),
-        val_set.len(),
-        config.lr,
-        config.lr_decay,
-        config.l2,
-        config.batch_size,
-        config.seed
-    );
-    let outcome = mlp_train::train(&checked, &images(&train_set), &images(&val_set), |r| {
-        print_epoch(r, config.epochs)
-    })?;
-
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("{}: cannot create the run folder", out.display()))?;
-    let class_names: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
-    save_model(
-        &out.join("model.msgpack"),
-        &outcome.best_model,
-        &class_names,
-    )?;
-    write_json_atomic(&out.join("history.json"), &outcome.history)?;
-    let run_config = RunConfig {
-        train: &config,
-        shape: outcome.best_model.shape().to_string(),
-        data_dir: &args.data.data_dir,
-        data_verified: !args.data.allow_unverified,
+    let mut run_config = RunConfig {
+        train: config.clone(),
+        shape: format!(
+            "{}-{}-{}",
+            train_set.features(),
+            config.hidden,
+            train_set.classes()
+        ),
+        data_dir: data_args.data_dir.clone(),
+        data_verified: !data_args.allow_unverified,
         train_examples: train_set.len(),
         val_size: val_set.len(),
-        best_epoch: outcome.best_epoch,
-        best_val_acc: outcome.best_val_acc,
-        mlp_version: env!("CARGO_PKG_VERSION"),
+        best_epoch: None,
+        best_val_acc: None,
+        mlp_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    write_json_atomic(&out.join("config.json"), &run_config)?;
-
-    println!(
-        "best validation accuracy {:.4} at epoch {}",
-        outcome.best_val_acc, outcome.best_epoch
-    );
-    let data_flag = if args.data.data_dir.as_os_str() == DEFAULT_DATA_DIR {
-        String::new()
-    } else {
-        format!(" --data-dir {}", args.data.data_dir.display())
-    };
-    println!(
-        "run saved in {}; next: mlp test --model {}{data_flag}",
-        out.display(),
-        out.join("model.msgpack").display()
-    );
-    Ok(())
-}
-
-fn print_epoch(r: &EpochRecord, epochs: usize) {
-    let width = epochs.to_string().len();
-    println!(
-        "epoch {:>width$}/{epochs}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.5}  {:.2}s",
-        r.epoch, r.train_loss, r.val_loss, r.val_acc, r.lr, r.epoch_seconds
-    );
-}
-
-/// `runs/<date-time>/`, with a numeric suffix if two runs start within the same second.
-fn fresh_run_dir() -> anyhow::Result<PathBuf> {
-    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
-    let base = Path::new("runs").join(&stamp);
-    let mut dir = base.clone();
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = Path::new("runs").join(format!("{stamp}-{n}"));
+    match &start {
+        Start::Resume(state) => {
+            println!(
+                "resuming {} after epoch {} of {}",
+                dir.path.display(),
+                state.epochs_done,
+                config.epochs
+            );
+            dir.truncate_metrics(state.epochs_done)?;
+        }
+        Start::Fresh(_) => println!(
+            "training {} ({}) on {} examples, validating on {}: lr {} decay {} l2 {} batch {} seed {}",
+            run_config.shape,
+            config.activation,
+            train_set.len(),
+            val_set.len(),
+            config.lr,
+            config.lr_decay,
+            config.l2,
+            config.batch_size,
+            config.seed
+        ),
     }
-    Ok(dir)
+
+    // Ctrl-C asks the run to stop after the current mini-batch; a second one is not caught
+    // twice by the same handler, so the default (kill) applies if the first seems stuck.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+
+    let progress = Progress::new(args.quiet, config.epochs);
+    let checkpoint_every = args.checkpoint_every;
+    let checkpoints = CheckpointWriter::new(dir.file("checkpoint.msgpack"));
+    let mut write_error = None;
+    let hooks = Hooks {
+        on_epoch: Box::new(|record, state| {
+            progress.epoch(record);
+            let result = (|| {
+                if record.epoch == 1 || state.epochs_done == 1 {
+                    dir.write_config(&run_config)?;
+                }
+                dir.append_metrics(record)?;
+                if checkpoint_every > 0 && state.epochs_done % checkpoint_every == 0 {
+                    checkpoints.save(state);
+                }
+                anyhow::Ok(())
+            })();
+            if let (Err(e), None) = (result, &write_error) {
+                write_error = Some(e);
+            }
+        }),
+        on_batch: Box::new(|epoch, done, total, loss| progress.batch(epoch, done, total, loss)),
+        stop: Box::new(|| interrupted.load(Ordering::SeqCst)),
+    };
+    let end = run(start, &images(&train_set), &images(&val_set), hooks);
+    progress.finish();
+    checkpoints.finish()?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    match end? {
+        RunEnd::Interrupted(state) => {
+            dir.write_config(&run_config)?;
+            save_checkpoint(&dir.file("checkpoint.msgpack"), &state)?;
+            let at = match &state.partial {
+                Some(p) => format!(
+                    "in epoch {} after {} mini-batches",
+                    state.epochs_done + 1,
+                    p.batches_done
+                ),
+                None => format!("after epoch {}", state.epochs_done),
+            };
+            eprintln!(
+                "interrupted {at}; checkpoint saved; continue with: mlp train --resume {}",
+                dir.path.display()
+            );
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+        RunEnd::Finished(outcome) => {
+            let class_names: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
+            run_config.best_epoch = Some(outcome.best_epoch);
+            run_config.best_val_acc = Some(outcome.best_val_acc);
+            dir.write_config(&run_config)?;
+            save_model(
+                &dir.file("model.msgpack"),
+                &outcome.best_model,
+                &class_names,
+            )?;
+            write_json_atomic(&dir.file("history.json"), &outcome.history)?;
+            if outcome.history.len() < config.epochs {
+                println!(
+                    "stopped early: no better validation accuracy for {} epochs",
+                    config.patience.unwrap_or(0)
+                );
+            }
+            println!(
+                "best validation accuracy {:.4} at epoch {}",
+                outcome.best_val_acc, outcome.best_epoch
+            );
+            let data_flag = if data_args.data_dir.as_os_str() == DEFAULT_DATA_DIR {
+                String::new()
+            } else {
+                format!(" --data-dir {}", data_args.data_dir.display())
+            };
+            println!(
+                "run saved in {}; next: mlp test --model {}{data_flag}",
+                dir.path.display(),
+                dir.file("model.msgpack").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -16,7 +16,7 @@ fn train_then_test_on_synthetic_data() {
     let text = stdout(&train);
     assert_eq!(
         text.lines().filter(|l| l.starts_with("epoch ")).count(),
-        3,
+        5,
         "{text}"
     );
     let last = text.lines().last().unwrap();
@@ -38,7 +38,7 @@ fn train_then_test_on_synthetic_data() {
     ] {
         assert_eq!(
             history[key].as_array().map(Vec::len),
-            Some(3),
+            Some(5),
             "{key} in {history}"
         );
     }

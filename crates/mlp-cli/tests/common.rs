@@ -76,7 +76,7 @@ pub fn quick_train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
         data,
         "--allow-unverified",
         "--epochs",
-        "3",
+        "5",
         "--hidden",
         "16",
         "--batch-size",

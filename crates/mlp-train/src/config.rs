@@ -26,6 +26,9 @@ pub struct TrainConfig {
     /// two cores; 0 means as many as the machine has, up to 2. Results do not depend on it.
     #[serde(default)]
     pub threads: usize,
+    /// Stop early after this many epochs without a better validation accuracy (None: never).
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -44,6 +47,7 @@ impl Default for TrainConfig {
             l2: 1e-4,
             seed: 0,
             threads: 0,
+            patience: None,
         }
     }
 }
@@ -131,6 +135,9 @@ impl TrainConfig {
         )?;
         real("l2", self.l2, self.l2 >= 0.0, "zero or a positive number")?;
         int("threads", self.threads, 0, 1024)?;
+        if let Some(patience) = self.patience {
+            int("patience", patience, 1, 1_000_000)?;
+        }
         Ok(CheckedConfig(self.clone()))
     }
 }

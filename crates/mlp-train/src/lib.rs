@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod engine;
@@ -28,6 +29,7 @@ pub mod model_file;
 pub mod sgd;
 pub mod trainer;
 
+pub use checkpoint::{CheckpointError, PartialEpoch, TrainState, load_checkpoint, save_checkpoint};
 pub use config::{CheckedConfig, ConfigError, TrainConfig};
 pub use data::{ByteImages, InMemoryData, LabelledData};
 pub use engine::{Engine, StepStats};
@@ -36,4 +38,4 @@ pub use fsio::{WriteError, write_atomic, write_json_atomic};
 pub use history::{EpochRecord, History};
 pub use model_file::{ModelFileError, SavedModel, load_model, save_model};
 pub use sgd::{ExponentialDecay, Sgd};
-pub use trainer::{TrainError, TrainOutcome, train};
+pub use trainer::{EpochHook, Hooks, RunEnd, Start, TrainError, TrainOutcome, run, train};

@@ -1,5 +1,6 @@
 //! The training loop, top to bottom: shuffle, mini-batch forward/backward/step, validate,
-//! keep the best parameters.
+//! keep the best parameters; and its state, so that a run can stop between two mini-batches
+//! and continue later exactly as if it never had.
 
 use std::time::Instant;
 
@@ -8,7 +9,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::CheckedConfig;
+use crate::checkpoint::{PartialEpoch, TrainState};
+use crate::config::{CheckedConfig, TrainConfig};
 use crate::data::LabelledData;
 use crate::engine::Engine;
 use crate::history::{EpochRecord, History};
@@ -48,6 +50,9 @@ pub enum TrainError {
     /// The network could not be built.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A saved state does not fit this data or is inconsistent.
+    #[error("cannot resume: {0}")]
+    Resume(String),
     /// The worker threads could not be started.
     #[error("cannot start {threads} training threads: {reason}")]
     Threads {
@@ -56,6 +61,48 @@ pub enum TrainError {
         /// What the system said.
         reason: String,
     },
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// All epochs ran, or early stopping ended the run.
+    Finished(Box<TrainOutcome>),
+    /// `Hooks::stop` asked to stop; the state continues the run with [`run`].
+    Interrupted(Box<TrainState>),
+}
+
+/// Where a run starts.
+#[derive(Debug)]
+pub enum Start {
+    /// A new run of this configuration.
+    Fresh(CheckedConfig),
+    /// A saved run, continued.
+    Resume(Box<TrainState>),
+}
+
+/// Called after each epoch with its record and the run's state (to checkpoint, if wanted).
+pub type EpochHook<'a> = Box<dyn FnMut(&EpochRecord, &TrainState) + Send + 'a>;
+
+/// What the caller hears from a run, and how it stops one.
+pub struct Hooks<'a> {
+    /// After each epoch: its record, and the run's state (to checkpoint, if wanted).
+    pub on_epoch: EpochHook<'a>,
+    /// After each mini-batch: the epoch (1-based), batches done in it, batches in it, and the
+    /// running mean training loss.
+    pub on_batch: Box<dyn FnMut(usize, usize, usize, f64) + Send + 'a>,
+    /// Checked after each mini-batch; `true` ends the run with [`RunEnd::Interrupted`].
+    pub stop: Box<dyn Fn() -> bool + Send + 'a>,
+}
+
+impl Default for Hooks<'_> {
+    fn default() -> Self {
+        Self {
+            on_epoch: Box::new(|_, _| {}),
+            on_batch: Box::new(|_, _, _, _| {}),
+            stop: Box::new(|| false),
+        }
+    }
 }
 
 /// Trains a network on `train_data`, choosing the parameters by accuracy on `val_data`.
@@ -67,12 +114,61 @@ pub fn train(
     config: &CheckedConfig,
     train_data: &dyn LabelledData,
     val_data: &dyn LabelledData,
-    on_epoch: impl FnMut(&EpochRecord) + Send,
+    mut on_epoch: impl FnMut(&EpochRecord) + Send,
 ) -> Result<TrainOutcome, TrainError> {
+    let hooks = Hooks {
+        on_epoch: Box::new(|record, _| on_epoch(record)),
+        ..Hooks::default()
+    };
+    match run(Start::Fresh(config.clone()), train_data, val_data, hooks)? {
+        RunEnd::Finished(outcome) => Ok(*outcome),
+        RunEnd::Interrupted(_) => unreachable!("the default hooks never stop a run"),
+    }
+}
+
+/// Runs (or continues) training, reporting through `hooks`, until the last epoch, early
+/// stopping, or `hooks.stop`. A run interrupted and continued with its state gives the same
+/// parameters, bit for bit, as one never interrupted.
+pub fn run(
+    start: Start,
+    train_data: &dyn LabelledData,
+    val_data: &dyn LabelledData,
+    hooks: Hooks,
+) -> Result<RunEnd, TrainError> {
     check_data(train_data, val_data)?;
+    let state = match start {
+        Start::Fresh(config) => {
+            let shape = Shape {
+                inputs: train_data.features(),
+                hidden: config.hidden,
+                classes: train_data.classes(),
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+            let model = Mlp::new(shape, config.activation, &mut rng)?;
+            TrainState {
+                config: TrainConfig::clone(&config),
+                best_model: model.clone(),
+                model,
+                best_epoch: 0,
+                best_val_acc: f64::NEG_INFINITY,
+                history: History::default(),
+                epochs_done: 0,
+                rng,
+                partial: None,
+            }
+        }
+        Start::Resume(state) => {
+            check_resume(&state, train_data)?;
+            *state
+        }
+    };
+    let config = state
+        .config
+        .validate()
+        .map_err(|e| TrainError::Resume(e.to_string()))?;
     let threads = config.step_threads();
     if threads == 1 {
-        return train_loop(config, train_data, val_data, false, on_epoch);
+        return train_loop(state, train_data, val_data, false, hooks);
     }
     // A pool of exactly the step's threads, with the loop itself on one of them, so that the
     // joins inside each step are cheap.
@@ -83,50 +179,64 @@ pub fn train(
             threads,
             reason: e.to_string(),
         })?;
-    pool.install(|| train_loop(config, train_data, val_data, true, on_epoch))
+    pool.install(|| train_loop(state, train_data, val_data, true, hooks))
 }
 
 fn train_loop(
-    config: &CheckedConfig,
+    mut state: TrainState,
     train_data: &dyn LabelledData,
     val_data: &dyn LabelledData,
     parallel: bool,
-    mut on_epoch: impl FnMut(&EpochRecord),
-) -> Result<TrainOutcome, TrainError> {
-    let shape = Shape {
-        inputs: train_data.features(),
-        hidden: config.hidden,
-        classes: train_data.classes(),
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let initial = Mlp::new(shape, config.activation, &mut rng)?;
+    mut hooks: Hooks,
+) -> Result<RunEnd, TrainError> {
+    let config = state.config.clone();
     let schedule = ExponentialDecay {
         initial: config.lr,
         decay: config.lr_decay,
     };
     let mut sgd = Sgd::new(config.lr, config.l2);
 
-    // The optimised step computes Mlp::forward, Mlp::backward and Sgd::step (see engine.rs);
+    // The optimised step computes Mlp::forward, Mlp::backward and Sgd::step (see engine/);
     // it owns every buffer the loop needs, allocated once.
     let batch_size = config.batch_size.min(train_data.len());
-    let mut engine = Engine::new(&initial, batch_size, parallel);
+    let mut engine = Engine::new(&state.model, batch_size, parallel);
     let mut order: Vec<usize> = (0..train_data.len()).collect();
+    let batches = order.len().div_ceil(batch_size);
 
-    let mut history = History::default();
-    let mut best = TrainOutcome {
-        best_model: initial,
-        best_epoch: 0,
-        best_val_acc: f64::NEG_INFINITY,
-        history: History::default(),
-    };
-    for epoch in 0..config.epochs {
+    while state.epochs_done < config.epochs {
+        let epoch = state.epochs_done;
         let started = Instant::now();
         sgd.lr = schedule.at(epoch);
-        order.shuffle(&mut rng);
-        let mut train_metrics = BatchMetrics::default();
-        let mut grad_norm_sum = 0.0;
+        // A fresh epoch shuffles; an interrupted one continues its own order and sums.
+        let (mut metrics, mut grad_norm_sum, first_batch, seconds_before) =
+            match state.partial.take() {
+                Some(p) => {
+                    order
+                        .iter_mut()
+                        .zip(&p.order)
+                        .for_each(|(o, &i)| *o = i as usize);
+                    (
+                        BatchMetrics {
+                            loss_sum: p.loss_sum,
+                            correct: p.correct,
+                            count: p.count,
+                        },
+                        p.grad_norm_sum,
+                        p.batches_done,
+                        p.seconds,
+                    )
+                }
+                None => {
+                    // Shuffle from the identity, so that an epoch's order depends on the RNG
+                    // state alone (and a resumed run needs nothing else to reproduce it).
+                    order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
+                    order.shuffle(&mut state.rng);
+                    (BatchMetrics::default(), 0.0, 0, 0.0)
+                }
+            };
 
-        for (k, batch) in order.chunks(batch_size).enumerate() {
+        for k in first_batch..batches {
+            let batch = &order[k * batch_size..((k + 1) * batch_size).min(order.len())];
             let next = order
                 .get((k + 1) * batch_size..)
                 .map_or(&[][..], |rest| &rest[..rest.len().min(batch_size)]);
@@ -139,7 +249,21 @@ fn train_loop(
                 });
             }
             grad_norm_sum += step.grad_norm;
-            train_metrics.merge(step.metrics);
+            metrics.merge(step.metrics);
+            (hooks.on_batch)(epoch + 1, k + 1, batches, metrics.mean_loss());
+            if k + 1 < batches && (hooks.stop)() {
+                engine.copy_to(&mut state.model);
+                state.partial = Some(PartialEpoch {
+                    order: order.iter().map(|&i| i as u32).collect(),
+                    batches_done: k + 1,
+                    loss_sum: metrics.loss_sum,
+                    correct: metrics.correct,
+                    count: metrics.count,
+                    grad_norm_sum,
+                    seconds: seconds_before + started.elapsed().as_secs_f64(),
+                });
+                return Ok(RunEnd::Interrupted(Box::new(state)));
+            }
         }
 
         let val = engine.evaluate(val_data);
@@ -152,24 +276,59 @@ fn train_loop(
         }
         let record = EpochRecord {
             epoch: epoch + 1,
-            train_loss: train_metrics.mean_loss(),
-            train_acc: train_metrics.accuracy(),
+            train_loss: metrics.mean_loss(),
+            train_acc: metrics.accuracy(),
             val_loss: val.loss,
             val_acc: val.accuracy(),
-            grad_norm: grad_norm_sum / order.len().div_ceil(batch_size) as f64,
+            grad_norm: grad_norm_sum / batches as f64,
             lr: sgd.lr as f64,
-            epoch_seconds: started.elapsed().as_secs_f64(),
+            epoch_seconds: seconds_before + started.elapsed().as_secs_f64(),
         };
-        history.push(&record);
-        if record.val_acc > best.best_val_acc {
-            engine.copy_to(&mut best.best_model);
-            best.best_epoch = record.epoch;
-            best.best_val_acc = record.val_acc;
+        state.history.push(&record);
+        state.epochs_done += 1;
+        engine.copy_to(&mut state.model);
+        if record.val_acc > state.best_val_acc {
+            state.best_model.clone_from(&state.model);
+            state.best_epoch = record.epoch;
+            state.best_val_acc = record.val_acc;
         }
-        on_epoch(&record);
+        (hooks.on_epoch)(&record, &state);
+        let stalled = state.epochs_done - state.best_epoch;
+        if config.patience.is_some_and(|p| stalled >= p) {
+            break;
+        }
+        if state.epochs_done < config.epochs && (hooks.stop)() {
+            return Ok(RunEnd::Interrupted(Box::new(state)));
+        }
     }
-    best.history = history;
-    Ok(best)
+    Ok(RunEnd::Finished(Box::new(TrainOutcome {
+        best_model: state.best_model,
+        best_epoch: state.best_epoch,
+        best_val_acc: state.best_val_acc,
+        history: state.history,
+    })))
+}
+
+fn check_resume(state: &TrainState, train_data: &dyn LabelledData) -> Result<(), TrainError> {
+    let shape = state.model.shape();
+    if shape.inputs != train_data.features() || shape.classes != train_data.classes() {
+        return Err(TrainError::Resume(format!(
+            "the saved model is {shape}, but the data has {} features and {} classes",
+            train_data.features(),
+            train_data.classes()
+        )));
+    }
+    if let Some(p) = &state.partial
+        && (p.order.len() != train_data.len()
+            || p.order.iter().any(|&i| i as usize >= train_data.len()))
+    {
+        return Err(TrainError::Resume(format!(
+            "the saved epoch covers {} training examples, but the data has {}",
+            p.order.len(),
+            train_data.len()
+        )));
+    }
+    Ok(())
 }
 
 fn check_data(

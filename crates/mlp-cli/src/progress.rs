@@ -1,0 +1,64 @@
+//! What `mlp train` shows while it works: a progress bar on a terminal, one plain line per
+//! epoch otherwise (CI logs, pipes), nothing but the result with --quiet.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mlp_train::EpochRecord;
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    epochs: usize,
+}
+
+impl Progress {
+    pub fn new(quiet: bool, epochs: usize) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} batches, loss {msg} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        });
+        Self { bar, quiet, epochs }
+    }
+
+    /// After each mini-batch.
+    pub fn batch(&self, epoch: usize, done: usize, total: usize, running_loss: f64) {
+        if let Some(bar) = &self.bar {
+            if done == 1 {
+                bar.set_length(total as u64);
+                bar.reset_eta();
+                bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
+            }
+            bar.set_position(done as u64);
+            bar.set_message(format!("{running_loss:.4}"));
+        }
+    }
+
+    /// After each epoch.
+    pub fn epoch(&self, r: &EpochRecord) {
+        if self.quiet {
+            return;
+        }
+        let width = self.epochs.to_string().len();
+        let line = format!(
+            "epoch {:>width$}/{}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.5}  {:.2}s",
+            r.epoch, self.epochs, r.train_loss, r.val_loss, r.val_acc, r.lr, r.epoch_seconds
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

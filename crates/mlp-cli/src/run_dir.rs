@@ -1,0 +1,149 @@
+//! The run folder: what `mlp train` writes, and reads back to resume.
+//!
+//! ```text
+//! config.json        the settings and data of the run (written at the first epoch, final at the end)
+//! metrics.jsonl      one JSON object per epoch, appended as each ends
+//! checkpoint.msgpack the state to continue from (every --checkpoint-every epochs, and on Ctrl-C)
+//! model.msgpack      the best-validation parameters (at the end)
+//! history.json       every epoch's series (at the end)
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use mlp_train::{EpochRecord, TrainConfig, write_json_atomic};
+use serde::{Deserialize, Serialize};
+
+/// What config.json records: the hyperparameters plus where the data came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub train: TrainConfig,
+    pub shape: String,
+    pub data_dir: PathBuf,
+    pub data_verified: bool,
+    pub train_examples: usize,
+    pub val_size: usize,
+    /// Filled in when the run finishes.
+    pub best_epoch: Option<usize>,
+    /// Filled in when the run finishes.
+    pub best_val_acc: Option<f64>,
+    pub mlp_version: String,
+}
+
+/// A run folder, created on first write.
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    fn ensure(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("{}: cannot create the run folder", self.path.display()))
+    }
+
+    pub fn write_config(&self, config: &RunConfig) -> anyhow::Result<()> {
+        self.ensure()?;
+        Ok(write_json_atomic(&self.file("config.json"), config)?)
+    }
+
+    pub fn read_config(&self) -> anyhow::Result<RunConfig> {
+        let path = self.file("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read the run's settings", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not the config.json of an mlp run", path.display()))
+    }
+
+    /// Appends one epoch to metrics.jsonl.
+    pub fn append_metrics(&self, record: &EpochRecord) -> anyhow::Result<()> {
+        self.ensure()?;
+        let path = self.file("metrics.jsonl");
+        let mut line = serde_json::to_vec(record)?;
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        // One write per line: readers following the file never see half a record.
+        file.write_all(&line)
+            .with_context(|| format!("{}: cannot write", path.display()))
+    }
+
+    /// Drops metrics.jsonl lines past `epochs` (a resumed run rewrites what came after its
+    /// checkpoint).
+    pub fn truncate_metrics(&self, epochs: usize) -> anyhow::Result<()> {
+        let path = self.file("metrics.jsonl");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        let kept: String = text
+            .lines()
+            .take(epochs)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Ok(mlp_train::write_atomic(&path, kept.as_bytes())?)
+    }
+}
+
+/// `runs/<date-time>/`, with a numeric suffix if two runs start within the same second.
+pub fn fresh_run_dir() -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
+    let mut dir = Path::new("runs").join(&stamp);
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = Path::new("runs").join(format!("{stamp}-{n}"));
+    }
+    dir
+}
+
+/// Writes checkpoints on a background thread, so that training does not wait for the disk
+/// (a checkpoint is about 1 MB and its fsync can take longer than an epoch). When epochs end
+/// faster than the disk keeps up, only the newest waiting state is written.
+pub struct CheckpointWriter {
+    tx: Option<std::sync::mpsc::Sender<mlp_train::TrainState>>,
+    worker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl CheckpointWriter {
+    pub fn new(path: PathBuf) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<mlp_train::TrainState>();
+        let worker = std::thread::spawn(move || {
+            while let Ok(mut state) = rx.recv() {
+                while let Ok(newer) = rx.try_recv() {
+                    state = newer;
+                }
+                mlp_train::save_checkpoint(&path, &state)?;
+            }
+            Ok(())
+        });
+        Self {
+            tx: Some(tx),
+            worker: Some(worker),
+        }
+    }
+
+    /// Queues `state` to be written.
+    pub fn save(&self, state: &mlp_train::TrainState) {
+        if let Some(tx) = &self.tx {
+            // A send fails only if the writer stopped on an error, which `finish` reports.
+            let _ = tx.send(state.clone());
+        }
+    }
+
+    /// Waits for every queued checkpoint to be on disk; returns the first write error.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        drop(self.tx.take());
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => anyhow::bail!("the checkpoint writer panicked"),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Stopping a run between two mini-batches, saving it, and continuing from the file gives the
+//! same model, bit for bit, as never stopping.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mlp_core::Activation;
+use mlp_train::{
+    CheckedConfig, Hooks, InMemoryData, RunEnd, Start, TrainConfig, TrainOutcome, load_checkpoint,
+    run, save_checkpoint,
+};
+use ndarray::Array2;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn data(n: usize, seed: u64) -> InMemoryData {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = Array2::from_shape_simple_fn((n, 20), || {
+        if rng.random_bool(0.5) {
+            0.0
+        } else {
+            rng.random_range(0.0..1.0)
+        }
+    });
+    let y = x
+        .rows()
+        .into_iter()
+        .map(|r| ((r[0] + r[1] + r[2]) * 1.5) as usize % 3)
+        .collect();
+    InMemoryData::new(x, y, 3).unwrap()
+}
+
+fn config(threads: usize) -> CheckedConfig {
+    TrainConfig {
+        hidden: 12,
+        activation: Activation::Tanh,
+        epochs: 4,
+        batch_size: 16,
+        lr: 0.3,
+        seed: 5,
+        threads,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap()
+}
+
+/// Runs to the end, stopping after each listed count of mini-batches (counted across
+/// restarts) and continuing from a checkpoint file each time.
+fn run_with_stops(stops: &[usize], threads_after_stop: usize) -> TrainOutcome {
+    let (train, val) = (data(300, 1), data(60, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint.msgpack");
+    let batches = AtomicUsize::new(0);
+    let mut start = Start::Fresh(config(2));
+    loop {
+        let hooks = Hooks {
+            on_batch: Box::new(|_, _, _, _| {
+                batches.fetch_add(1, Ordering::SeqCst);
+            }),
+            stop: Box::new(|| stops.contains(&batches.load(Ordering::SeqCst))),
+            ..Hooks::default()
+        };
+        match run(start, &train, &val, hooks).unwrap() {
+            RunEnd::Finished(outcome) => return *outcome,
+            RunEnd::Interrupted(state) => {
+                save_checkpoint(&path, &state).unwrap();
+                let mut state = load_checkpoint(&path).unwrap();
+                state.config.threads = threads_after_stop;
+                start = Start::Resume(Box::new(state));
+            }
+        }
+    }
+}
+
+/// The history without its wall-clock timings, which differ between any two runs.
+fn without_timings(o: &TrainOutcome) -> mlp_train::History {
+    mlp_train::History {
+        epoch_seconds: Vec::new(),
+        ..o.history.clone()
+    }
+}
+
+#[test]
+fn interrupted_and_resumed_runs_equal_the_uninterrupted_one() {
+    let whole = run_with_stops(&[], 2);
+    // 300 examples in batches of 16: 19 batches an epoch. Stop mid-epoch, at an epoch's
+    // last batch, twice in one run, and continue on one thread instead of two.
+    for (stops, threads) in [(vec![5], 2), (vec![19], 2), (vec![3, 40], 2), (vec![25], 1)] {
+        let resumed = run_with_stops(&stops, threads);
+        assert_eq!(resumed.best_model, whole.best_model, "stops {stops:?}");
+        assert_eq!(
+            (resumed.best_epoch, resumed.best_val_acc),
+            (whole.best_epoch, whole.best_val_acc)
+        );
+        assert_eq!(
+            without_timings(&resumed),
+            without_timings(&whole),
+            "stops {stops:?}"
+        );
+    }
+}
+
+#[test]
+fn patience_stops_a_run_that_no_longer_improves() {
+    let (train, val) = (data(300, 1), data(60, 2));
+    let config = TrainConfig {
+        lr: 1e-9,
+        patience: Some(2),
+        epochs: 50,
+        ..TrainConfig::clone(&config(1))
+    }
+    .validate()
+    .unwrap();
+    let outcome = mlp_train::train(&config, &train, &val, |_| {}).unwrap();
+    // With a negligible learning rate the first epoch is the best; two more without
+    // improvement end the run.
+    assert_eq!(outcome.best_epoch, 1);
+    assert_eq!(outcome.history.len(), 3);
+}
