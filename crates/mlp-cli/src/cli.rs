@@ -23,6 +23,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Report a saved model's accuracy on the 10,000 test images.
     Test(TestArgs),
+    /// Train every combination of a grid of hyperparameters; pick the best by validation.
+    Search(SearchArgs),
 }
 
 /// Where the data is and whether to insist it is Fashion-MNIST.
@@ -117,4 +119,98 @@ pub struct TestArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A comma-separated list of values on the command line. (An alias, so that clap's derive
+/// treats it as one value rather than as a repeated flag.)
+pub type List<T> = Vec<T>;
+
+/// A comma-separated list of values, parsed as T.
+fn list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let values: Result<Vec<T>, String> = s
+        .split(',')
+        .map(|v| v.trim().parse::<T>().map_err(|e| format!("{v:?}: {e}")))
+        .collect();
+    match values? {
+        v if v.is_empty() => Err("the list is empty".to_owned()),
+        v => Ok(v),
+    }
+}
+
+/// `K/N`: the K-th (1-based) of N slices.
+fn shard(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s.split_once('/').ok_or("expected K/N, e.g. 2/4")?;
+    let (k, n): (usize, usize) = (
+        k.parse().map_err(|_| "K is not a number")?,
+        n.parse().map_err(|_| "N is not a number")?,
+    );
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("expected 1 ≤ K ≤ N, got {k}/{n}"));
+    }
+    Ok((k, n))
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SearchArgs {
+    #[command(subcommand)]
+    pub command: Option<SearchCommand>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Learning rates to try, comma-separated.
+    #[arg(long, value_parser = list::<f32>, default_value = "0.05,0.1,0.2")]
+    pub lr: List<f32>,
+    /// Hidden sizes to try.
+    #[arg(long, value_parser = list::<usize>, default_value = "64,128,256")]
+    pub hidden: List<usize>,
+    /// L2 strengths to try.
+    #[arg(long, value_parser = list::<f32>, default_value = "0,0.0001,0.001")]
+    pub l2: List<f32>,
+    /// Activations to try.
+    #[arg(long, value_parser = list::<Activation>, default_value = "relu")]
+    pub activation: List<Activation>,
+    /// Examples per mini-batch, for every trial.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// Epochs per trial.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    pub epochs: usize,
+    /// Learning-rate factor per epoch, for every trial.
+    #[arg(long, default_value_t = TrainConfig::default().lr_decay)]
+    pub lr_decay: f32,
+    /// Training examples held out for validation.
+    #[arg(long, default_value_t = 10_000)]
+    pub val_size: usize,
+    /// Seed of the search; each trial's seed is derived from it and the trial's settings.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Trials trained at once (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Run only the K-th of N disjoint slices of the grid (for job arrays); combine the
+    /// slices with `mlp search merge`.
+    #[arg(long, value_parser = shard, value_name = "K/N")]
+    pub shard: Option<(usize, usize)>,
+    /// Print only the result table.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Search folder (results, trials/, best/); running again in it skips finished trials.
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Combine the folders of sharded searches into one results table and one best model.
+    Merge {
+        /// Search folders to combine.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Folder for the combined results.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }

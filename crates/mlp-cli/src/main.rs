@@ -8,6 +8,7 @@ mod cli;
 mod data;
 mod progress;
 mod run_dir;
+mod search_cmd;
 mod test_cmd;
 mod train_cmd;
 
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Train(args) => train_cmd::run_train(args),
         cli::Command::Test(args) => test_cmd::run(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Search(args) => search_cmd::run_search(args),
     };
     match result {
         Ok(code) => code,

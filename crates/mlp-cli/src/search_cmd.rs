@@ -1,0 +1,403 @@
+//! `mlp search`: every combination of a grid of hyperparameters, trained in parallel, ranked
+//! by validation accuracy (never by test accuracy).
+//!
+//! ```text
+//! DIR/trials/<id>/   model.msgpack, history.json, config.json, then result.json (last: a
+//!                    trial with result.json is finished, and a rerun skips it)
+//! DIR/results.json   every trial's row, best first;  DIR/results.csv the same as CSV
+//! DIR/best/          model.msgpack, history.json, config.json of the best trial
+//! ```
+//! A trial's seed comes from the search seed and the trial's own settings, and a trial trains
+//! the same on one thread or two, so results do not depend on `--jobs` or on `--shard`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use fmnist_data::{CLASS_NAMES, Dataset, Split};
+use indicatif::{ProgressBar, ProgressStyle};
+use mlp_core::Activation;
+use mlp_train::{TrainConfig, TrainError, save_model, write_atomic, write_json_atomic};
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+
+use crate::cli::{SearchArgs, SearchCommand};
+use crate::data::{self, images};
+
+/// One row of the results table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialResult {
+    pub id: String,
+    pub lr: f32,
+    pub hidden: usize,
+    pub l2: f32,
+    pub activation: Activation,
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub lr_decay: f32,
+    pub seed: u64,
+    /// "ok", or "diverged" (then the accuracy fields are empty).
+    pub status: String,
+    pub best_val_acc: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub final_train_loss: Option<f64>,
+    pub final_val_loss: Option<f64>,
+    pub seconds: f64,
+    /// What went wrong, for a trial that did not finish normally.
+    pub detail: Option<String>,
+}
+
+pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(SearchCommand::Merge { dirs, out }) = &args.command {
+        merge(dirs, out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = args
+        .out
+        .clone()
+        .expect("clap requires --out without a subcommand");
+    let mut trials = grid(&args);
+    for t in &trials {
+        t.validate()
+            .map_err(|e| anyhow::anyhow!("--{}", e.to_string().replace('_', "-")))?;
+    }
+    if let Some((k, n)) = args.shard {
+        trials = trials
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % n == k - 1)
+            .map(|(_, t)| t)
+            .collect();
+    }
+
+    let all = data::load(&args.data, Split::Train)?;
+    if args.val_size == 0 || args.val_size >= all.len() {
+        bail!(
+            "--val-size must be between 1 and {} (the training file has {} examples), got {}",
+            all.len().saturating_sub(1),
+            all.len(),
+            args.val_size
+        );
+    }
+    let (train_set, val_set) = all.split_last(args.val_size);
+
+    let pending: Vec<&TrainConfig> = trials
+        .iter()
+        .filter(|t| read_result(&trial_dir(&dir, t)).is_none())
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = args.jobs.unwrap_or(cores).clamp(1, pending.len().max(1));
+    if !args.quiet {
+        println!(
+            "{} trials in the grid{}, {} already finished, {} to run on {jobs} worker(s)",
+            trials.len(),
+            args.shard
+                .map_or(String::new(), |(k, n)| format!(" slice {k}/{n}")),
+            trials.len() - pending.len(),
+            pending.len()
+        );
+    }
+    // With several trials at once each trains on one thread; alone, a trial takes both.
+    let threads = if jobs > 1 { 1 } else { 0 };
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(pending.len() as u64);
+        let style = ProgressStyle::with_template("trials [{bar:30}] {pos}/{len} eta {eta}")
+            .expect("valid template");
+        bar.set_style(style.progress_chars("=> "));
+        bar
+    });
+    let next = AtomicUsize::new(0);
+    let failure = Mutex::new(None);
+    let finished = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                while let Some(config) = pending.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let config = TrainConfig {
+                        threads,
+                        ..TrainConfig::clone(config)
+                    };
+                    match run_trial(&dir, &config, &train_set, &val_set) {
+                        Ok(r) if !args.quiet => {
+                            let k = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                            let outcome = match (r.best_val_acc, r.best_epoch) {
+                                (Some(acc), Some(epoch)) => {
+                                    format!("val_acc {acc:.4} at epoch {epoch}")
+                                }
+                                _ => r.status.clone(),
+                            };
+                            let line = format!(
+                                "[{k}/{}] {}: {outcome}, {:.1}s",
+                                pending.len(),
+                                r.id,
+                                r.seconds
+                            );
+                            match &bar {
+                                Some(bar) => {
+                                    bar.inc(1);
+                                    bar.println(line);
+                                }
+                                None => println!("{line}"),
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            failure.lock().expect("not poisoned").get_or_insert(e);
+                            next.store(usize::MAX / 2, Ordering::SeqCst); // stop handing out trials
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(e) = failure.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+
+    let results: Vec<(TrialResult, PathBuf)> = trials
+        .iter()
+        .map(|t| {
+            let d = trial_dir(&dir, t);
+            read_result(&d)
+                .map(|r| (r, d))
+                .context("a trial finished without its result.json")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    write_summary(&dir, results)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every combination, in a fixed order: learning rate, hidden size, L2, activation.
+fn grid(args: &SearchArgs) -> Vec<TrainConfig> {
+    let mut trials = Vec::new();
+    for &lr in &args.lr {
+        for &hidden in &args.hidden {
+            for &l2 in &args.l2 {
+                for &activation in &args.activation {
+                    let mut config = TrainConfig {
+                        hidden,
+                        activation,
+                        epochs: args.epochs,
+                        batch_size: args.batch_size,
+                        lr,
+                        lr_decay: args.lr_decay,
+                        l2,
+                        seed: 0,
+                        threads: 0,
+                        patience: None,
+                    };
+                    config.seed = trial_seed(args.seed, &trial_id(&config));
+                    trials.push(config);
+                }
+            }
+        }
+    }
+    trials
+}
+
+/// A name for the trial's settings, usable as a folder name.
+fn trial_id(c: &TrainConfig) -> String {
+    format!(
+        "lr{}_h{}_l2-{}_{}_b{}_e{}_d{}",
+        c.lr, c.hidden, c.l2, c.activation, c.batch_size, c.epochs, c.lr_decay
+    )
+}
+
+/// FNV-1a of the trial's name, mixed with the search seed: stable across builds and
+/// platforms, unlike std's hasher.
+fn trial_seed(search_seed: u64, id: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ search_seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in id.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn trial_dir(dir: &Path, config: &TrainConfig) -> PathBuf {
+    dir.join("trials").join(trial_id(&TrainConfig {
+        threads: 0,
+        ..config.clone()
+    }))
+}
+
+fn read_result(trial_dir: &Path) -> Option<TrialResult> {
+    let text = std::fs::read_to_string(trial_dir.join("result.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Trains one trial and writes its folder, result.json last.
+fn run_trial(
+    dir: &Path,
+    config: &TrainConfig,
+    train_set: &Dataset,
+    val_set: &Dataset,
+) -> anyhow::Result<TrialResult> {
+    let tdir = trial_dir(dir, config);
+    let started = Instant::now();
+    let checked = config.validate()?;
+    let outcome = mlp_train::train(&checked, &images(train_set), &images(val_set), |_| {});
+    let mut result = TrialResult {
+        id: trial_id(&TrainConfig {
+            threads: 0,
+            ..config.clone()
+        }),
+        lr: config.lr,
+        hidden: config.hidden,
+        l2: config.l2,
+        activation: config.activation,
+        batch_size: config.batch_size,
+        epochs: config.epochs,
+        lr_decay: config.lr_decay,
+        seed: config.seed,
+        status: "ok".to_owned(),
+        best_val_acc: None,
+        best_epoch: None,
+        final_train_loss: None,
+        final_val_loss: None,
+        seconds: 0.0,
+        detail: None,
+    };
+    std::fs::create_dir_all(&tdir).with_context(|| format!("{}: cannot create", tdir.display()))?;
+    match outcome {
+        Ok(o) => {
+            let class_names: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
+            save_model(&tdir.join("model.msgpack"), &o.best_model, &class_names)?;
+            write_json_atomic(&tdir.join("history.json"), &o.history)?;
+            write_json_atomic(
+                &tdir.join("config.json"),
+                &TrainConfig {
+                    threads: 0,
+                    ..config.clone()
+                },
+            )?;
+            result.best_val_acc = Some(o.best_val_acc);
+            result.best_epoch = Some(o.best_epoch);
+            result.final_train_loss = o.history.train_loss.last().copied();
+            result.final_val_loss = o.history.val_loss.last().copied();
+        }
+        Err(e @ TrainError::Diverged { .. }) => {
+            result.status = "diverged".to_owned();
+            result.detail = Some(e.to_string());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    result.seconds = started.elapsed().as_secs_f64();
+    write_json_atomic(&tdir.join("result.json"), &result)?;
+    Ok(result)
+}
+
+/// Ranks the rows (best validation accuracy first, diverged last, ties by name), writes
+/// results.json, results.csv and best/, and prints the table.
+fn write_summary(dir: &Path, mut results: Vec<(TrialResult, PathBuf)>) -> anyhow::Result<()> {
+    results.sort_by(|(a, _), (b, _)| {
+        let key = |r: &TrialResult| r.best_val_acc.unwrap_or(f64::NEG_INFINITY);
+        key(b).total_cmp(&key(a)).then_with(|| a.id.cmp(&b.id))
+    });
+    let rows: Vec<&TrialResult> = results.iter().map(|(r, _)| r).collect();
+    write_json_atomic(&dir.join("results.json"), &rows)?;
+    write_atomic(&dir.join("results.csv"), to_csv(&rows).as_bytes())?;
+
+    println!(
+        "{:>4}  {:>8}  {:>6}  {:>8}  {:<10}  {:>7}  {:>5}  status",
+        "rank", "lr", "hidden", "l2", "activation", "val_acc", "epoch"
+    );
+    for (rank, r) in rows.iter().enumerate() {
+        let acc = r.best_val_acc.map_or("-".to_owned(), |a| format!("{a:.4}"));
+        let epoch = r.best_epoch.map_or("-".to_owned(), |e| e.to_string());
+        println!(
+            "{:>4}  {:>8}  {:>6}  {:>8}  {:<10}  {acc:>7}  {epoch:>5}  {}",
+            rank + 1,
+            r.lr,
+            r.hidden,
+            r.l2,
+            r.activation.name(),
+            r.status
+        );
+    }
+    match results.iter().find(|(r, _)| r.status == "ok") {
+        Some((best, from)) => {
+            let best_dir = dir.join("best");
+            std::fs::create_dir_all(&best_dir)
+                .with_context(|| format!("{}: cannot create", best_dir.display()))?;
+            for name in ["model.msgpack", "history.json", "config.json"] {
+                let bytes = std::fs::read(from.join(name))
+                    .with_context(|| format!("{}: cannot read", from.join(name).display()))?;
+                write_atomic(&best_dir.join(name), &bytes)?;
+            }
+            println!(
+                "best: {} (validation accuracy {:.4}); next: mlp test --model {}",
+                best.id,
+                best.best_val_acc.unwrap_or(f64::NAN),
+                best_dir.join("model.msgpack").display()
+            );
+        }
+        None => println!("no trial finished without diverging; try smaller learning rates"),
+    }
+    Ok(())
+}
+
+fn to_csv(rows: &[&TrialResult]) -> String {
+    let mut csv = String::from(
+        "rank,id,lr,hidden,l2,activation,batch_size,epochs,lr_decay,seed,status,best_val_acc,best_epoch,final_train_loss,final_val_loss,seconds\n",
+    );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    for (rank, r) in rows.iter().enumerate() {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3}\n",
+            rank + 1,
+            r.id,
+            r.lr,
+            r.hidden,
+            r.l2,
+            r.activation.name(),
+            r.batch_size,
+            r.epochs,
+            r.lr_decay,
+            r.seed,
+            r.status,
+            opt(r.best_val_acc),
+            r.best_epoch.map_or(String::new(), |e| e.to_string()),
+            opt(r.final_train_loss),
+            opt(r.final_val_loss),
+            r.seconds
+        ));
+    }
+    csv
+}
+
+/// Combines the trials of several search folders (the slices of a sharded search).
+fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
+    let mut by_id: BTreeMap<String, (TrialResult, PathBuf)> = BTreeMap::new();
+    for dir in dirs {
+        let trials = dir.join("trials");
+        let entries = std::fs::read_dir(&trials)
+            .with_context(|| format!("{}: not a search folder (no trials/)", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("{}: cannot list", trials.display()))?
+                .path();
+            if let Some(result) = read_result(&path) {
+                by_id.entry(result.id.clone()).or_insert((result, path));
+            }
+        }
+    }
+    if by_id.is_empty() {
+        bail!(
+            "no finished trials in {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    write_summary(out, by_id.into_values().collect())
+}

@@ -1,0 +1,278 @@
+//! `mlp search` on small synthetic data: resuming, sharding and merging, divergence, and
+//! independence from the number of workers.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn search(data: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "search",
+        "--data-dir",
+        data,
+        "--allow-unverified",
+        "--lr",
+        "0.05,0.2,1e30",
+        "--hidden",
+        "8,16",
+        "--l2",
+        "0,0.001",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--val-size",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = mlp(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
+/// results.json without the wall-clock seconds, which differ between any two runs.
+fn table(dir: &Path) -> Vec<serde_json::Value> {
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    rows.into_iter()
+        .map(|mut r| {
+            r.as_object_mut().unwrap().remove("seconds");
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn a_grid_is_ranked_with_diverged_trials_recorded_and_the_best_model_usable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 240, 60);
+    let out = tmp.path().join("search");
+    let o = search(data.to_str().unwrap(), &out, &[]);
+    let rows = table(&out);
+    assert_eq!(rows.len(), 12);
+    let diverged: Vec<_> = rows.iter().filter(|r| r["status"] == "diverged").collect();
+    assert_eq!(diverged.len(), 4, "every lr=1e30 trial diverges: {rows:?}");
+    assert!(
+        rows[..8].iter().all(|r| r["status"] == "ok"),
+        "diverged trials rank last"
+    );
+    let accs: Vec<f64> = rows[..8]
+        .iter()
+        .map(|r| r["best_val_acc"].as_f64().unwrap())
+        .collect();
+    assert!(
+        accs.windows(2).all(|w| w[0] >= w[1]),
+        "ranked by validation accuracy: {accs:?}"
+    );
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 13);
+    assert!(stdout(&o).contains("best: "), "{}", stdout(&o));
+
+    let test = mlp(&[
+        "test",
+        "--model",
+        out.join("best/model.msgpack").to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--allow-unverified",
+        "--json",
+    ]);
+    assert!(test.status.success(), "{}", stderr(&test));
+}
+
+#[test]
+fn a_rerun_skips_finished_trials_and_finishes_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 240, 60);
+    let out = tmp.path().join("search");
+    search(data.to_str().unwrap(), &out, &[]);
+    let before = table(&out);
+    let best_before = std::fs::read(out.join("best/model.msgpack")).unwrap();
+
+    // As if killed midway: two trials never finished (no result.json).
+    let mut trials: Vec<_> = std::fs::read_dir(out.join("trials"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    trials.sort();
+    for t in &trials[..2] {
+        std::fs::remove_file(t.join("result.json")).unwrap();
+    }
+    let untouched: Vec<Vec<u8>> = trials[2..]
+        .iter()
+        .map(|t| std::fs::read(t.join("result.json")).unwrap())
+        .collect();
+
+    let o = search(data.to_str().unwrap(), &out, &[]);
+    assert!(
+        stdout(&o).contains("10 already finished, 2 to run"),
+        "{}",
+        stdout(&o)
+    );
+    for (t, bytes) in trials[2..].iter().zip(&untouched) {
+        assert_eq!(
+            &std::fs::read(t.join("result.json")).unwrap(),
+            bytes,
+            "{} was redone",
+            t.display()
+        );
+    }
+    assert_eq!(table(&out), before);
+    assert_eq!(
+        std::fs::read(out.join("best/model.msgpack")).unwrap(),
+        best_before
+    );
+}
+
+#[test]
+fn shards_merged_equal_the_whole_search_and_jobs_do_not_change_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 240, 60);
+    let d = data.to_str().unwrap();
+    let whole = tmp.path().join("whole");
+    search(d, &whole, &["--jobs", "1"]);
+
+    let (a, b, merged) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("merged"),
+    );
+    search(d, &a, &["--shard", "1/2", "--jobs", "2"]);
+    search(d, &b, &["--shard", "2/2", "--jobs", "2"]);
+    assert_eq!(table(&a).len() + table(&b).len(), 12);
+    let o = mlp(&[
+        "search",
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    assert_eq!(table(&merged), table(&whole));
+    assert_eq!(
+        std::fs::read(merged.join("best/model.msgpack")).unwrap(),
+        std::fs::read(whole.join("best/model.msgpack")).unwrap()
+    );
+}
+
+#[test]
+fn bad_grids_are_refused_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 100, 20);
+    let d = data.to_str().unwrap();
+    let out = tmp.path().join("s");
+    for (args, expect) in [
+        (vec!["--lr", ""], "invalid value"),
+        (vec!["--lr", "0.1,fast"], "invalid value"),
+        (vec!["--hidden", "0"], "--hidden must be between 1"),
+        (vec!["--shard", "3/2"], "expected 1 ≤ K ≤ N"),
+    ] {
+        let mut all = vec![
+            "search",
+            "--data-dir",
+            d,
+            "--allow-unverified",
+            "--val-size",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        all.extend(args);
+        let o = mlp(&all);
+        assert_eq!(o.status.code(), Some(2), "{all:?}");
+        assert!(
+            stderr(&o).lines().next().unwrap_or("").contains(expect),
+            "{all:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(!out.exists());
+}
+
+/// A real kill: SIGKILL at some moment, then the same command again.
+#[cfg(unix)]
+#[test]
+fn a_search_killed_midway_reruns_without_redoing_finished_trials() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 2000, 60);
+    let out = tmp.path().join("search");
+    let args = [
+        "search",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--allow-unverified",
+        "--lr",
+        "0.05,0.1,0.2",
+        "--hidden",
+        "8,16",
+        "--l2",
+        "0",
+        "--epochs",
+        "40",
+        "--batch-size",
+        "8",
+        "--val-size",
+        "100",
+        "--jobs",
+        "1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill as soon as the first trial has finished, while the others are still to come.
+    let first = std::time::Instant::now();
+    while first.elapsed() < std::time::Duration::from_secs(60) {
+        let done = std::fs::read_dir(out.join("trials")).map_or(0, |d| {
+            d.filter(|e| e.as_ref().unwrap().path().join("result.json").exists())
+                .count()
+        });
+        if done > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait_with_output();
+
+    let finished: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(out.join("trials"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| {
+                    let p = e.unwrap().path().join("result.json");
+                    std::fs::read(&p).ok().map(|b| (p, b))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let o = mlp(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(table(&out).len(), 6);
+    for (path, bytes) in &finished {
+        assert_eq!(
+            &std::fs::read(path).unwrap(),
+            bytes,
+            "{} was redone",
+            path.display()
+        );
+    }
+    eprintln!(
+        "{} of 6 trials had finished when the search was killed",
+        finished.len()
+    );
+}
