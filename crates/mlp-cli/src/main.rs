@@ -2,7 +2,8 @@
 //!
 //! Every failure ends the same way: one line `error: …` on stderr naming the file or setting
 //! and the problem, and exit code 2. Nothing panics on bad input, and nothing is left
-//! half-written.
+//! half-written: every file is written to a temporary name and renamed, except
+//! `metrics.jsonl`, which grows a whole line at a time.
 
 mod cli;
 mod data;

@@ -30,7 +30,9 @@ impl Progress {
     /// After each mini-batch.
     pub fn batch(&self, epoch: usize, done: usize, total: usize, running_loss: f64) {
         if let Some(bar) = &self.bar {
-            if done == 1 {
+            // The first batch seen in an epoch (not always batch 1: a resumed run starts
+            // mid-epoch) sets the bar up.
+            if bar.length() != Some(total as u64) || done == 1 {
                 bar.set_length(total as u64);
                 bar.reset_eta();
                 bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));

@@ -75,32 +75,73 @@ impl RunDir {
             .with_context(|| format!("{}: cannot write", path.display()))
     }
 
-    /// Drops metrics.jsonl lines past `epochs` (a resumed run rewrites what came after its
-    /// checkpoint).
-    pub fn truncate_metrics(&self, epochs: usize) -> anyhow::Result<()> {
-        let path = self.file("metrics.jsonl");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(());
-        };
-        let kept: String = text
-            .lines()
-            .take(epochs)
-            .map(|l| format!("{l}\n"))
-            .collect();
-        Ok(mlp_train::write_atomic(&path, kept.as_bytes())?)
+    /// Rewrites metrics.jsonl from a saved history: a resumed run continues from its
+    /// checkpoint, and the file must hold exactly the epochs before it, whatever was
+    /// appended (or lost) after the checkpoint was written.
+    pub fn rewrite_metrics(&self, history: &mlp_train::History) -> anyhow::Result<()> {
+        let mut text = String::new();
+        for i in 0..history.len() {
+            let record = EpochRecord {
+                epoch: i + 1,
+                train_loss: history.train_loss[i],
+                train_acc: history.train_acc[i],
+                val_loss: history.val_loss[i],
+                val_acc: history.val_acc[i],
+                grad_norm: history.grad_norm[i],
+                lr: history.lr[i],
+                epoch_seconds: history.epoch_seconds[i],
+            };
+            text.push_str(&serde_json::to_string(&record)?);
+            text.push('\n');
+        }
+        self.ensure()?;
+        Ok(mlp_train::write_atomic(
+            &self.file("metrics.jsonl"),
+            text.as_bytes(),
+        )?)
     }
 }
 
-/// `runs/<date-time>/`, with a numeric suffix if two runs start within the same second.
-pub fn fresh_run_dir() -> PathBuf {
-    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
-    let mut dir = Path::new("runs").join(&stamp);
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = Path::new("runs").join(format!("{stamp}-{n}"));
+/// Refuses to start a new run in a folder that holds one: its metrics, checkpoint and model
+/// would mix with the new run's.
+pub fn refuse_existing_run(dir: &Path) -> anyhow::Result<()> {
+    let files = [
+        "config.json",
+        "checkpoint.msgpack",
+        "metrics.jsonl",
+        "model.msgpack",
+        "history.json",
+    ];
+    if let Some(found) = files.iter().find(|f| dir.join(f).exists()) {
+        anyhow::bail!(
+            "{}: already holds a run ({found}); choose another --out, or continue it with `mlp train --resume {}`",
+            dir.display(),
+            dir.display()
+        );
     }
-    dir
+    Ok(())
+}
+
+/// Creates a new `runs/<date-time>/` (with a numeric suffix if that exists already) and
+/// returns it. Creating it, rather than checking that it does not exist, is what keeps two
+/// runs started in the same second apart.
+pub fn claim_fresh_run_dir() -> anyhow::Result<PathBuf> {
+    let runs = Path::new("runs");
+    std::fs::create_dir_all(runs).with_context(|| format!("{}: cannot create", runs.display()))?;
+    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
+    for n in 1.. {
+        let dir = if n == 1 {
+            runs.join(&stamp)
+        } else {
+            runs.join(format!("{stamp}-{n}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot create", dir.display())),
+        }
+    }
+    unreachable!("some suffix is free")
 }
 
 /// Writes checkpoints on a background thread, so that training does not wait for the disk

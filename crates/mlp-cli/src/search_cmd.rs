@@ -40,6 +40,8 @@ pub struct TrialResult {
     pub epochs: usize,
     pub lr_decay: f32,
     pub seed: u64,
+    /// Training examples held out for validation.
+    pub val_size: usize,
     /// "ok", or "diverged" (then the accuracy fields are empty).
     pub status: String,
     pub best_val_acc: Option<f64>,
@@ -85,6 +87,18 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     }
     let (train_set, val_set) = all.split_last(args.val_size);
 
+    // A finished trial from another search (another seed or validation split) in this folder
+    // would pass for one of ours: refuse the folder rather than mix the two.
+    for t in &trials {
+        if let Some(r) = read_result(&trial_dir(&dir, t))
+            && (r.seed != t.seed || r.val_size != val_set.len())
+        {
+            bail!(
+                "{}: holds trials of another search (seed or --val-size differ); use another --out",
+                dir.display()
+            );
+        }
+    }
     let pending: Vec<&TrainConfig> = trials
         .iter()
         .filter(|t| read_result(&trial_dir(&dir, t)).is_none())
@@ -194,7 +208,13 @@ fn grid(args: &SearchArgs) -> Vec<TrainConfig> {
                         patience: None,
                     };
                     config.seed = trial_seed(args.seed, &trial_id(&config));
-                    trials.push(config);
+                    // A value listed twice would train the same trial twice, into one folder.
+                    if !trials
+                        .iter()
+                        .any(|t: &TrainConfig| trial_id(t) == trial_id(&config))
+                    {
+                        trials.push(config);
+                    }
                 }
             }
         }
@@ -257,6 +277,7 @@ fn run_trial(
         epochs: config.epochs,
         lr_decay: config.lr_decay,
         seed: config.seed,
+        val_size: val_set.len(),
         status: "ok".to_owned(),
         best_val_acc: None,
         best_epoch: None,

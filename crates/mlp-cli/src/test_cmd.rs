@@ -22,6 +22,9 @@ struct TestReport<'a> {
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let saved = load_model(&args.model)?;
     let test_set = data::load(&args.data, Split::Test)?;
+    if test_set.is_empty() {
+        bail!("the test file has no examples: there is nothing to measure");
+    }
     let shape = saved.model.shape();
     if shape.inputs != test_set.features() || shape.classes != test_set.classes() {
         bail!(

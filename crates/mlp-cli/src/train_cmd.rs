@@ -15,18 +15,37 @@ use mlp_train::{
 use crate::cli::{DEFAULT_DATA_DIR, DataArgs, TrainArgs};
 use crate::data::{self, images};
 use crate::progress::Progress;
-use crate::run_dir::{CheckpointWriter, RunConfig, RunDir, fresh_run_dir};
+use crate::run_dir::{
+    CheckpointWriter, RunConfig, RunDir, claim_fresh_run_dir, refuse_existing_run,
+};
 
 /// Exit code after Ctrl-C, as shells use for SIGINT.
 const INTERRUPTED: u8 = 130;
 
 pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    // The default folder is claimed at once (two runs started in the same second must not
+    // share one); if the run then fails before writing anything, the empty folder goes.
+    let claimed = match (&args.resume, &args.out) {
+        (None, None) => Some(claim_fresh_run_dir()?),
+        _ => None,
+    };
+    let result = train_in(&args, claimed.clone());
+    if let (Err(_), Some(dir)) = (&result, &claimed) {
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
+}
+
+fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
     // A fresh run takes its settings from the flags; a resumed one from its folder.
     let (start, data_args, val_size, dir) = match &args.resume {
         Some(path) => {
             let dir = RunDir { path: path.clone() };
             let saved = dir.read_config()?;
-            let state = load_checkpoint(&dir.file("checkpoint.msgpack"))?;
+            let mut state = load_checkpoint(&dir.file("checkpoint.msgpack"))?;
+            if args.threads != 0 {
+                state.config.threads = args.threads; // results do not depend on it
+            }
             let data_args = DataArgs {
                 data_dir: saved.data_dir.clone(),
                 allow_unverified: !saved.data_verified,
@@ -43,9 +62,15 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 let flag = format!("--{}", e.setting().replace('_', "-"));
                 anyhow::anyhow!("{}", e.to_string().replacen(e.setting(), &flag, 1))
             })?;
-            let dir = RunDir {
-                path: args.out.clone().unwrap_or_else(fresh_run_dir),
+            let path = match (&args.out, claimed) {
+                (Some(out), _) => {
+                    refuse_existing_run(out)?;
+                    out.clone()
+                }
+                (None, Some(claimed)) => claimed,
+                (None, None) => unreachable!("run_train claims a folder when there is no --out"),
             };
+            let dir = RunDir { path };
             let data_args = DataArgs {
                 data_dir: args.data.data_dir.clone(),
                 allow_unverified: args.data.allow_unverified,
@@ -97,7 +122,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 state.epochs_done,
                 config.epochs
             );
-            dir.truncate_metrics(state.epochs_done)?;
+            dir.rewrite_metrics(&state.history)?;
         }
         Start::Fresh(_) => println!(
             "training {} ({}) on {} examples, validating on {}: lr {} decay {} l2 {} batch {} seed {}",
@@ -113,16 +138,21 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         ),
     }
 
-    // Ctrl-C asks the run to stop after the current mini-batch; a second one is not caught
-    // twice by the same handler, so the default (kill) applies if the first seems stuck.
+    // Ctrl-C asks the run to stop after the current mini-batch (a second one exits at once).
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(INTERRUPTED.into()); // a second Ctrl-C: stop at once
+        }
+    });
 
     let progress = Progress::new(args.quiet, config.epochs);
     let checkpoint_every = args.checkpoint_every;
     let checkpoints = CheckpointWriter::new(dir.file("checkpoint.msgpack"));
     let mut write_error = None;
+    // A file that cannot be written stops the run at the next mini-batch, not after the last.
+    let write_failed = AtomicBool::new(false);
     let hooks = Hooks {
         on_epoch: Box::new(|record, state| {
             progress.epoch(record);
@@ -137,11 +167,14 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 anyhow::Ok(())
             })();
             if let (Err(e), None) = (result, &write_error) {
+                write_failed.store(true, Ordering::SeqCst);
                 write_error = Some(e);
             }
         }),
         on_batch: Box::new(|epoch, done, total, loss| progress.batch(epoch, done, total, loss)),
-        stop: Box::new(|| interrupted.load(Ordering::SeqCst)),
+        stop: Box::new(|| {
+            interrupted.load(Ordering::SeqCst) || write_failed.load(Ordering::SeqCst)
+        }),
     };
     let end = run(start, &images(&train_set), &images(&val_set), hooks);
     progress.finish();

@@ -5,6 +5,8 @@ mod common;
 
 use std::path::Path;
 
+use rand::SeedableRng;
+
 use common::*;
 
 struct Case {
@@ -182,6 +184,34 @@ fn cases() -> Vec<Case> {
                 "--allow-unverified",
             ],
             expect: "model.msgpack: not an fmnist-mlp model file",
+        },
+        Case {
+            name: "empty test file",
+            setup: |d, root| {
+                std::fs::write(d.join("t10k-images-idx3-ubyte"), idx(&[0, 4, 4], &[])).unwrap();
+                std::fs::write(d.join("t10k-labels-idx1-ubyte"), idx(&[0], &[])).unwrap();
+                let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+                let model = mlp_core::Mlp::new(
+                    mlp_core::Shape {
+                        inputs: 16,
+                        hidden: 4,
+                        classes: 10,
+                    },
+                    mlp_core::Activation::Relu,
+                    &mut rng,
+                )
+                .unwrap();
+                mlp_train::save_model(&root.join("model.msgpack"), &model, &[]).unwrap();
+            },
+            args: &[
+                "test",
+                "--model",
+                "{root}/model.msgpack",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+            ],
+            expect: "the test file has no examples",
         },
         Case {
             name: "missing model file",

@@ -77,7 +77,7 @@ fn the_same_seed_gives_the_same_model_file() {
         std::fs::read(out.join("model.msgpack")).unwrap()
     };
     assert_eq!(run("a", "5"), run("b", "5"));
-    assert_ne!(run("a", "5"), run("c", "6"));
+    assert_ne!(run("d", "5"), run("c", "6"));
 }
 
 #[test]
@@ -130,5 +130,27 @@ fn fashion_mnist_names_with_other_content_need_allow_unverified() {
         err.contains("train-images-idx3-ubyte: content is not the Fashion-MNIST file")
             && err.contains("--allow-unverified"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_new_run_refuses_a_folder_that_holds_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 120, 30);
+    let out = tmp.path().join("run");
+    let args = quick_train_args(data.to_str().unwrap(), out.to_str().unwrap());
+    assert!(mlp(&args).status.success());
+    let model = std::fs::read(out.join("model.msgpack")).unwrap();
+    let again = mlp(&args);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already holds a run (config.json); choose another --out"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        std::fs::read(out.join("model.msgpack")).unwrap(),
+        model,
+        "the old run is untouched"
     );
 }

@@ -276,3 +276,38 @@ fn a_search_killed_midway_reruns_without_redoing_finished_trials() {
         finished.len()
     );
 }
+
+#[test]
+fn a_folder_of_another_search_is_refused_and_repeated_values_run_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 240, 60);
+    let d = data.to_str().unwrap();
+    let out = tmp.path().join("s");
+    let base = [
+        "search",
+        "--data-dir",
+        d,
+        "--allow-unverified",
+        "--hidden",
+        "8",
+        "--l2",
+        "0",
+        "--epochs",
+        "2",
+        "--val-size",
+        "40",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--lr", "0.1,0.1,0.2", "--out", out.to_str().unwrap()]);
+    let o = mlp(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(table(&out).len(), 2, "0.1 listed twice is one trial");
+    args.extend(["--seed", "7"]);
+    let o = mlp(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("holds trials of another search"),
+        "{}",
+        stderr(&o)
+    );
+}

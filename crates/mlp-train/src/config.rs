@@ -56,6 +56,8 @@ impl Default for TrainConfig {
 pub const MAX_HIDDEN: usize = 1 << 16;
 /// Largest mini-batch accepted.
 pub const MAX_BATCH_SIZE: usize = 1 << 16;
+/// Largest hidden size × max(batch size, 1,024) accepted: about 400 MB per step buffer.
+pub const MAX_HIDDEN_TIMES_ROWS: usize = 1 << 27;
 
 /// A hyperparameter outside its valid range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -135,6 +137,15 @@ impl TrainConfig {
         )?;
         real("l2", self.l2, self.l2 >= 0.0, "zero or a positive number")?;
         int("threads", self.threads, 0, 1024)?;
+        // The step keeps a few (rows × hidden) buffers, for batches of at least the
+        // evaluation size; past this they would not fit in memory anywhere.
+        let rows = self.batch_size.max(crate::evaluate::EVAL_BATCH);
+        int(
+            "hidden×batch_size",
+            self.hidden * rows,
+            1,
+            MAX_HIDDEN_TIMES_ROWS,
+        )?;
         if let Some(patience) = self.patience {
             int("patience", patience, 1, 1_000_000)?;
         }

@@ -3,6 +3,10 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes temporary names unique between threads of one process (the process id alone is not).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A file that could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +37,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
             "not a file path",
         ))
     })?;
+    let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{unique}",
         name.to_string_lossy(),
         std::process::id()
     ));

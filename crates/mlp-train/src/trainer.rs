@@ -203,7 +203,14 @@ fn train_loop(
     let mut order: Vec<usize> = (0..train_data.len()).collect();
     let batches = order.len().div_ceil(batch_size);
 
-    while state.epochs_done < config.epochs {
+    // Early stopping is checked before each epoch, so that a run resumed after it stopped
+    // stops again rather than training on.
+    let patience_spent = |s: &TrainState| {
+        config
+            .patience
+            .is_some_and(|p| s.epochs_done - s.best_epoch >= p)
+    };
+    while state.epochs_done < config.epochs && !patience_spent(&state) {
         let epoch = state.epochs_done;
         let started = Instant::now();
         sgd.lr = schedule.at(epoch);
@@ -293,11 +300,7 @@ fn train_loop(
             state.best_val_acc = record.val_acc;
         }
         (hooks.on_epoch)(&record, &state);
-        let stalled = state.epochs_done - state.best_epoch;
-        if config.patience.is_some_and(|p| stalled >= p) {
-            break;
-        }
-        if state.epochs_done < config.epochs && (hooks.stop)() {
+        if state.epochs_done < config.epochs && !patience_spent(&state) && (hooks.stop)() {
             return Ok(RunEnd::Interrupted(Box::new(state)));
         }
     }

@@ -117,3 +117,41 @@ fn patience_stops_a_run_that_no_longer_improves() {
     assert_eq!(outcome.best_epoch, 1);
     assert_eq!(outcome.history.len(), 3);
 }
+
+#[test]
+fn a_run_resumed_after_early_stopping_stops_again() {
+    let (train, val) = (data(300, 1), data(60, 2));
+    let config = TrainConfig {
+        lr: 1e-9,
+        patience: Some(2),
+        epochs: 50,
+        ..TrainConfig::clone(&config(1))
+    }
+    .validate()
+    .unwrap();
+    let last = std::sync::Mutex::new(None);
+    let hooks = Hooks {
+        on_epoch: Box::new(|_, state| *last.lock().unwrap() = Some(state.clone())),
+        ..Hooks::default()
+    };
+    let RunEnd::Finished(first) = run(Start::Fresh(config), &train, &val, hooks).unwrap() else {
+        panic!("not interrupted")
+    };
+    // The checkpoint of the stopping epoch, resumed (as after a crash before the model file).
+    let state = last.into_inner().unwrap().unwrap();
+    let RunEnd::Finished(again) = run(
+        Start::Resume(Box::new(state)),
+        &train,
+        &val,
+        Hooks::default(),
+    )
+    .unwrap() else {
+        panic!("not interrupted")
+    };
+    assert_eq!(
+        again.history.len(),
+        first.history.len(),
+        "no epoch after the early stop"
+    );
+    assert_eq!(again.best_model, first.best_model);
+}

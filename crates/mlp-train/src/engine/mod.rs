@@ -9,9 +9,9 @@
 //! - **Two shards of the hidden layer.** Shard s owns some columns of W1 and b1 and the same
 //!   rows of W2. The shards are independent except for the logits,
 //!   z2 = (a1_0·W2_0 + b2) + a1_1·W2_1, so a step is three phases with a join between them:
-//!   gather the batch and mask its non-zeros (rows split between the shards), forward (each
-//!   shard its columns; also each shard transposes half of the pixels, xᵀ and masks, for the
-//!   backward pass), backward and update.
+//!   gather (each thread half of the batch's rows: copies them, masks their non-zeros, and
+//!   transposes them, xᵀ and masks, for the backward pass), forward (each shard its columns),
+//!   backward and update (each shard its parameters).
 //!   With two threads each shard runs on its own core; with one, shard 0 then shard 1. The
 //!   partition and the order of every sum are the same either way, so the thread count never
 //!   changes a result.
