@@ -47,6 +47,23 @@ pub struct TrainState {
     pub partial: Option<PartialEpoch>,
 }
 
+impl TrainState {
+    /// The state before the first epoch: `model` freshly initialised, `rng` as left by that.
+    pub fn new(config: TrainConfig, model: Mlp, rng: ChaCha8Rng) -> Self {
+        Self {
+            config,
+            best_model: model.clone(),
+            model,
+            best_epoch: 0,
+            best_val_acc: f64::NEG_INFINITY,
+            history: History::default(),
+            epochs_done: 0,
+            rng,
+            partial: None,
+        }
+    }
+}
+
 /// Progress through an interrupted epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartialEpoch {
@@ -218,14 +235,6 @@ mod tests {
         )
         .unwrap();
         TrainState {
-            config: TrainConfig::default(),
-            best_model: model.clone(),
-            model,
-            best_epoch: 0,
-            best_val_acc: f64::NEG_INFINITY,
-            history: History::default(),
-            epochs_done: 0,
-            rng,
             partial: Some(PartialEpoch {
                 order: vec![2, 0, 1],
                 batches_done: 1,
@@ -235,6 +244,7 @@ mod tests {
                 grad_norm_sum: 0.25,
                 seconds: 0.1,
             }),
+            ..TrainState::new(TrainConfig::default(), model, rng)
         }
     }
 

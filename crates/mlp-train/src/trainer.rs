@@ -145,17 +145,7 @@ pub fn run(
             };
             let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
             let model = Mlp::new(shape, config.activation, &mut rng)?;
-            TrainState {
-                config: TrainConfig::clone(&config),
-                best_model: model.clone(),
-                model,
-                best_epoch: 0,
-                best_val_acc: f64::NEG_INFINITY,
-                history: History::default(),
-                epochs_done: 0,
-                rng,
-                partial: None,
-            }
+            TrainState::new(TrainConfig::clone(&config), model, rng)
         }
         Start::Resume(state) => {
             check_resume(&state, train_data)?;
