@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Train(args) => train_cmd::run_train(args),
@@ -30,6 +31,16 @@ fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&err));
             ExitCode::from(2)
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`mlp test --json | head -c 10`)
+/// would panic; like other command-line tools, `mlp` should simply end.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
