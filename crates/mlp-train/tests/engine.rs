@@ -2,7 +2,7 @@
 //! (`Mlp::forward`, `Mlp::backward`, `Sgd::step`).
 
 use mlp_core::{Activation, Mlp, Shape, Workspace};
-use mlp_train::{Engine, InMemoryData, LabelledData, Sgd, evaluate};
+use mlp_train::{Engine, Evaluator, InMemoryData, LabelledData, Sgd};
 use ndarray::Array2;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -93,7 +93,11 @@ fn check(shape: Shape, activation: Activation) {
                 "{shape} {activation} parallel={parallel}: {name} differs by {worst}"
             );
         }
-        let (e, r) = (engine.evaluate(&data), evaluate(&reference, &data));
+        // The engine's sparse evaluation against the dense reference one, on the same data.
+        let (e, r) = (
+            engine.evaluate(&data),
+            Evaluator::new(&reference).evaluate(&reference, &data),
+        );
         assert!(
             (e.loss - r.loss).abs() < 1e-4,
             "evaluation loss {} vs {}",
@@ -185,4 +189,30 @@ fn copy_to_and_new_round_trip_exactly() {
     )
     .unwrap();
     assert_eq!(Engine::new(&model, 8, false).to_model(), model);
+}
+
+#[test]
+fn fast_and_reference_evaluation_agree_on_one_model() {
+    let shape = Shape {
+        inputs: 784,
+        hidden: 100,
+        classes: 10,
+    };
+    let model = Mlp::new(
+        shape,
+        Activation::LeakyRelu,
+        &mut ChaCha8Rng::seed_from_u64(21),
+    )
+    .unwrap();
+    let data = sparse_data(2500, 784, 10, 22);
+    let fast = mlp_train::evaluate(&model, &data);
+    let reference = Evaluator::new(&model).evaluate(&model, &data);
+    assert!(
+        (fast.loss - reference.loss).abs() < 1e-5,
+        "{} vs {}",
+        fast.loss,
+        reference.loss
+    );
+    assert_eq!(fast.confusion, reference.confusion);
+    assert_eq!(fast.count(), 2500);
 }
