@@ -25,6 +25,21 @@ pub enum Command {
     Test(TestArgs),
     /// Train every combination of a grid of hyperparameters; pick the best by validation.
     Search(SearchArgs),
+    /// Write a model's weights for numpy or PyTorch (safetensors, npz), or back to native.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The model: model.msgpack from `mlp train`, or a .safetensors file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum)]
+    pub format: crate::export::Format,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Where the data is and whether to insist it is Fashion-MNIST.
@@ -113,7 +128,7 @@ impl TrainArgs {
 pub struct TestArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// The model file (model.msgpack from `mlp train`).
+    /// The model file (model.msgpack from `mlp train`, or a .safetensors export).
     #[arg(long)]
     pub model: PathBuf,
     /// Print one JSON object instead of a table.

@@ -7,6 +7,7 @@
 
 mod cli;
 mod data;
+mod export;
 mod progress;
 mod run_dir;
 mod search_cmd;
@@ -24,6 +25,9 @@ fn main() -> ExitCode {
         cli::Command::Train(args) => train_cmd::run_train(args),
         cli::Command::Test(args) => test_cmd::run(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Search(args) => search_cmd::run_search(args),
+        cli::Command::Export(args) => export::load_any(&args.model)
+            .and_then(|saved| export::export(&saved, args.format, &args.out))
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

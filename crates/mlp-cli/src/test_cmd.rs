@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 use fmnist_data::{CLASS_NAMES, Split};
-use mlp_train::{evaluate, load_model};
+use mlp_train::evaluate;
 use serde::Serialize;
 
 use crate::cli::TestArgs;
@@ -20,7 +20,7 @@ struct TestReport<'a> {
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
-    let saved = load_model(&args.model)?;
+    let saved = crate::export::load_any(&args.model)?;
     let test_set = data::load(&args.data, Split::Test)?;
     if test_set.is_empty() {
         bail!("the test file has no examples: there is nothing to measure");
