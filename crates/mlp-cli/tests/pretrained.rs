@@ -1,0 +1,79 @@
+//! The model shipped in models/ still loads, in both forms, and scores what README says.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+/// The test accuracy README states for the shipped model.
+const README_ACCURACY: f64 = 0.8879;
+
+fn models() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")
+}
+
+fn data_dir() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("FMNIST_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist")),
+    ];
+    candidates.into_iter().flatten().find(|d| {
+        d.join("t10k-images-idx3-ubyte.gz").is_file() || d.join("t10k-images-idx3-ubyte").is_file()
+    })
+}
+
+#[test]
+fn the_safetensors_form_is_the_same_model_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let back = tmp.path().join("back.msgpack");
+    let st = models().join("fmnist-mlp-784-128-10.safetensors");
+    let o = mlp(&[
+        "export",
+        "--model",
+        st.to_str().unwrap(),
+        "--format",
+        "msgpack",
+        "--out",
+        back.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(back).unwrap(),
+        std::fs::read(models().join("fmnist-mlp-784-128-10.msgpack")).unwrap()
+    );
+}
+
+#[test]
+fn the_shipped_model_scores_what_readme_says() {
+    let Some(data) = data_dir() else {
+        eprintln!(
+            "skipped: Fashion-MNIST not found (run `cargo xtask fetch-data` or set FMNIST_DIR)"
+        );
+        return;
+    };
+    for file in [
+        "fmnist-mlp-784-128-10.msgpack",
+        "fmnist-mlp-784-128-10.safetensors",
+    ] {
+        let model = models().join(file);
+        let o = mlp(&[
+            "test",
+            "--model",
+            model.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(report["accuracy"].as_f64(), Some(README_ACCURACY), "{file}");
+    }
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    assert!(
+        readme.contains(&format!("test accuracy {README_ACCURACY}")),
+        "README states another accuracy"
+    );
+}
