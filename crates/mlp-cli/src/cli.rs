@@ -27,6 +27,26 @@ pub enum Command {
     Search(SearchArgs),
     /// Write a model's weights for numpy or PyTorch (safetensors, npz), or back to native.
     Export(ExportArgs),
+    /// Classify pictures (PNG or JPEG, any size, colour or grey), or an image of the test set.
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The model: model.msgpack from `mlp train`, or a .safetensors export.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Classify image N of the test set and show its true class.
+    #[arg(long, value_name = "N")]
+    pub test_index: Option<usize>,
+    /// Print one JSON array instead of a line per image.
+    #[arg(long)]
+    pub json: bool,
+    /// Pictures to classify.
+    #[arg(required_unless_present = "test_index")]
+    pub images: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 mod cli;
 mod data;
 mod export;
+mod predict_cmd;
 mod progress;
 mod run_dir;
 mod search_cmd;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         cli::Command::Train(args) => train_cmd::run_train(args),
         cli::Command::Test(args) => test_cmd::run(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Search(args) => search_cmd::run_search(args),
+        cli::Command::Predict(args) => predict_cmd::run_predict(args),
         cli::Command::Export(args) => export::load_any(&args.model)
             .and_then(|saved| export::export(&saved, args.format, &args.out))
             .map(|()| ExitCode::SUCCESS),
@@ -50,7 +52,7 @@ fn restore_default_sigpipe() {
 
 /// The error and its causes on one line, skipping causes whose text the message already
 /// includes (our library errors spell out their source).
-fn one_line(err: &anyhow::Error) -> String {
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();

@@ -75,10 +75,24 @@ pub fn softmax_cross_entropy_backward(
     }
 }
 
+/// Replaces each row of logits by its softmax (for predictions, where there is no label).
+// logits: (n, classes) → probabilities (n, classes)
+pub fn softmax(mut logits: ArrayViewMut2<f32>) {
+    for row in logits.axis_iter_mut(Axis(0)) {
+        softmax_in_place(row);
+    }
+}
+
 /// Softmax of one row in place; returns log p at index `y`.
-fn softmax_row(mut row: ArrayViewMut1<f32>, y: usize) -> f32 {
-    let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+fn softmax_row(row: ArrayViewMut1<f32>, y: usize) -> f32 {
     let z_y = row[y];
+    let (max, sum) = softmax_in_place(row);
+    (z_y - max) - sum.ln()
+}
+
+/// p = e^(z − max) / Σ e^(z − max), in place; returns (max, Σ) for the log-likelihood.
+fn softmax_in_place(mut row: ArrayViewMut1<f32>) -> (f32, f32) {
+    let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
         *v = (*v - max).exp();
@@ -86,7 +100,7 @@ fn softmax_row(mut row: ArrayViewMut1<f32>, y: usize) -> f32 {
     }
     let inv_sum = 1.0 / sum;
     row.mapv_inplace(|v| v * inv_sum);
-    (z_y - max) - sum.ln()
+    (max, sum)
 }
 
 /// Index of the largest value (the first, on ties).
