@@ -167,14 +167,9 @@ pub fn fashion_mnist_from(picture: &DynamicImage) -> GrayImage {
         imageops::invert(&mut grey);
     }
     // Crop to the object: pixels clearly brighter than the background.
-    let threshold = 255u8.min(
-        (if background > 127 {
-            255 - background
-        } else {
-            background
-        }) as u8
-            + 32,
-    );
+    // (After inversion the background is dark either way, at most 127.)
+    let dark_background = if background > 127 { 255 - background } else { background };
+    let threshold = dark_background as u8 + 32;
     let lit: Vec<(u32, u32)> = grey
         .enumerate_pixels()
         .filter(|(_, _, p)| p.0[0] > threshold)
