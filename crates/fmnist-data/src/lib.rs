@@ -31,3 +31,8 @@ pub use dataset::{
 };
 pub use error::{DataError, IdxError};
 pub use idx::{IdxArray, IdxFile, parse_idx, read_idx_file};
+
+/// The README's example, compiled and run as a test so that it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

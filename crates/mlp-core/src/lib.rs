@@ -30,3 +30,8 @@ pub use activation::{Activation, UnknownActivation};
 pub use loss::BatchMetrics;
 pub use model::{Mlp, ModelError, Shape};
 pub use pass::{Gradients, Workspace};
+
+/// The README's example, compiled and run as a test so that it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

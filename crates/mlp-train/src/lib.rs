@@ -39,3 +39,8 @@ pub use history::{EpochRecord, History};
 pub use model_file::{ModelFileError, SavedModel, load_model, save_model};
 pub use sgd::{ExponentialDecay, Sgd};
 pub use trainer::{EpochHook, Hooks, RunEnd, Start, TrainError, TrainOutcome, run, train};
+
+/// The README's example, compiled and run as a test so that it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
