@@ -168,7 +168,11 @@ pub fn fashion_mnist_from(picture: &DynamicImage) -> GrayImage {
     }
     // Crop to the object: pixels clearly brighter than the background.
     // (After inversion the background is dark either way, at most 127.)
-    let dark_background = if background > 127 { 255 - background } else { background };
+    let dark_background = if background > 127 {
+        255 - background
+    } else {
+        background
+    };
     let threshold = dark_background as u8 + 32;
     let lit: Vec<(u32, u32)> = grey
         .enumerate_pixels()

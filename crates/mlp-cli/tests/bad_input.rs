@@ -214,6 +214,111 @@ fn cases() -> Vec<Case> {
             expect: "the test file has no examples",
         },
         Case {
+            name: "a model whose input size does not match the data",
+            setup: no_change,
+            args: &[
+                "test",
+                "--model",
+                "{models}/fmnist-mlp-784-128-10.msgpack",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+            ],
+            expect: "the model takes 784 inputs and predicts 10 classes, but the test images have 16 pixels",
+        },
+        Case {
+            name: "a model holding NaN weights",
+            setup: |_, root| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+                let shape = mlp_core::Shape {
+                    inputs: 16,
+                    hidden: 4,
+                    classes: 10,
+                };
+                let mut model =
+                    mlp_core::Mlp::new(shape, mlp_core::Activation::Relu, &mut rng).unwrap();
+                model.w2[[1, 2]] = f32::NAN;
+                std::fs::write(
+                    root.join("nan.msgpack"),
+                    mlp_train::model_file::model_to_bytes(&model, &[]),
+                )
+                .unwrap();
+            },
+            args: &[
+                "test",
+                "--model",
+                "{root}/nan.msgpack",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+            ],
+            expect: "nan.msgpack: invalid model: w2 contains NaN or infinite values",
+        },
+        Case {
+            name: "a damaged checkpoint on resume",
+            setup: |_, root| {
+                std::fs::create_dir_all(root.join("run")).unwrap();
+                let config = r#"{"train":{"hidden":4,"activation":"relu","epochs":2,"batch_size":8,"lr":0.1,"lr_decay":0.95,"l2":0.0,"seed":0},"shape":"16-4-10","data_dir":"x","data_verified":false,"train_examples":80,"val_size":20,"best_epoch":null,"best_val_acc":null,"mlp_version":"0.1.0"}"#;
+                std::fs::write(root.join("run/config.json"), config).unwrap();
+                std::fs::write(
+                    root.join("run/checkpoint.msgpack"),
+                    b"\x82\xa5magic\xb5fmnist-mlp checkpoint\xa7version\x01",
+                )
+                .unwrap();
+            },
+            args: &["train", "--resume", "{root}/run"],
+            expect: "checkpoint.msgpack: damaged checkpoint",
+        },
+        Case {
+            name: "a model file offered as a checkpoint",
+            setup: |_, root| {
+                std::fs::create_dir_all(root.join("run")).unwrap();
+                std::fs::write(root.join("run/config.json"), "{}").unwrap();
+            },
+            args: &["train", "--resume", "{root}/run"],
+            expect: "run/config.json: not the config.json of an mlp run",
+        },
+        Case {
+            name: "export to a directory",
+            setup: |_, root| std::fs::create_dir_all(root.join("dir.npz")).unwrap(),
+            args: &[
+                "export",
+                "--model",
+                "{models}/fmnist-mlp-784-128-10.msgpack",
+                "--format",
+                "npz",
+                "--out",
+                "{root}/dir.npz",
+            ],
+            expect: "dir.npz: cannot write",
+        },
+        Case {
+            name: "predict on a directory",
+            setup: no_change,
+            args: &[
+                "predict",
+                "--model",
+                "{models}/fmnist-mlp-784-128-10.msgpack",
+                "{root}",
+            ],
+            expect: ": cannot read: Is a directory",
+        },
+        Case {
+            name: "search with an empty list",
+            setup: no_change,
+            args: &[
+                "search",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+                "--hidden",
+                "4,,8",
+                "--out",
+                "{out}",
+            ],
+            expect: "invalid value '4,,8' for '--hidden <HIDDEN>'",
+        },
+        Case {
             name: "missing model file",
             setup: no_change,
             args: &[
@@ -256,6 +361,10 @@ fn every_bad_input_gets_one_line_and_exit_code_2() {
                 a.replace("{data}", data.to_str().unwrap())
                     .replace("{out}", out.to_str().unwrap())
                     .replace("{root}", tmp.path().to_str().unwrap())
+                    .replace(
+                        "{models}",
+                        concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"),
+                    )
             })
             .collect();
         let o = mlp(&args.iter().map(String::as_str).collect::<Vec<_>>());
