@@ -75,6 +75,20 @@ impl RunDir {
             .with_context(|| format!("{}: cannot write", path.display()))
     }
 
+    /// Removes temporary files that a killed process left behind (`.NAME.tmp-…`, see
+    /// `mlp_train::write_atomic`); they were never renamed into place, so nothing needs them.
+    pub fn remove_stale_temporaries(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Rewrites metrics.jsonl from a saved history: a resumed run continues from its
     /// checkpoint, and the file must hold exactly the epochs before it, whatever was
     /// appended (or lost) after the checkpoint was written.

@@ -42,20 +42,34 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
         Some(path) => {
             let dir = RunDir { path: path.clone() };
             let saved = dir.read_config()?;
-            let mut state = load_checkpoint(&dir.file("checkpoint.msgpack"))?;
-            if args.threads != 0 {
-                state.config.threads = args.threads; // results do not depend on it
-            }
+            dir.remove_stale_temporaries();
+            let threads = if args.threads != 0 {
+                args.threads
+            } else {
+                saved.train.threads
+            };
+            let checkpoint = dir.file("checkpoint.msgpack");
+            // A run stopped before its first checkpoint (killed in its first epochs) has
+            // nothing to continue from: it starts again from its saved settings.
+            let start =
+                if checkpoint.exists() {
+                    let mut state = load_checkpoint(&checkpoint)?;
+                    state.config.threads = threads; // results do not depend on it
+                    Start::Resume(Box::new(state))
+                } else {
+                    let config = mlp_train::TrainConfig {
+                        threads,
+                        ..saved.train.clone()
+                    };
+                    Start::Fresh(config.validate().map_err(|e| {
+                        anyhow::anyhow!("{}: {e}", dir.file("config.json").display())
+                    })?)
+                };
             let data_args = DataArgs {
                 data_dir: saved.data_dir.clone(),
                 allow_unverified: !saved.data_verified,
             };
-            (
-                Start::Resume(Box::new(state)),
-                data_args,
-                saved.val_size,
-                dir,
-            )
+            (start, data_args, saved.val_size, dir)
         }
         None => {
             let checked = args.config().validate().map_err(|e| {
@@ -115,6 +129,13 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
         mlp_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     match &start {
+        Start::Fresh(_) if args.resume.is_some() => {
+            println!(
+                "restarting {} from the beginning: it stopped before its first checkpoint",
+                dir.path.display()
+            );
+            dir.rewrite_metrics(&mlp_train::History::default())?;
+        }
         Start::Resume(state) => {
             println!(
                 "resuming {} after epoch {} of {}",
