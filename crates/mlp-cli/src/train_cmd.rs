@@ -128,35 +128,44 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
         best_val_acc: None,
         mlp_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    match &start {
-        Start::Fresh(_) if args.resume.is_some() => {
-            println!(
-                "restarting {} from the beginning: it stopped before its first checkpoint",
-                dir.path.display()
-            );
-            dir.rewrite_metrics(&mlp_train::History::default())?;
+    // A resumed run's metrics.jsonl holds exactly the epochs of its checkpoint, whatever was
+    // appended (or lost) after the checkpoint was written.
+    if args.resume.is_some() {
+        let history = match &start {
+            Start::Resume(state) => state.history.clone(),
+            Start::Fresh(_) => mlp_train::History::default(),
+        };
+        dir.rewrite_metrics(&history)?;
+    }
+    if !args.quiet {
+        match &start {
+            Start::Fresh(_) if args.resume.is_some() => {
+                println!(
+                    "restarting {} from the beginning: it stopped before its first checkpoint",
+                    dir.path.display()
+                )
+            }
+            Start::Resume(state) => {
+                println!(
+                    "resuming {} after epoch {} of {}",
+                    dir.path.display(),
+                    state.epochs_done,
+                    config.epochs
+                )
+            }
+            Start::Fresh(_) => println!(
+                "training {} ({}) on {} examples, validating on {}: lr {} decay {} l2 {} batch {} seed {}",
+                run_config.shape,
+                config.activation,
+                train_set.len(),
+                val_set.len(),
+                config.lr,
+                config.lr_decay,
+                config.l2,
+                config.batch_size,
+                config.seed
+            ),
         }
-        Start::Resume(state) => {
-            println!(
-                "resuming {} after epoch {} of {}",
-                dir.path.display(),
-                state.epochs_done,
-                config.epochs
-            );
-            dir.rewrite_metrics(&state.history)?;
-        }
-        Start::Fresh(_) => println!(
-            "training {} ({}) on {} examples, validating on {}: lr {} decay {} l2 {} batch {} seed {}",
-            run_config.shape,
-            config.activation,
-            train_set.len(),
-            val_set.len(),
-            config.lr,
-            config.lr_decay,
-            config.l2,
-            config.batch_size,
-            config.seed
-        ),
     }
 
     // Ctrl-C asks the run to stop after the current mini-batch (a second one exits at once).

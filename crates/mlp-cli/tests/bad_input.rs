@@ -392,3 +392,25 @@ fn every_bad_input_gets_one_line_and_exit_code_2() {
         assert!(!out.exists(), "{}: left an output folder behind", case.name);
     }
 }
+
+/// A file without read permission. Root reads every file, so this runs only as another user.
+#[cfg(unix)]
+#[test]
+fn an_unreadable_model_file_is_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model.msgpack");
+    std::fs::write(&model, b"x").unwrap();
+    std::fs::set_permissions(&model, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read(&model).is_ok() {
+        eprintln!("skipped: running as root, which can read any file");
+        return;
+    }
+    let o = mlp(&["test", "--model", model.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("model.msgpack: Permission denied"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -88,7 +88,10 @@ fn killed_at_random_moments_a_run_always_resumes_to_the_same_model() {
             mlp_train::load_model(&dir.join("model.msgpack")).unwrap();
         }
     }
-    assert!(kills >= 3, "only {kills} runs were killed: make the runs longer");
+    assert!(
+        kills >= 3,
+        "only {kills} runs were killed: make the runs longer"
+    );
     eprintln!("{kills} kills");
 
     let o = mlp(&["train", "--resume", &dir_s, "--quiet"]);

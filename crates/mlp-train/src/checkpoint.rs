@@ -172,7 +172,8 @@ pub fn load_checkpoint(path: &Path) -> Result<TrainState, CheckpointError> {
     checkpoint_from_bytes(&bytes, path)
 }
 
-fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<TrainState, CheckpointError> {
+/// Decodes checkpoint bytes; `path` is only used in error messages.
+pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<TrainState, CheckpointError> {
     let path = path.to_owned();
     match read_envelope(bytes) {
         Some((CHECKPOINT_MAGIC, CHECKPOINT_FORMAT_VERSION)) => {}
