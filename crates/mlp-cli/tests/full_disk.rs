@@ -9,8 +9,9 @@ use std::process::Command;
 
 use common::*;
 
-/// A tmpfs of `size` mounted at a fresh folder, unmounted when dropped.
-struct SmallDisk(PathBuf, tempfile::TempDir);
+/// A tmpfs of `size` mounted at a fresh folder, unmounted when dropped (the folder holding
+/// the mount point goes after the unmount).
+struct SmallDisk(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl SmallDisk {
     fn mount(size: &str) -> Option<Self> {
