@@ -60,6 +60,24 @@ pub fn write_dataset(root: &Path, train: usize, test: usize) -> PathBuf {
     dir
 }
 
+/// The real Fashion-MNIST folder ($FMNIST_DIR, or the workspace's data/fashion-mnist), if
+/// it holds the four files; tests that need the data report themselves skipped otherwise.
+pub fn real_data_dir() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("FMNIST_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist")),
+    ];
+    candidates.into_iter().flatten().find(|d| {
+        fmnist_data::FILES
+            .iter()
+            .all(|f| d.join(f.name).is_file() || d.join(f.raw_name).is_file())
+    })
+}
+
+/// What a test prints when it cannot run without the real data.
+pub const SKIPPED_NO_DATA: &str =
+    "skipped: Fashion-MNIST not found (run `cargo xtask fetch-data` or set FMNIST_DIR)";
+
 /// Runs `mlp` with `args`.
 pub fn mlp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mlp"))

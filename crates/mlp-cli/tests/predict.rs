@@ -90,17 +90,9 @@ fn pictures_are_classified_and_an_unreadable_file_is_one_error_line() {
 
 #[test]
 fn a_test_image_is_shown_with_its_true_class() {
-    let data = [
-        std::env::var_os("FMNIST_DIR").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|d| d.join("t10k-images-idx3-ubyte.gz").is_file());
+    let data = real_data_dir();
     let Some(data) = data else {
-        eprintln!(
-            "skipped: Fashion-MNIST not found (run `cargo xtask fetch-data` or set FMNIST_DIR)"
-        );
+        eprintln!("{SKIPPED_NO_DATA}");
         return;
     };
     let o = mlp(&[

@@ -13,16 +13,6 @@ fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")
 }
 
-fn data_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("FMNIST_DIR").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist")),
-    ];
-    candidates.into_iter().flatten().find(|d| {
-        d.join("t10k-images-idx3-ubyte.gz").is_file() || d.join("t10k-images-idx3-ubyte").is_file()
-    })
-}
-
 #[test]
 fn the_safetensors_form_is_the_same_model_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -46,10 +36,8 @@ fn the_safetensors_form_is_the_same_model_bit_for_bit() {
 
 #[test]
 fn the_shipped_model_scores_what_readme_says() {
-    let Some(data) = data_dir() else {
-        eprintln!(
-            "skipped: Fashion-MNIST not found (run `cargo xtask fetch-data` or set FMNIST_DIR)"
-        );
+    let Some(data) = real_data_dir() else {
+        eprintln!("{SKIPPED_NO_DATA}");
         return;
     };
     for file in [

@@ -3,27 +3,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
-
-fn data_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("FMNIST_DIR").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist")),
-    ];
-    candidates.into_iter().flatten().find(|d| {
-        d.join("train-images-idx3-ubyte.gz").is_file()
-            || d.join("train-images-idx3-ubyte").is_file()
-    })
-}
 
 #[test]
 fn one_epoch_on_fashion_mnist_trains_and_tests() {
-    let Some(dir) = data_dir() else {
-        eprintln!(
-            "skipped: Fashion-MNIST not found (run `cargo xtask fetch-data` or set FMNIST_DIR)"
-        );
+    let Some(dir) = real_data_dir() else {
+        eprintln!("{SKIPPED_NO_DATA}");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
