@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use crate::fsio::{WriteError, write_atomic};
 use crate::history::History;
-use crate::model_file::{ModelFileError, model_from_bytes, model_to_bytes, read_envelope};
+use crate::model_file::{Envelope, ModelFileError, envelope, model_from_bytes, model_to_bytes};
 
 /// The value of the `magic` field.
 pub const CHECKPOINT_MAGIC: &str = "fmnist-mlp checkpoint";
@@ -175,16 +175,16 @@ pub fn load_checkpoint(path: &Path) -> Result<TrainState, CheckpointError> {
 /// Decodes checkpoint bytes; `path` is only used in error messages.
 pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<TrainState, CheckpointError> {
     let path = path.to_owned();
-    match read_envelope(bytes) {
-        Some((CHECKPOINT_MAGIC, CHECKPOINT_FORMAT_VERSION)) => {}
-        Some((CHECKPOINT_MAGIC, found)) => {
+    match envelope(bytes, CHECKPOINT_MAGIC, CHECKPOINT_FORMAT_VERSION) {
+        Envelope::Current => {}
+        Envelope::OtherVersion(found) => {
             return Err(CheckpointError::Version {
                 path,
                 found,
                 supported: CHECKPOINT_FORMAT_VERSION,
             });
         }
-        _ => return Err(CheckpointError::NotACheckpoint { path }),
+        Envelope::Foreign => return Err(CheckpointError::NotACheckpoint { path }),
     }
     let corrupt = |detail: String| CheckpointError::Corrupt {
         path: path.clone(),

@@ -115,16 +115,16 @@ pub fn model_to_bytes(model: &Mlp, class_names: &[String]) -> Vec<u8> {
 /// Decodes model-file bytes; `path` is only used in error messages.
 pub fn model_from_bytes(bytes: &[u8], path: &Path) -> Result<SavedModel, ModelFileError> {
     let path = path.to_owned();
-    match read_envelope(bytes) {
-        Some((MODEL_MAGIC, MODEL_FORMAT_VERSION)) => {}
-        Some((MODEL_MAGIC, found)) => {
+    match envelope(bytes, MODEL_MAGIC, MODEL_FORMAT_VERSION) {
+        Envelope::Current => {}
+        Envelope::OtherVersion(found) => {
             return Err(ModelFileError::Version {
                 path,
                 found,
                 supported: MODEL_FORMAT_VERSION,
             });
         }
-        _ => return Err(ModelFileError::NotAModel { path }),
+        Envelope::Foreign => return Err(ModelFileError::NotAModel { path }),
     }
     let r: ModelRecord = rmp_serde::from_slice(bytes).map_err(|e| ModelFileError::Corrupt {
         path: path.clone(),
@@ -159,9 +159,29 @@ pub fn model_from_bytes(bytes: &[u8], path: &Path) -> Result<SavedModel, ModelFi
     })
 }
 
-/// Reads `magic` and `version`, the first two entries of the map, without decoding the rest,
-/// so that a damaged or newer file is still recognised for what it is.
-pub(crate) fn read_envelope(bytes: &[u8]) -> Option<(&str, u32)> {
+/// What the first two entries of a file say it is.
+pub(crate) enum Envelope {
+    /// The expected kind of file, in the version this build reads.
+    Current,
+    /// The expected kind of file, in another version.
+    OtherVersion(u32),
+    /// Some other file.
+    Foreign,
+}
+
+/// Classifies `bytes` by their `magic` and `version` entries against the expected ones,
+/// without decoding the rest, so that a damaged or newer file is still recognised for what
+/// it is. Model files and checkpoints share this layout.
+pub(crate) fn envelope(bytes: &[u8], magic: &str, version: u32) -> Envelope {
+    match read_envelope(bytes) {
+        Some((m, v)) if m == magic && v == version => Envelope::Current,
+        Some((m, v)) if m == magic => Envelope::OtherVersion(v),
+        _ => Envelope::Foreign,
+    }
+}
+
+/// Reads `magic` and `version`, the first two entries of the map.
+fn read_envelope(bytes: &[u8]) -> Option<(&str, u32)> {
     let mut rd = bytes;
     if rmp::decode::read_map_len(&mut rd).ok()? < 2 {
         return None;
