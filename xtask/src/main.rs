@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xtask::fetch::{self, FetchPlan, Outcome, Wanted};
+use xtask::report::ReportOptions;
+use xtask::report::search::Hyperparameter;
+use xtask::report::weights::WeightScale;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Chores for fmnist-mlp")]
@@ -43,11 +46,76 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
     },
+    /// Figures and a report (report.md, report.html) of a training run or a search.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The folder `mlp train --out` or `mlp search --out` wrote.
+    #[arg(long)]
+    run: PathBuf,
+    /// Where to write the report [default: RUN/report].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Folder with the Fashion-MNIST files (the test set is evaluated).
+    #[arg(long, default_value = "data/fashion-mnist")]
+    data_dir: PathBuf,
+    /// Accept test files that are not the catalogued Fashion-MNIST (other IDX data).
+    #[arg(long)]
+    allow_unverified: bool,
+    /// Hidden units in the weight grid: a number, or `all`.
+    #[arg(long, default_value = "64", value_parser = units)]
+    units: usize,
+    /// How weights become grey levels.
+    #[arg(long, value_enum, default_value_t = WeightScale::PerTile)]
+    weight_scale: WeightScale,
+    /// Screen pixels per weight in the weight grid.
+    #[arg(long, default_value_t = 2)]
+    zoom: u32,
+    /// Misclassified test images shown.
+    #[arg(long, default_value_t = 24)]
+    mistakes: usize,
+    /// Search folders: the heatmap's horizontal hyperparameter.
+    #[arg(long, value_enum, default_value_t = Hyperparameter::Lr)]
+    x: Hyperparameter,
+    /// Search folders: the heatmap's vertical hyperparameter.
+    #[arg(long, value_enum, default_value_t = Hyperparameter::Hidden)]
+    y: Hyperparameter,
+}
+
+fn units(text: &str) -> Result<usize, String> {
+    if text == "all" {
+        return Ok(usize::MAX);
+    }
+    match text.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!("`{text}` is not a positive number or `all`")),
+        Ok(n) => Ok(n),
+    }
+}
+
+fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let out = xtask::report::run(&ReportOptions {
+        run: args.run,
+        out: args.out,
+        data_dir: args.data_dir,
+        allow_unverified: args.allow_unverified,
+        units: args.units,
+        weight_scale: args.weight_scale,
+        zoom: args.zoom,
+        mistakes: args.mistakes,
+        x: args.x,
+        y: args.y,
+    })?;
+    println!("report written to {}", out.join("report.md").display());
+    println!("self-contained page: {}", out.join("report.html").display());
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::FetchData { dir, from, mirrors } => fetch_data(dir, from, mirrors),
+        Command::Report(args) => report(args),
         Command::Bench {
             data_dir,
             epochs,

@@ -1,0 +1,237 @@
+//! `cargo xtask report`: a training run (or a search) turned into figures and a report.
+//!
+//! ```text
+//! curves.png/.svg     loss, accuracy, gradient norm, learning rate per epoch (history.json)
+//! weights.png         first-layer weights as 28×28 tiles (model.msgpack)
+//! confusion.png/.svg  test-set confusion matrix and per-class accuracy
+//! mistakes.png        the most confidently misclassified test images
+//! search.png/.svg     search folders only: validation accuracy over two hyperparameters
+//! numbers.json        the numbers behind the figures (test accuracy, confusion, mistakes)
+//! report.md           all of it, figures linked; report.html the same, self-contained
+//! ```
+//! Test-set numbers come from mlp-core's reference forward pass in 1,000-row batches.
+
+pub mod canvas;
+mod contents;
+pub mod curves;
+pub mod inputs;
+pub mod page;
+pub mod predictions;
+pub mod search;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use fmnist_data::{CLASS_NAMES, DataError, Split, Verify};
+use serde::Serialize;
+
+use canvas::Figure;
+use inputs::{Run, Source};
+use predictions::{ConfusionFigure, MistakeGrid, Predictions};
+use search::{Hyperparameter, SearchHeatmap};
+use weights::{WeightGrid, WeightScale};
+
+/// What to report on and how.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// A run folder (`mlp train --out`) or a search folder (`mlp search --out`).
+    pub run: PathBuf,
+    /// Where the report goes; `None` means `<run>/report`.
+    pub out: Option<PathBuf>,
+    /// Folder with the Fashion-MNIST files (the test set is evaluated).
+    pub data_dir: PathBuf,
+    /// Accept test files whose content is not the catalogued Fashion-MNIST (other IDX data).
+    pub allow_unverified: bool,
+    /// Hidden units shown in the weight grid (clamped to the model's).
+    pub units: usize,
+    pub weight_scale: WeightScale,
+    /// Pixels per weight in the weight grid.
+    pub zoom: u32,
+    /// Misclassified images shown.
+    pub mistakes: usize,
+    /// The search heatmap's axes.
+    pub x: Hyperparameter,
+    pub y: Hyperparameter,
+}
+
+/// The numbers behind the figures, written as numbers.json.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Numbers {
+    pub model: String,
+    pub test_count: usize,
+    pub test_correct: usize,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub class_names: Vec<String>,
+    /// `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<usize>>,
+    pub per_class_accuracy: Vec<f64>,
+    /// Test-set indices of the images in mistakes.png, in order.
+    pub mistakes: Vec<usize>,
+    /// Hidden units whose weights weights.png shows, in order.
+    pub weight_units: Vec<usize>,
+    pub weight_scale: String,
+}
+
+/// Writes the report; returns the folder it went to.
+pub fn run(options: &ReportOptions) -> anyhow::Result<PathBuf> {
+    if options.x == options.y {
+        bail!(
+            "--x and --y are both {}; pick two different hyperparameters",
+            options.x.name()
+        );
+    }
+    if options.zoom == 0 || options.zoom > 16 {
+        bail!("--zoom {}: must be 1 to 16 pixels per weight", options.zoom);
+    }
+    let source = inputs::read(&options.run)?;
+    let (run, search) = match &source {
+        Source::Run(run) => (run, None),
+        Source::Search(search) => (&search.best, Some(search)),
+    };
+    let verify = if options.allow_unverified {
+        Verify::Skip
+    } else {
+        Verify::Catalogue
+    };
+    let test = load_test_set(&options.data_dir, verify)?;
+    let shape = run.model.model.shape();
+    if shape.inputs != test.features() || shape.classes != test.classes() {
+        bail!(
+            "{}: the model takes {} inputs and predicts {} classes, but the test images have {} pixels and {} classes",
+            run.dir.join("model.msgpack").display(),
+            shape.inputs,
+            shape.classes,
+            test.features(),
+            test.classes()
+        );
+    }
+    let class_names: Vec<String> = if run.model.class_names.len() == shape.classes {
+        run.model.class_names.clone()
+    } else {
+        CLASS_NAMES.iter().map(|s| s.to_string()).collect()
+    };
+
+    let predictions = predictions::predict(&run.model.model, &test);
+    let confusion = predictions.confusion(shape.classes);
+    let mistakes = predictions.confident_mistakes(options.mistakes);
+    let weight_grid = WeightGrid::new(
+        run.model.model.w1.view(),
+        (test.image_shape().1 as u32, test.image_shape().0 as u32),
+        options.units,
+        options.weight_scale,
+        options.zoom,
+    );
+    let numbers = numbers(
+        run,
+        &predictions,
+        &confusion,
+        &class_names,
+        &mistakes,
+        &weight_grid,
+        options,
+    );
+
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut add = |name: &str, figure: &dyn FigureFiles| -> anyhow::Result<()> {
+        files.extend(figure.files(name)?);
+        Ok(())
+    };
+    add("curves", &curves::Curves::new(&run.history))?;
+    add("weights", &weight_grid)?;
+    add(
+        "confusion",
+        &ConfusionFigure {
+            confusion: &confusion,
+            class_names: &class_names,
+        },
+    )?;
+    add(
+        "mistakes",
+        &MistakeGrid::new(&test, &predictions, &mistakes, &class_names),
+    )?;
+    if let Some(search) = search {
+        add(
+            "search",
+            &SearchHeatmap::new(&search.trials, options.x, options.y),
+        )?;
+    }
+    let numbers_json = serde_json::to_vec_pretty(&numbers)?;
+    files.push(("numbers.json".to_owned(), numbers_json));
+
+    let title = format!("Training report: {}", options.run.display());
+    let blocks = contents::document(run, search, &numbers, options);
+    let figure = |name: &str| {
+        files
+            .iter()
+            .find(|(f, _)| f == name)
+            .map(|(_, b)| b.clone())
+    };
+    let html = page::html(&title, &blocks, figure);
+    let md = page::markdown(&title, &blocks);
+    files.push(("report.md".to_owned(), md.into_bytes()));
+    files.push(("report.html".to_owned(), html.into_bytes()));
+
+    let out = options
+        .out
+        .clone()
+        .unwrap_or_else(|| options.run.join("report"));
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("{}: cannot create the report folder", out.display()))?;
+    for (name, bytes) in &files {
+        mlp_train::write_atomic(&out.join(name), bytes)?;
+    }
+    Ok(out)
+}
+
+/// A figure's files: PNG always, SVG when it has one.
+trait FigureFiles {
+    fn files(&self, name: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>>;
+}
+
+impl<F: Figure> FigureFiles for F {
+    fn files(&self, name: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let mut files = vec![(format!("{name}.png"), canvas::png(self)?)];
+        if let Some(svg) = canvas::svg(self)? {
+            files.push((format!("{name}.svg"), svg.into_bytes()));
+        }
+        Ok(files)
+    }
+}
+
+fn load_test_set(dir: &Path, verify: Verify) -> anyhow::Result<fmnist_data::Dataset> {
+    fmnist_data::load_split(dir, Split::Test, verify).map_err(|err| match err {
+        DataError::Missing { path } => anyhow!(
+            "{}: not found; the report evaluates the test set: fetch it with `cargo xtask fetch-data` or pass --data-dir",
+            path.display()
+        ),
+        other => other.into(),
+    })
+}
+
+fn numbers(
+    run: &Run,
+    predictions: &Predictions,
+    confusion: &ndarray::Array2<usize>,
+    class_names: &[String],
+    mistakes: &[usize],
+    weight_grid: &WeightGrid,
+    options: &ReportOptions,
+) -> Numbers {
+    let test_correct = confusion.diag().sum();
+    let test_count = confusion.sum();
+    Numbers {
+        model: run.dir.join("model.msgpack").display().to_string(),
+        test_count,
+        test_correct,
+        test_accuracy: test_correct as f64 / test_count.max(1) as f64,
+        test_loss: predictions.loss,
+        class_names: class_names.to_vec(),
+        confusion: confusion.outer_iter().map(|r| r.to_vec()).collect(),
+        per_class_accuracy: predictions::per_class_accuracy(confusion),
+        mistakes: mistakes.to_vec(),
+        weight_units: (0..weight_grid.tiles.len()).collect(),
+        weight_scale: options.weight_scale.describe().to_owned(),
+    }
+}

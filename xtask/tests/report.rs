@@ -1,0 +1,621 @@
+//! `cargo xtask report` end to end: runs made by the real `mlp` binary, reported by the real
+//! `xtask` binary, and the figures checked against the files they were drawn from.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::RgbImage;
+use mlp_train::{History, load_model};
+use xtask::report::Numbers;
+use xtask::report::curves::Curves;
+use xtask::report::weights::{GridLayout, WeightScale};
+
+// ---------------------------------------------------------------------------------------
+// Running the binaries
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `mlp` binary of this workspace, built (or found up to date) by cargo.
+fn mlp_binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--package", "mlp-cli", "--bin", "mlp"])
+        .current_dir(workspace())
+        .status()
+        .unwrap();
+    assert!(status.success(), "building mlp failed");
+    // This test runs from <target>/debug/deps/; mlp is in <target>/debug/.
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("mlp")
+}
+
+fn run(program: &Path, args: &[&str]) -> Output {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Data
+
+/// A Fashion-MNIST-style folder of `n_train`/`n_test` 4×4 images: class c has pixel c lit.
+fn synthetic_data(root: &Path, n_train: usize, n_test: usize) -> PathBuf {
+    let dir = root.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (prefix, n, seed) in [("train", n_train, 1u32), ("t10k", n_test, 2)] {
+        let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+        let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let class = (i * 7 + seed as usize) % 10;
+            labels.push(class as u8);
+            for p in 0..16 {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let noise = (state % 90) as u8;
+                pixels.push(if p == class { 150 + noise } else { noise });
+            }
+        }
+        let idx = |dims: &[u32], payload: &[u8]| {
+            let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+            dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
+            bytes.extend(payload);
+            bytes
+        };
+        let n = n as u32;
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            idx(&[n, 4, 4], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn real_data_dir() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("FMNIST_DIR").map(PathBuf::from),
+        Some(workspace().join("data/fashion-mnist")),
+    ];
+    candidates.into_iter().flatten().find(|d| {
+        fmnist_data::FILES
+            .iter()
+            .all(|f| d.join(f.name).is_file() || d.join(f.raw_name).is_file())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading figures back
+
+/// Every data series of a curves SVG: the points of each 2-pixel-wide polyline, in order.
+fn svg_series(svg: &str) -> Vec<Vec<(f64, f64)>> {
+    svg.split("<polyline")
+        .skip(1)
+        .filter(|element| element.contains("stroke-width=\"2\""))
+        .map(|element| {
+            let points = element.split("points=\"").nth(1).unwrap();
+            let points = &points[..points.find('"').unwrap()];
+            points
+                .split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Asserts that the drawn points are `values` under one linear map to pixels (up to
+/// plotters' rounding to whole pixels), one point per epoch, evenly spaced left to right.
+fn assert_plots(points: &[(f64, f64)], values: &[f64]) {
+    assert_eq!(points.len(), values.len(), "one point per epoch");
+    let steps: Vec<f64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    for step in &steps {
+        assert!(
+            *step > 0.0 && (step - steps[0]).abs() <= 1.0,
+            "epochs evenly spaced: {steps:?}"
+        );
+    }
+    let lo = (0..values.len())
+        .min_by(|&a, &b| values[a].total_cmp(&values[b]))
+        .unwrap();
+    let hi = (0..values.len())
+        .max_by(|&a, &b| values[a].total_cmp(&values[b]))
+        .unwrap();
+    assert!(values[hi] > values[lo], "a test series must vary");
+    let scale = (points[hi].1 - points[lo].1) / (values[hi] - values[lo]);
+    assert!(scale < 0.0, "larger values are drawn higher");
+    for (p, v) in points.iter().zip(values) {
+        let y = points[lo].1 + (v - values[lo]) * scale;
+        assert!(
+            (p.1 - y).abs() <= 1.0,
+            "value {v} drawn at y {} not {y}",
+            p.1
+        );
+    }
+}
+
+/// The series of a history in the order the curves figure draws them.
+fn drawn_order(h: &History) -> [&Vec<f64>; 6] {
+    [
+        &h.train_loss,
+        &h.val_loss,
+        &h.train_acc,
+        &h.val_acc,
+        &h.grad_norm,
+        &h.lr,
+    ]
+}
+
+fn assert_curves_match(svg: &str, history: &History) {
+    let series = svg_series(svg);
+    assert_eq!(series.len(), 6, "six series drawn");
+    for (points, values) in series.iter().zip(drawn_order(history)) {
+        assert_plots(points, values);
+    }
+}
+
+/// Asserts that tile k of weights.png is column k of W1 under the per-tile scale.
+fn assert_weight_tiles(png: &RgbImage, w1: ndarray::ArrayView2<f32>, layout: &GridLayout) {
+    let (width, height, zoom) = (layout.width, layout.height, layout.zoom);
+    for k in 0..w1.ncols() {
+        let column = w1.column(k);
+        let m = column.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+        let (x0, y0) = layout.origin(k);
+        for r in 0..height {
+            for c in 0..width {
+                let want = (127.5
+                    + 127.5 * f64::from(column[(r * width + c) as usize]) / f64::from(m))
+                .round() as u8;
+                for d in 0..zoom {
+                    let got = png.get_pixel(x0 + c * zoom + d, y0 + r * zoom + d).0;
+                    assert_eq!(got, [want; 3], "tile {k} pixel ({r}, {c})");
+                }
+            }
+        }
+    }
+}
+
+fn numbers(report: &Path) -> Numbers {
+    serde_json::from_slice(&std::fs::read(report.join("numbers.json")).unwrap()).unwrap()
+}
+
+fn mlp_test_accuracy(mlp: &Path, model: &Path, data_args: &[&str]) -> (f64, usize, usize) {
+    let mut args = vec!["test", "--json", "--model", s(model)];
+    args.extend(data_args);
+    let out = run(mlp, &args);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        json["accuracy"].as_f64().unwrap(),
+        json["correct"].as_u64().unwrap() as usize,
+        json["count"].as_u64().unwrap() as usize,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn the_curves_plot_every_series_of_the_history() {
+    let n = 9;
+    let wave = |a: f64, b: f64| {
+        (0..n)
+            .map(|i| a + b * ((i * 7) % 5) as f64)
+            .collect::<Vec<_>>()
+    };
+    let history = History {
+        train_loss: wave(0.3, 0.1),
+        train_acc: wave(0.8, 0.02),
+        val_loss: wave(0.35, 0.07),
+        val_acc: wave(0.7, 0.03),
+        grad_norm: wave(1.0, 0.2),
+        lr: (0..n).map(|i| 0.2 * 0.9f64.powi(i as i32)).collect(),
+        epoch_seconds: vec![0.1; n],
+    };
+    let svg = xtask::report::canvas::svg(&Curves::new(&history))
+        .unwrap()
+        .unwrap();
+    assert_curves_match(&svg, &history);
+}
+
+/// Trains with the real `mlp` on `data`, reports with the real `xtask`, and checks every
+/// figure against the files it came from. Returns the report folder.
+fn train_and_report(root: &Path, mlp: &Path, data_args: &[&str], train_args: &[&str]) -> PathBuf {
+    let run_dir = root.join("run");
+    let mut args = vec!["train", "--quiet", "--out", s(&run_dir)];
+    args.extend(data_args);
+    args.extend(train_args);
+    run(mlp, &args);
+
+    let report = root.join("report");
+    let mut args = vec![
+        "report",
+        "--run",
+        s(&run_dir),
+        "--out",
+        s(&report),
+        "--units",
+        "all",
+        "--zoom",
+        "3",
+    ];
+    args.extend(data_args);
+    let out = xtask(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Curves: the points drawn are history.json's.
+    let history: History =
+        serde_json::from_slice(&std::fs::read(run_dir.join("history.json")).unwrap()).unwrap();
+    assert_curves_match(
+        &std::fs::read_to_string(report.join("curves.svg")).unwrap(),
+        &history,
+    );
+
+    // Weights: tile k is column k of W1, for every unit.
+    let model = load_model(&run_dir.join("model.msgpack")).unwrap().model;
+    let png = image::open(report.join("weights.png")).unwrap().to_rgb8();
+    let side = (model.shape().inputs as f64).sqrt() as u32;
+    let grid = xtask::report::weights::WeightGrid::new(
+        model.w1.view(),
+        (side, side),
+        usize::MAX,
+        WeightScale::PerTile,
+        3,
+    );
+    assert_eq!(png.dimensions(), grid.layout.size());
+    assert_weight_tiles(&png, model.w1.view(), &grid.layout);
+
+    // Confusion: sums to the test set, and its diagonal is `mlp test`'s accuracy.
+    let numbers = numbers(&report);
+    let model_path = run_dir.join("model.msgpack");
+    let (accuracy, correct, count) = mlp_test_accuracy(mlp, &model_path, data_args);
+    let total: usize = numbers.confusion.iter().flatten().sum();
+    let diagonal: usize = (0..10).map(|c| numbers.confusion[c][c]).sum();
+    assert_eq!((total, diagonal), (count, correct));
+    assert_eq!(numbers.test_accuracy, accuracy);
+    // The mistakes shown are mistakes according to `mlp predict` (which takes 28×28 models
+    // only), surest first.
+    let mut last_confidence = f64::INFINITY;
+    let checked = if model.shape().inputs == 784 { 3 } else { 0 };
+    for &i in numbers.mistakes.iter().take(checked) {
+        let mut args = vec!["predict", "--json", "--model", s(&model_path)];
+        let index = i.to_string();
+        args.extend(["--test-index", &index]);
+        args.extend(data_args);
+        let out: serde_json::Value = serde_json::from_slice(&run(mlp, &args).stdout).unwrap();
+        let top = &out[0]["top3"][0];
+        assert_ne!(
+            top["class"], out[0]["true_class"],
+            "test image {i} is misclassified"
+        );
+        let confidence = top["probability"].as_f64().unwrap();
+        assert!(confidence <= last_confidence + 1e-6, "surest first");
+        last_confidence = confidence;
+    }
+
+    // The pages: every figure in report.md exists; report.html needs no other file.
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    for figure in ["curves.png", "weights.png", "confusion.png", "mistakes.png"] {
+        assert!(
+            md.contains(&format!("]({figure})")),
+            "report.md shows {figure}"
+        );
+        assert!(report.join(figure).is_file());
+    }
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert_eq!(html.matches("<img src=\"data:image/png;base64,").count(), 4);
+    assert_eq!(
+        html.matches("src=\"").count(),
+        4,
+        "nothing loaded from elsewhere"
+    );
+    report
+}
+
+#[test]
+fn report_of_a_synthetic_run_shows_exactly_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic_data(tmp.path(), 600, 200);
+    let data_args = ["--data-dir", s(&data), "--allow-unverified"];
+    let train_args = [
+        "--epochs",
+        "7",
+        "--hidden",
+        "12",
+        "--val-size",
+        "100",
+        "--batch-size",
+        "16",
+    ];
+    let report = train_and_report(tmp.path(), &mlp_binary(), &data_args, &train_args);
+    assert_eq!(numbers(&report).test_count, 200);
+}
+
+#[test]
+fn report_of_a_real_run_agrees_with_mlp_test() {
+    let Some(data) = real_data_dir() else {
+        eprintln!(
+            "skipped: Fashion-MNIST not found (run `cargo xtask fetch-data` or set FMNIST_DIR)"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data_args = ["--data-dir", s(&data)];
+    let train_args = ["--epochs", "3", "--hidden", "32"];
+    let report = train_and_report(tmp.path(), &mlp_binary(), &data_args, &train_args);
+    let numbers = numbers(&report);
+    assert_eq!(numbers.test_count, 10_000);
+    assert_eq!(numbers.mistakes.len(), 24);
+    assert_eq!(numbers.class_names[9], "Ankle boot");
+}
+
+#[test]
+fn report_of_a_search_ranks_trials_and_maps_two_hyperparameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic_data(tmp.path(), 400, 100);
+    let search = tmp.path().join("search");
+    let mlp = mlp_binary();
+    run(
+        &mlp,
+        &[
+            "search",
+            "--quiet",
+            "--data-dir",
+            s(&data),
+            "--allow-unverified",
+            "--out",
+            s(&search),
+            "--lr",
+            "0.05,0.2",
+            "--hidden",
+            "4,8",
+            "--l2",
+            "0,0.001",
+            "--epochs",
+            "3",
+            "--val-size",
+            "100",
+            "--batch-size",
+            "16",
+            "--jobs",
+            "1",
+        ],
+    );
+    let out = xtask(&[
+        "report",
+        "--run",
+        s(&search),
+        "--data-dir",
+        s(&data),
+        "--allow-unverified",
+        "--x",
+        "hidden",
+        "--y",
+        "l2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = search.join("report");
+    let results: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(search.join("results.json")).unwrap()).unwrap();
+    let best_lr = results[0]["lr"].as_f64().unwrap();
+    let svg = std::fs::read_to_string(report.join("search.svg")).unwrap();
+    // The heatmap shows the four trials at the best learning rate, and only those.
+    let texts: Vec<&str> = svg
+        .split("<text")
+        .skip(1)
+        .map(|t| t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()].trim())
+        .collect();
+    let is_accuracy =
+        |t: &&str| t.len() == 6 && t.starts_with(['0', '1']) && t[1..].starts_with('.');
+    let mut shown: Vec<&str> = texts.into_iter().filter(is_accuracy).collect();
+    let mut expected: Vec<String> = results
+        .iter()
+        .filter(|t| t["lr"].as_f64().unwrap() == best_lr)
+        .map(|t| format!("{:.4}", t["best_val_acc"].as_f64().unwrap()))
+        .collect();
+    shown.sort();
+    expected.sort();
+    assert_eq!(shown, expected);
+    // The ranked table lists every trial, best first.
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    let first = md
+        .find(&format!("| 1 | {} |", results[0]["id"].as_str().unwrap()))
+        .unwrap();
+    let last = md
+        .find(&format!("| 8 | {} |", results[7]["id"].as_str().unwrap()))
+        .unwrap();
+    assert!(first < last);
+    assert!(md.contains("](search.png)") && report.join("search.png").is_file());
+    // …and the best trial's own report follows.
+    assert!(report.join("curves.svg").is_file() && report.join("weights.png").is_file());
+}
+
+/// Each case: how to damage a finished run folder, and what the one-line error must say.
+#[test]
+fn a_missing_or_malformed_run_folder_gets_a_one_line_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic_data(tmp.path(), 300, 50);
+    let good = tmp.path().join("good");
+    run(
+        &mlp_binary(),
+        &[
+            "train",
+            "--quiet",
+            "--data-dir",
+            s(&data),
+            "--allow-unverified",
+            "--epochs",
+            "2",
+            "--hidden",
+            "4",
+            "--val-size",
+            "50",
+            "--out",
+            s(&good),
+        ],
+    );
+    type Damage = fn(&Path);
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        (
+            "no folder",
+            |d| std::fs::remove_dir_all(d).unwrap(),
+            "no such folder",
+        ),
+        (
+            "a file",
+            |d| {
+                std::fs::remove_dir_all(d).unwrap();
+                std::fs::write(d, b"x").unwrap();
+            },
+            "not a folder",
+        ),
+        (
+            "empty folder",
+            |d| {
+                std::fs::remove_dir_all(d).unwrap();
+                std::fs::create_dir(d).unwrap();
+            },
+            "config.json: missing; is this a folder `mlp train --out` wrote?",
+        ),
+        (
+            "unfinished run",
+            |d| {
+                std::fs::remove_file(d.join("history.json")).unwrap();
+            },
+            "history.json: missing; the run has not finished",
+        ),
+        (
+            "no model",
+            |d| std::fs::remove_file(d.join("model.msgpack")).unwrap(),
+            "model.msgpack: missing",
+        ),
+        (
+            "history not JSON",
+            |d| std::fs::write(d.join("history.json"), "{").unwrap(),
+            "history.json: not the history.json of an mlp run",
+        ),
+        (
+            "history of uneven series",
+            |d| {
+                let text = std::fs::read_to_string(d.join("history.json")).unwrap();
+                let mut h: serde_json::Value = serde_json::from_str(&text).unwrap();
+                h["lr"].as_array_mut().unwrap().pop();
+                std::fs::write(d.join("history.json"), h.to_string()).unwrap();
+            },
+            "history.json: malformed: lr has 1 values but val_acc has 2",
+        ),
+        (
+            "history with no epochs",
+            |d| {
+                let empty = serde_json::to_string(&History::default()).unwrap();
+                std::fs::write(d.join("history.json"), empty).unwrap();
+            },
+            "history.json: malformed: no epochs recorded",
+        ),
+        (
+            "config not JSON",
+            |d| std::fs::write(d.join("config.json"), "]").unwrap(),
+            "config.json: not the config.json",
+        ),
+        (
+            "model damaged",
+            |d| std::fs::write(d.join("model.msgpack"), b"\x93garbage").unwrap(),
+            "model.msgpack",
+        ),
+        (
+            "search without best",
+            |d| {
+                std::fs::write(d.join("results.json"), "[]").unwrap();
+            },
+            "results.json: lists no trials",
+        ),
+        (
+            "search results not JSON",
+            |d| std::fs::write(d.join("results.json"), "nope").unwrap(),
+            "results.json: not the results.json of an mlp search",
+        ),
+    ];
+    for (name, damage, message) in cases {
+        let dir = tmp.path().join(name.replace(' ', "-"));
+        copy_dir(&good, &dir);
+        damage(&dir);
+        let out = tmp
+            .path()
+            .join(format!("{}-report", name.replace(' ', "-")));
+        let result = xtask(&[
+            "report",
+            "--run",
+            s(&dir),
+            "--out",
+            s(&out),
+            "--data-dir",
+            s(&data),
+            "--allow-unverified",
+        ]);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{name}: `{stderr}` should say `{message}`"
+        );
+        assert!(!out.exists(), "{name}: no report folder is left behind");
+    }
+
+    // Good folder, bad request.
+    let out = xtask(&[
+        "report",
+        "--run",
+        s(&good),
+        "--data-dir",
+        s(&tmp.path().join("nowhere")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("not found; the report evaluates the test set"),
+        "{stderr}"
+    );
+    let out = xtask(&["report", "--run", s(&good), "--x", "lr", "--y", "lr"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pick two different hyperparameters"));
+    assert!(!good.join("report").exists());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
