@@ -1,0 +1,167 @@
+//! `cargo xtask report` refuses missing or malformed folders with one line, and writes nothing.
+
+mod common;
+
+use std::path::Path;
+
+use common::{mlp_binary, run, s, synthetic_data, xtask};
+use mlp_train::History;
+
+/// Each case: how to damage a finished run folder, and what the one-line error must say.
+#[test]
+fn a_missing_or_malformed_run_folder_gets_a_one_line_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic_data(tmp.path(), 300, 50);
+    let good = tmp.path().join("good");
+    run(
+        &mlp_binary(),
+        &[
+            "train",
+            "--quiet",
+            "--data-dir",
+            s(&data),
+            "--allow-unverified",
+            "--epochs",
+            "2",
+            "--hidden",
+            "4",
+            "--val-size",
+            "50",
+            "--out",
+            s(&good),
+        ],
+    );
+    type Damage = fn(&Path);
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        (
+            "no folder",
+            |d| std::fs::remove_dir_all(d).unwrap(),
+            "no such folder",
+        ),
+        (
+            "a file",
+            |d| {
+                std::fs::remove_dir_all(d).unwrap();
+                std::fs::write(d, b"x").unwrap();
+            },
+            "not a folder",
+        ),
+        (
+            "empty folder",
+            |d| {
+                std::fs::remove_dir_all(d).unwrap();
+                std::fs::create_dir(d).unwrap();
+            },
+            "config.json: missing; is this a folder `mlp train --out` wrote?",
+        ),
+        (
+            "unfinished run",
+            |d| {
+                std::fs::remove_file(d.join("history.json")).unwrap();
+            },
+            "history.json: missing; the run has not finished",
+        ),
+        (
+            "no model",
+            |d| std::fs::remove_file(d.join("model.msgpack")).unwrap(),
+            "model.msgpack: missing",
+        ),
+        (
+            "history not JSON",
+            |d| std::fs::write(d.join("history.json"), "{").unwrap(),
+            "history.json: not the history.json of an mlp run",
+        ),
+        (
+            "history of uneven series",
+            |d| {
+                let text = std::fs::read_to_string(d.join("history.json")).unwrap();
+                let mut h: serde_json::Value = serde_json::from_str(&text).unwrap();
+                h["lr"].as_array_mut().unwrap().pop();
+                std::fs::write(d.join("history.json"), h.to_string()).unwrap();
+            },
+            "history.json: malformed: lr has 1 values but val_acc has 2",
+        ),
+        (
+            "history with no epochs",
+            |d| {
+                let empty = serde_json::to_string(&History::default()).unwrap();
+                std::fs::write(d.join("history.json"), empty).unwrap();
+            },
+            "history.json: malformed: no epochs recorded",
+        ),
+        (
+            "config not JSON",
+            |d| std::fs::write(d.join("config.json"), "]").unwrap(),
+            "config.json: not the config.json",
+        ),
+        (
+            "model damaged",
+            |d| std::fs::write(d.join("model.msgpack"), b"\x93garbage").unwrap(),
+            "model.msgpack",
+        ),
+        (
+            "search without best",
+            |d| {
+                std::fs::write(d.join("results.json"), "[]").unwrap();
+            },
+            "results.json: lists no trials",
+        ),
+        (
+            "search results not JSON",
+            |d| std::fs::write(d.join("results.json"), "nope").unwrap(),
+            "results.json: not the results.json of an mlp search",
+        ),
+    ];
+    for (name, damage, message) in cases {
+        let dir = tmp.path().join(name.replace(' ', "-"));
+        copy_dir(&good, &dir);
+        damage(&dir);
+        let out = tmp
+            .path()
+            .join(format!("{}-report", name.replace(' ', "-")));
+        let result = xtask(&[
+            "report",
+            "--run",
+            s(&dir),
+            "--out",
+            s(&out),
+            "--data-dir",
+            s(&data),
+            "--allow-unverified",
+        ]);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{name}: `{stderr}` should say `{message}`"
+        );
+        assert!(!out.exists(), "{name}: no report folder is left behind");
+    }
+
+    // Good folder, bad request.
+    let out = xtask(&[
+        "report",
+        "--run",
+        s(&good),
+        "--data-dir",
+        s(&tmp.path().join("nowhere")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("not found; the report evaluates the test set"),
+        "{stderr}"
+    );
+    let out = xtask(&["report", "--run", s(&good), "--x", "lr", "--y", "lr"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pick two different hyperparameters"));
+    assert!(!good.join("report").exists());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
