@@ -216,3 +216,49 @@ fn fast_and_reference_evaluation_agree_on_one_model() {
     assert_eq!(fast.confusion, reference.confusion);
     assert_eq!(fast.count(), 2500);
 }
+
+/// `next` lets the engine gather the following batch ahead. Pins that it never changes a
+/// result: not when the next call asks for other indices than announced, not when it passes
+/// other data with the same indices, and not when an evaluation reuses the buffers in between.
+#[test]
+fn gathering_ahead_never_changes_a_result() {
+    let shape = Shape {
+        inputs: 40,
+        hidden: 48,
+        classes: 5,
+    };
+    let data = sparse_data(200, shape.inputs, shape.classes, 7);
+    let other = sparse_data(200, shape.inputs, shape.classes, 8);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let start = Mlp::new(shape, Activation::Relu, &mut rng).unwrap();
+    let sgd = Sgd::new(0.1, 1e-4);
+    let batch = |b: usize| -> Vec<usize> { (0..16).map(|k| (b * 29 + k * 13) % 200).collect() };
+    // (data of this step, its batch, the `next` announced)
+    let plan: Vec<(&InMemoryData, Vec<usize>, Vec<usize>)> = vec![
+        (&data, batch(0), batch(1)),
+        (&data, batch(1), batch(2)),
+        (&data, batch(5), batch(3)),  // not what was announced
+        (&other, batch(3), batch(4)), // announced indices, other data
+        (&other, batch(4), batch(6)), // as announced, but an evaluation comes first
+        (&data, batch(6), vec![]),
+    ];
+    for parallel in [false, true] {
+        let run = |ahead: bool| {
+            let mut engine = Engine::new(&start, 16, parallel);
+            let mut losses = Vec::new();
+            for (step, (d, b, next)) in plan.iter().enumerate() {
+                if step == 4 {
+                    engine.evaluate(&data);
+                }
+                let next: &[usize] = if ahead { next } else { &[] };
+                losses.push(engine.train_step(*d, b, next, &sgd).metrics.loss_sum);
+            }
+            (engine.to_model(), losses)
+        };
+        let (ahead, ahead_losses) = run(true);
+        let (plain, plain_losses) = run(false);
+        assert_eq!(ahead_losses, plain_losses, "parallel {parallel}");
+        assert_eq!(ahead.w1, plain.w1, "parallel {parallel}");
+        assert_eq!(ahead.w2, plain.w2, "parallel {parallel}");
+    }
+}

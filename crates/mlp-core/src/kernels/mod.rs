@@ -36,7 +36,7 @@ mod transpose;
 
 pub use mask::{mask_words, nonzero_mask};
 pub use product::{MAX_BLOCK_ROWS, SparseBlock, masked_rows_product};
-pub use transpose::transpose_columns;
+pub use transpose::{transpose_columns, transpose_with_masks};
 
 /// `Σ a[k]·b[k]`, accumulated in 16 independent lanes so that the compiler can vectorise it.
 #[inline]

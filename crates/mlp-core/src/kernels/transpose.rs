@@ -16,8 +16,52 @@ pub fn transpose_columns(
     dst: &mut [f32],
     dst_stride: usize,
 ) {
+    transpose(src, rows, cols, c0..c1, dst, dst_stride, None);
+}
+
+/// [`transpose_columns`] of all columns, also writing the bit mask of each destination row's
+/// non-zeros (as [`super::nonzero_mask`] would) into `masks`, rows `mask_stride` words apart:
+/// the masks come from the registers being stored, for the price of a compare.
+pub fn transpose_with_masks(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    masks: &mut [u64],
+    mask_stride: usize,
+) {
+    let words = super::mask_words(rows);
+    assert!(mask_stride >= words && (cols == 0 || masks.len() >= (cols - 1) * mask_stride + words));
+    transpose(
+        src,
+        rows,
+        cols,
+        0..cols,
+        dst,
+        dst_stride,
+        Some((masks, mask_stride)),
+    );
+}
+
+fn transpose(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    columns: std::ops::Range<usize>,
+    dst: &mut [f32],
+    dst_stride: usize,
+    mut masks: Option<(&mut [u64], usize)>,
+) {
+    let (c0, c1) = (columns.start, columns.end);
     assert!(c0 <= c1 && c1 <= cols && src.len() >= rows * cols && dst_stride >= rows);
     assert!(c1 == c0 || dst.len() >= (c1 - c0 - 1) * dst_stride + rows);
+    let words = super::mask_words(rows);
+    if let Some((masks, stride)) = masks.as_mut() {
+        for c in 0..c1 - c0 {
+            masks[c * *stride..][..words].fill(0);
+        }
+    }
     // Whole 16 × 16 tiles with AVX-512 register transposes, the edges element by element.
     let (full_rows, full_cols) = if has_avx512() {
         (rows / 16 * 16, (c1 - c0) / 16 * 16)
@@ -29,7 +73,7 @@ pub fn transpose_columns(
         for c in (c0..c0 + full_cols).step_by(16) {
             // SAFETY: AVX-512F is present (full_rows is 0 otherwise); the tile's 16 rows of 16
             // columns lie inside `src` and its 16 destination rows inside `dst` (checked above).
-            unsafe {
+            let tile_masks = unsafe {
                 transpose_tile_avx512(
                     src.as_ptr().add(r * cols + c),
                     cols,
@@ -37,12 +81,22 @@ pub fn transpose_columns(
                     dst_stride,
                 )
             };
+            if let Some((masks, stride)) = masks.as_mut() {
+                // r is a multiple of 16, so the tile's 16 bits share one word.
+                for (i, m) in tile_masks.into_iter().enumerate() {
+                    masks[(c - c0 + i) * *stride + r / 64] |= u64::from(m) << (r % 64);
+                }
+            }
         }
     }
     let mut scalar = |rs: std::ops::Range<usize>, cs: std::ops::Range<usize>| {
         for r in rs {
             for c in cs.clone() {
-                dst[(c - c0) * dst_stride + r] = src[r * cols + c];
+                let v = src[r * cols + c];
+                dst[(c - c0) * dst_stride + r] = v;
+                if let Some((masks, stride)) = masks.as_mut() {
+                    masks[(c - c0) * *stride + r / 64] |= u64::from(v != 0.0) << (r % 64);
+                }
             }
         }
     };
@@ -51,7 +105,8 @@ pub fn transpose_columns(
 }
 
 /// Transposes one 16 × 16 tile in registers: unpack pairs of rows, shuffle 2×2 blocks inside
-/// 128-bit lanes, then move 128-bit lanes twice.
+/// 128-bit lanes, then move 128-bit lanes twice. Returns the masks of the non-zeros of the 16
+/// rows stored.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn transpose_tile_avx512(
@@ -59,7 +114,7 @@ unsafe fn transpose_tile_avx512(
     src_stride: usize,
     dst: *mut f32,
     dst_stride: usize,
-) {
+) -> [u16; 16] {
     // SAFETY: the caller guarantees 16 rows of 16 floats at `src` and at `dst`.
     unsafe {
         let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * src_stride)));
@@ -90,7 +145,7 @@ unsafe fn transpose_tile_avx512(
                 _mm512_shuffle_f32x4::<0xDD>(a, b)
             }
         });
-        for i in 0..16 {
+        std::array::from_fn(|i| {
             let (a, b) = (v[i % 8], v[i % 8 + 8]);
             let row = if i < 8 {
                 _mm512_shuffle_f32x4::<0x88>(a, b)
@@ -98,7 +153,8 @@ unsafe fn transpose_tile_avx512(
                 _mm512_shuffle_f32x4::<0xDD>(a, b)
             };
             _mm512_storeu_ps(dst.add(i * dst_stride), row);
-        }
+            _mm512_cmpneq_ps_mask(row, _mm512_setzero_ps())
+        })
     }
 }
 
@@ -109,6 +165,47 @@ mod tests {
     #[test]
     fn transpose_columns_swaps_rows_and_columns() {
         crate::kernels::test_data::on_both_paths(check_transpose);
+    }
+
+    #[test]
+    fn transpose_with_masks_marks_the_non_zeros_of_each_destination_row() {
+        crate::kernels::test_data::on_both_paths(check_masks);
+    }
+
+    fn check_masks() {
+        use crate::kernels::{mask_words, nonzero_mask};
+        for (rows, cols, stride, mask_stride) in [
+            (32, 784, 32, 1),
+            (19, 37, 23, 2),
+            (64, 48, 64, 1),
+            (100, 17, 100, 3),
+        ] {
+            // Zeros in a pattern that differs from row to row and column to column.
+            let src: Vec<f32> = (0..rows * cols)
+                .map(|v| {
+                    if v % 3 == 0 || v % 7 == 2 {
+                        0.0
+                    } else {
+                        v as f32
+                    }
+                })
+                .collect();
+            let mut dst = vec![-1.0; cols * stride];
+            let mut masks = vec![u64::MAX; cols * mask_stride];
+            transpose_with_masks(&src, rows, cols, &mut dst, stride, &mut masks, mask_stride);
+            for c in 0..cols {
+                let mut want = vec![0; mask_words(rows)];
+                nonzero_mask(&dst[c * stride..][..rows], &mut want);
+                assert_eq!(
+                    &masks[c * mask_stride..][..want.len()],
+                    want,
+                    "{rows}×{cols}, column {c}"
+                );
+                for r in 0..rows {
+                    assert_eq!(dst[c * stride + r], src[r * cols + c]);
+                }
+            }
+        }
     }
 
     fn check_transpose() {

@@ -8,21 +8,29 @@
 //!   squared norm accumulated; dW1 is never stored.
 //! - **Two shards of the hidden layer.** Shard s owns some columns of W1 and b1 and the same
 //!   rows of W2. The shards are independent except for the logits,
-//!   z2 = (a1_0·W2_0 + b2) + a1_1·W2_1, so a step is three phases with a join between them:
-//!   gather (each thread half of the batch's rows: copies them, masks their non-zeros, and
-//!   transposes them, xᵀ and masks, for the backward pass), forward (each shard its columns),
-//!   backward and update (each shard its parameters).
+//!   z2 = (a1_0·W2_0 + b2) + a1_1·W2_1, so a step is two phases with a join between them:
+//!   forward (each shard its columns), then backward and update (each shard its parameters).
 //!   With two threads each shard runs on its own core; with one, shard 0 then shard 1. The
 //!   partition and the order of every sum are the same either way, so the thread count never
 //!   changes a result.
+//! - **Each core its own copy of the batch, gathered ahead.** Gathering copies the batch's
+//!   rows, masks their non-zeros, and transposes them (xᵀ and masks, for the backward pass).
+//!   In training each thread gathers the whole batch into buffers of its own, right after its
+//!   backward pass of the step before, so the passes read only what their own core wrote and
+//!   a step needs no gather phase of its own. Sharing one copy, half gathered by each core,
+//!   was slower: every line one core wrote was fetched by the other, and invalidated again
+//!   at the next gather. (Evaluation, with 16 times larger batches, gathers half the rows
+//!   on each core into one copy.)
 //! - **No allocation per step.** Every buffer is sized once for the largest batch.
 
+mod batch;
 mod shard;
 
-use mlp_core::kernels::{mask_words, nonzero_mask, transpose_columns};
+use mlp_core::kernels::mask_words;
 use mlp_core::{Activation, BatchMetrics, Mlp, Shape, loss::argmax};
 use ndarray::{Array1, Array2};
 
+use self::batch::{Batch, ReadyBatch, gather_rows};
 use self::shard::{Shard, SparseRows};
 use crate::data::LabelledData;
 use crate::evaluate::{EVAL_BATCH, Evaluation};
@@ -50,16 +58,16 @@ pub struct Engine {
     shards: [Shard; SHARDS],
     b2: Vec<f32>,
     parallel: bool,
+    batch_size: usize,
+    /// Rows of the largest batch: the batch size, or an evaluation batch.
     capacity: usize,
-    // The gathered batch, one row per example, with the masks of its non-zeros.
-    x: Vec<f32>,
-    y: Vec<usize>,
-    x_masks: Vec<u64>,
-    // The batch by pixel (training only), in two halves of rows: x transposed and masks.
-    xt: Vec<f32>,
-    xt_masks: Vec<u64>,
+    /// The gathered batch: `batches[s]` is what shard s reads when each thread gathers its
+    /// own copy (parallel training), else both read `batches[0]`.
+    batches: [Batch; SHARDS],
     z2_parts: [Vec<f32>; SHARDS],
     eval_indices: Vec<usize>,
+    /// Which examples the training batches already hold (see [`Engine::train_step`]).
+    ready: ReadyBatch,
 }
 
 impl Engine {
@@ -99,14 +107,20 @@ impl Engine {
             shards: [shard(0..split), shard(split..hidden)],
             b2: model.b2.to_vec(),
             parallel,
+            batch_size,
             capacity,
-            x: vec![0.0; capacity * inputs],
-            y: vec![0; capacity],
-            x_masks: vec![0; capacity * mask_words(inputs)],
-            xt: vec![0.0; 2 * inputs * batch_size.div_ceil(2)],
-            xt_masks: vec![0; 2 * inputs * mask_words(capacity.div_ceil(2))],
+            batches: [
+                Batch::new(inputs, capacity, batch_size),
+                // Only parallel training uses a second copy.
+                if parallel {
+                    Batch::new(inputs, batch_size, batch_size)
+                } else {
+                    Batch::new(inputs, 0, 0)
+                },
+            ],
             z2_parts: [vec![0.0; capacity * classes], vec![0.0; capacity * classes]],
             eval_indices: Vec::with_capacity(EVAL_BATCH),
+            ready: ReadyBatch::new(batch_size),
         }
     }
 
@@ -174,70 +188,64 @@ impl Engine {
         }
     }
 
-    /// Phase 1: gathers the examples at `indices` and masks each row's non-zero inputs; when
-    /// `transpose`, also lays the batch out by pixel (xᵀ and its masks) for the backward pass.
-    /// Each thread gathers one half of the rows and transposes the rows it just wrote, while
-    /// they are in its own cache.
-    fn gather(&mut self, data: &dyn LabelledData, indices: &[usize], transpose: bool) {
-        let (n, inputs, words) = (
-            indices.len(),
-            self.shape.inputs,
-            mask_words(self.shape.inputs),
+    /// Phase 1, training: every thread gathers the whole batch into its own [`Batch`]
+    /// (one thread: one copy, read by both shards).
+    fn gather_training(&mut self, data: &dyn LabelledData, indices: &[usize]) {
+        self.check_batch(indices.len());
+        let inputs = self.shape.inputs;
+        let [b0, b1] = &mut self.batches;
+        if self.parallel {
+            Self::on_shards(true, [b0, b1], |_, batch| {
+                batch.fill(data, indices, inputs, true)
+            });
+        } else {
+            b0.fill(data, indices, inputs, true);
+        }
+    }
+
+    /// Phase 1, evaluation: each thread gathers half of the rows into `batches[0]`.
+    fn gather_shared(&mut self, data: &dyn LabelledData, indices: &[usize]) {
+        self.check_batch(indices.len());
+        let inputs = self.shape.inputs;
+        let words = mask_words(inputs);
+        let batch = &mut self.batches[0];
+        let half = indices.len() / 2;
+        let n = indices.len();
+        let (x0, x1) = batch.x[..n * inputs].split_at_mut(half * inputs);
+        let (y0, y1) = batch.y[..n].split_at_mut(half);
+        let (m0, m1) = batch.x_masks[..n * words].split_at_mut(half * words);
+        let (ind0, ind1) = indices.split_at(half);
+        Self::on_shards(
+            self.parallel,
+            [(ind0, x0, y0, m0), (ind1, x1, y1, m1)],
+            |_, (ind, x, y, masks)| gather_rows(data, ind, x, y, masks, inputs),
         );
+    }
+
+    fn check_batch(&self, n: usize) {
         assert!(
             n <= self.capacity,
             "batch of {n} exceeds the engine's capacity {}",
             self.capacity
         );
-        let half = n / 2;
-        let xt_words = self.xt_mask_stride();
-        let (x0, x1) = self.x[..n * inputs].split_at_mut(half * inputs);
-        let (y0, y1) = self.y[..n].split_at_mut(half);
-        let (m0, m1) = self.x_masks[..n * words].split_at_mut(half * words);
-        let (ind0, ind1) = indices.split_at(half);
-        let (xt_half, masks_half) = (self.xt.len() / 2, self.xt_masks.len() / 2);
-        let (xt0, xt1) = self.xt.split_at_mut(xt_half);
-        let (k0, k1) = self.xt_masks.split_at_mut(masks_half);
-        let args = [(ind0, x0, y0, m0, xt0, k0), (ind1, x1, y1, m1, xt1, k1)];
-        Self::on_shards(
-            self.parallel,
-            args,
-            |_, (ind, x, y, masks, xt, xt_masks)| {
-                data.gather(ind, x, y);
-                for (row, mask) in x.chunks_exact(inputs).zip(masks.chunks_exact_mut(words)) {
-                    nonzero_mask(row, mask);
-                }
-                let rows = ind.len();
-                if transpose && rows > 0 {
-                    // xᵀ rows are packed `rows` apart: rows of the full capacity apart would put
-                    // every write 4 KiB from the last, where caches alias.
-                    transpose_columns(x, rows, inputs, 0, inputs, xt, rows);
-                    for p in 0..inputs {
-                        nonzero_mask(
-                            &xt[p * rows..][..rows],
-                            &mut xt_masks[p * xt_words..][..mask_words(rows)],
-                        );
-                    }
-                }
-            },
-        );
     }
 
-    /// Mask words per pixel row of one half of xᵀ.
-    fn xt_mask_stride(&self) -> usize {
-        mask_words(self.capacity.div_ceil(2))
+    /// The batches shards 0 and 1 read: each its own in parallel training, else both the first.
+    fn shard_batches(batches: &[Batch; SHARDS], own: bool) -> [&Batch; SHARDS] {
+        [&batches[0], &batches[if own { 1 } else { 0 }]]
     }
 
     /// Phase 2: the forward pass of both shards.
-    fn forward(&mut self, n: usize) {
+    fn forward(&mut self, n: usize, training: bool) {
         let inputs = self.shape.inputs;
-        let rows = SparseRows {
-            values: &self.x,
-            masks: &self.x_masks,
+        let batches = Self::shard_batches(&self.batches, training && self.parallel);
+        let rows = batches.map(|batch| SparseRows {
+            values: &batch.x,
+            masks: &batch.x_masks,
             len: inputs,
             stride: inputs,
             mask_stride: mask_words(inputs),
-        };
+        });
         let [s0, s1] = &mut self.shards;
         let [z0, z1] = &mut self.z2_parts;
         let (activation, b2) = (self.activation, &self.b2);
@@ -246,7 +254,7 @@ impl Engine {
             [(s0, z0), (s1, z1)],
             |s, (shard, z2_part)| {
                 shard.forward(
-                    &rows,
+                    &rows[s],
                     n,
                     activation,
                     (s == 0).then_some(b2.as_slice()),
@@ -256,9 +264,14 @@ impl Engine {
         );
     }
 
-    /// One step of mini-batch SGD on the examples at `indices`: forward, backward and update.
-    /// `next` names the examples of the following step (or is empty), to be fetched into
-    /// cache while this one computes.
+    /// One step of mini-batch SGD on the examples at `indices` of `data`: forward, backward
+    /// and update.
+    ///
+    /// `next` names the examples of the following step (or is empty). They are fetched into
+    /// cache while this step computes and gathered at its end, by each thread right after its
+    /// backward pass, which saves the next step a phase. The next call finds them ready if it
+    /// asks for the same indices of the same `data`, which must not change in between;
+    /// otherwise it gathers again, so `next` never changes a result, only the time.
     pub fn train_step(
         &mut self,
         data: &dyn LabelledData,
@@ -267,30 +280,50 @@ impl Engine {
         sgd: &Sgd,
     ) -> StepStats {
         let n = indices.len();
+        assert!(
+            n <= self.batch_size && next.len() <= self.batch_size,
+            "training batches are at most the engine's batch size {}",
+            self.batch_size
+        );
         // Ask for the next batch now: fetching random images from memory would otherwise stall
-        // the next gather. (Prefetching from both threads, each its half, was slower here.)
+        // its gather. (Prefetching from both threads, each its half, was slower here.)
         data.prefetch(next);
-        self.gather(data, indices, true);
-        self.forward(n);
+        if !self.ready.holds(data, indices) {
+            self.gather_training(data, indices);
+        }
+        self.forward(n, true);
 
-        // The batch by pixel, in its two halves of rows (see `gather`).
-        let (half_len, xt_words) = (self.xt.len() / 2, self.xt_mask_stride());
-        let half = |s: usize, rows: usize| SparseRows {
-            values: &self.xt[s * half_len..],
-            masks: &self.xt_masks[s * self.xt_masks.len() / 2..],
-            len: rows,
-            stride: rows,
-            mask_stride: xt_words,
-        };
-        let pixels = [half(0, n / 2), half(1, n - n / 2)];
+        let inputs = self.shape.inputs;
         let z2_parts = [self.z2_parts[0].as_slice(), self.z2_parts[1].as_slice()];
-        let labels = &self.y[..n];
         let [s0, s1] = &mut self.shards;
         let activation = self.activation;
-        let args = [(s0, Some(self.b2.as_mut_slice())), (s1, None)];
-        let [(metrics, sq0), (_, sq1)] = Self::on_shards(self.parallel, args, |_, (shard, b2)| {
-            shard.backward_update(z2_parts, labels, &pixels, activation, sgd, b2)
-        });
+        let b2 = self.b2.as_mut_slice();
+        let [(metrics, sq0), (_, sq1)] = if self.parallel {
+            // Each thread: backward with its own copy of the batch, then the next batch into it.
+            let [batch0, batch1] = &mut self.batches;
+            let args = [(s0, Some(b2), batch0), (s1, None, batch1)];
+            Self::on_shards(true, args, |_, (shard, b2, batch)| {
+                let pixels = batch.pixels(n);
+                let result =
+                    shard.backward_update(z2_parts, &batch.y[..n], &pixels, activation, sgd, b2);
+                if !next.is_empty() {
+                    batch.fill(data, next, inputs, true);
+                }
+                result
+            })
+        } else {
+            let batch = &self.batches[0];
+            let (pixels, labels) = (batch.pixels(n), &batch.y[..n]);
+            let results = [
+                s0.backward_update(z2_parts, labels, &pixels, activation, sgd, Some(b2)),
+                s1.backward_update(z2_parts, labels, &pixels, activation, sgd, None),
+            ];
+            if !next.is_empty() {
+                self.batches[0].fill(data, next, inputs, true);
+            }
+            results
+        };
+        self.ready.set(data, next);
         StepStats {
             metrics,
             grad_norm: (sq0 + sq1).sqrt(),
@@ -308,17 +341,19 @@ impl Engine {
             let mut indices = std::mem::take(&mut self.eval_indices);
             indices.clear();
             indices.extend(start..start + n);
-            self.gather(data, &indices, false);
+            self.ready.clear();
+            self.gather_shared(data, &indices);
             self.eval_indices = indices;
-            self.forward(n);
+            self.forward(n, false);
             let mut z = logits.slice_mut(ndarray::s![..n, ..]);
             for (k, v) in z.iter_mut().enumerate() {
                 *v = self.z2_parts[0][k] + self.z2_parts[1][k];
             }
-            for (row, &y) in z.rows().into_iter().zip(&self.y[..n]) {
+            let labels = &self.batches[0].y[..n];
+            for (row, &y) in z.rows().into_iter().zip(labels) {
                 confusion[[y, argmax(row)]] += 1;
             }
-            metrics.merge(mlp_core::loss::softmax_cross_entropy(z, &self.y[..n]));
+            metrics.merge(mlp_core::loss::softmax_cross_entropy(z, labels));
         }
         Evaluation {
             loss: metrics.mean_loss(),
