@@ -45,6 +45,9 @@ enum Command {
         /// Mini-batch size.
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
+        /// Skip measuring the sgemm peak (for quick comparisons of two builds).
+        #[arg(long)]
+        skip_peak: bool,
     },
     /// Figures and a report (report.md, report.html) of a training run or a search.
     Report(ReportArgs),
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
             epochs,
             hidden,
             batch_size,
+            skip_peak,
         } => {
             if cfg!(debug_assertions) {
                 release_rerun()
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
                     epochs,
                     hidden,
                     batch_size,
+                    skip_peak,
                 })
             }
         }

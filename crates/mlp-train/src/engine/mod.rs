@@ -24,16 +24,18 @@
 //! - **No allocation per step.** Every buffer is sized once for the largest batch.
 
 mod batch;
+mod inference;
 mod shard;
 
 use mlp_core::kernels::mask_words;
-use mlp_core::{Activation, BatchMetrics, Mlp, Shape, loss::argmax};
+use mlp_core::{Activation, BatchMetrics, Mlp, Shape};
 use ndarray::{Array1, Array2};
 
-use self::batch::{Batch, ReadyBatch, gather_rows};
+use self::batch::{Batch, ReadyBatch};
+use self::inference::EvalBuffers;
 use self::shard::{Shard, SparseRows};
 use crate::data::LabelledData;
-use crate::evaluate::{EVAL_BATCH, Evaluation};
+use crate::evaluate::Evaluation;
 use crate::sgd::Sgd;
 
 /// Number of shards the hidden layer is split into (and so the most threads a step uses).
@@ -49,7 +51,7 @@ pub struct StepStats {
 }
 
 /// A network's parameters laid out for fast training, with the buffers for batches of up to
-/// `capacity` rows. Create it from an [`Mlp`], train, and read the result back with
+/// `batch_size` rows. Create it from an [`Mlp`], train, and read the result back with
 /// [`Engine::copy_to`].
 #[derive(Debug)]
 pub struct Engine {
@@ -59,20 +61,18 @@ pub struct Engine {
     b2: Vec<f32>,
     parallel: bool,
     batch_size: usize,
-    /// Rows of the largest batch: the batch size, or an evaluation batch.
-    capacity: usize,
     /// The gathered batch: `batches[s]` is what shard s reads when each thread gathers its
     /// own copy (parallel training), else both read `batches[0]`.
     batches: [Batch; SHARDS],
     z2_parts: [Vec<f32>; SHARDS],
-    eval_indices: Vec<usize>,
+    /// Each thread's buffers for evaluation.
+    eval: [EvalBuffers; SHARDS],
     /// Which examples the training batches already hold (see [`Engine::train_step`]).
     ready: ReadyBatch,
 }
 
 impl Engine {
-    /// Lays out `model` for training on batches of at most `batch_size` rows (evaluation uses
-    /// batches of [`EVAL_BATCH`]). With `parallel`, the two shards run on two threads of the
+    /// Lays out `model` for training on batches of at most `batch_size` rows. With `parallel`, the two shards run on two threads of the
     /// current rayon pool.
     pub fn new(model: &Mlp, batch_size: usize, parallel: bool) -> Self {
         let shape = model.shape();
@@ -81,7 +81,6 @@ impl Engine {
             hidden,
             classes,
         } = shape;
-        let capacity = batch_size.max(EVAL_BATCH);
         // Shard 0 takes the first ⌈H/2⌉ columns rounded up to whole 16-float registers.
         let split = hidden.div_ceil(2).next_multiple_of(16).min(hidden);
         let shard = |cols: std::ops::Range<usize>| {
@@ -99,7 +98,7 @@ impl Engine {
             let w2t = (0..classes)
                 .flat_map(|c| cols.clone().map(move |h| model.w2[[h, c]]))
                 .collect();
-            Shard::new(w1, b1, w2t, capacity, classes)
+            Shard::new(w1, b1, w2t, batch_size, classes)
         };
         Self {
             shape,
@@ -108,9 +107,8 @@ impl Engine {
             b2: model.b2.to_vec(),
             parallel,
             batch_size,
-            capacity,
             batches: [
-                Batch::new(inputs, capacity, batch_size),
+                Batch::new(inputs, batch_size, batch_size),
                 // Only parallel training uses a second copy.
                 if parallel {
                     Batch::new(inputs, batch_size, batch_size)
@@ -118,8 +116,11 @@ impl Engine {
                     Batch::new(inputs, 0, 0)
                 },
             ],
-            z2_parts: [vec![0.0; capacity * classes], vec![0.0; capacity * classes]],
-            eval_indices: Vec::with_capacity(EVAL_BATCH),
+            z2_parts: [
+                vec![0.0; batch_size * classes],
+                vec![0.0; batch_size * classes],
+            ],
+            eval: [(); SHARDS].map(|_| EvalBuffers::new(inputs, [split, hidden - split], classes)),
             ready: ReadyBatch::new(batch_size),
         }
     }
@@ -191,7 +192,6 @@ impl Engine {
     /// Phase 1, training: every thread gathers the whole batch into its own [`Batch`]
     /// (one thread: one copy, read by both shards).
     fn gather_training(&mut self, data: &dyn LabelledData, indices: &[usize]) {
-        self.check_batch(indices.len());
         let inputs = self.shape.inputs;
         let [b0, b1] = &mut self.batches;
         if self.parallel {
@@ -203,42 +203,15 @@ impl Engine {
         }
     }
 
-    /// Phase 1, evaluation: each thread gathers half of the rows into `batches[0]`.
-    fn gather_shared(&mut self, data: &dyn LabelledData, indices: &[usize]) {
-        self.check_batch(indices.len());
-        let inputs = self.shape.inputs;
-        let words = mask_words(inputs);
-        let batch = &mut self.batches[0];
-        let half = indices.len() / 2;
-        let n = indices.len();
-        let (x0, x1) = batch.x[..n * inputs].split_at_mut(half * inputs);
-        let (y0, y1) = batch.y[..n].split_at_mut(half);
-        let (m0, m1) = batch.x_masks[..n * words].split_at_mut(half * words);
-        let (ind0, ind1) = indices.split_at(half);
-        Self::on_shards(
-            self.parallel,
-            [(ind0, x0, y0, m0), (ind1, x1, y1, m1)],
-            |_, (ind, x, y, masks)| gather_rows(data, ind, x, y, masks, inputs),
-        );
-    }
-
-    fn check_batch(&self, n: usize) {
-        assert!(
-            n <= self.capacity,
-            "batch of {n} exceeds the engine's capacity {}",
-            self.capacity
-        );
-    }
-
     /// The batches shards 0 and 1 read: each its own in parallel training, else both the first.
     fn shard_batches(batches: &[Batch; SHARDS], own: bool) -> [&Batch; SHARDS] {
         [&batches[0], &batches[if own { 1 } else { 0 }]]
     }
 
     /// Phase 2: the forward pass of both shards.
-    fn forward(&mut self, n: usize, training: bool) {
+    fn forward(&mut self, n: usize) {
         let inputs = self.shape.inputs;
-        let batches = Self::shard_batches(&self.batches, training && self.parallel);
+        let batches = Self::shard_batches(&self.batches, self.parallel);
         let rows = batches.map(|batch| SparseRows {
             values: &batch.x,
             masks: &batch.x_masks,
@@ -291,7 +264,7 @@ impl Engine {
         if !self.ready.holds(data, indices) {
             self.gather_training(data, indices);
         }
-        self.forward(n, true);
+        self.forward(n);
 
         let inputs = self.shape.inputs;
         let z2_parts = [self.z2_parts[0].as_slice(), self.z2_parts[1].as_slice()];
@@ -330,34 +303,34 @@ impl Engine {
         }
     }
 
-    /// Loss and confusion matrix of the current parameters on all of `data`.
+    /// Loss and confusion matrix of the current parameters on all of `data`: each thread
+    /// evaluates one half of the rows (see `inference.rs`).
     pub fn evaluate(&mut self, data: &dyn LabelledData) -> Evaluation {
         let classes = self.shape.classes;
-        let mut metrics = BatchMetrics::default();
-        let mut confusion = Array2::zeros((classes, classes));
-        let mut logits = Array2::<f32>::zeros((EVAL_BATCH, classes));
-        for start in (0..data.len()).step_by(EVAL_BATCH) {
-            let n = EVAL_BATCH.min(data.len() - start);
-            let mut indices = std::mem::take(&mut self.eval_indices);
-            indices.clear();
-            indices.extend(start..start + n);
-            self.ready.clear();
-            self.gather_shared(data, &indices);
-            self.eval_indices = indices;
-            self.forward(n, false);
-            let mut z = logits.slice_mut(ndarray::s![..n, ..]);
-            for (k, v) in z.iter_mut().enumerate() {
-                *v = self.z2_parts[0][k] + self.z2_parts[1][k];
-            }
-            let labels = &self.batches[0].y[..n];
-            for (row, &y) in z.rows().into_iter().zip(labels) {
-                confusion[[y, argmax(row)]] += 1;
-            }
-            metrics.merge(mlp_core::loss::softmax_cross_entropy(z, labels));
-        }
+        let len = data.len();
+        // The halves end on whole chunks, so that the chunks are those of one thread.
+        let half = (len / 2).next_multiple_of(inference::CHUNK).min(len);
+        let (shards, b2, activation) = (&self.shards, self.b2.as_slice(), self.activation);
+        let [e0, e1] = &mut self.eval;
+        let args = [(e0, 0..half), (e1, half..len)];
+        let [(m0, c0), (m1, c1)] = Self::on_shards(self.parallel, args, |_, (buffers, rows)| {
+            let mut confusion = Array2::zeros((classes, classes));
+            let metrics = inference::evaluate_rows(
+                shards,
+                b2,
+                activation,
+                data,
+                rows,
+                buffers,
+                &mut confusion,
+            );
+            (metrics, confusion)
+        });
+        let mut metrics = m0;
+        metrics.merge(m1);
         Evaluation {
             loss: metrics.mean_loss(),
-            confusion,
+            confusion: c0 + c1,
         }
     }
 }

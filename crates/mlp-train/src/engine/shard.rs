@@ -51,8 +51,8 @@ pub(super) struct Shard {
     pub b1: Vec<f32>,
     /// W2[columns, :] transposed, (classes, width).
     pub w2t: Vec<f32>,
-    z1: Vec<f32>,
-    a1: Vec<f32>,
+    /// z1 and a1 of the last training forward pass, kept for the backward pass.
+    fwd: ForwardBuffers,
     /// da1, then dz1 in place, (capacity, width).
     dz1: Vec<f32>,
     /// Logits (then probabilities) and dz2 of the whole batch, (capacity, classes); each shard
@@ -64,8 +64,27 @@ pub(super) struct Shard {
     db2: Vec<f32>,
     /// dW1 for a block of pixel rows, (MAX_BLOCK_ROWS, width).
     dw1_rows: Vec<f32>,
+}
+
+/// The buffers of a forward pass over one shard's columns.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ForwardBuffers {
+    /// z1 and a1 = f(z1), (rows, width).
+    z1: Vec<f32>,
+    a1: Vec<f32>,
     /// OR of a block's masks (grown once to the largest mask).
     union: Vec<u64>,
+}
+
+impl ForwardBuffers {
+    /// For up to `rows` rows of a shard `width` columns wide over `inputs` inputs.
+    pub(super) fn new(rows: usize, width: usize, inputs: usize) -> Self {
+        Self {
+            z1: vec![0.0; rows * width],
+            a1: vec![0.0; rows * width],
+            union: Vec::with_capacity(mask_words(rows.max(inputs))),
+        }
+    }
 }
 
 impl Shard {
@@ -78,21 +97,19 @@ impl Shard {
             w1,
             b1,
             w2t,
-            z1: vec![0.0; capacity * width],
-            a1: vec![0.0; capacity * width],
+            fwd: ForwardBuffers::new(capacity, width, inputs),
             dz1: vec![0.0; capacity * width],
             probs: vec![0.0; capacity * classes],
             dz2: vec![0.0; capacity * classes],
             dw2t: vec![0.0; classes * width],
             db1: vec![0.0; width],
             db2: vec![0.0; classes],
-            union: Vec::with_capacity(mask_words(capacity.max(inputs))),
             dw1_rows: vec![0.0; MAX_BLOCK_ROWS * width],
         }
     }
 
-    /// z1 = x·W1 + b1 and a1 = f(z1) for this shard's columns, then this shard's share of the
-    /// logits, `z2_part = a1·W2[columns, :]` (plus b2, if given: shard 0 adds it).
+    /// The training forward pass: [`Shard::forward_into`] with the shard's own buffers, which
+    /// the backward pass then reads.
     // rows: n examples   z2_part: (n, classes)
     pub fn forward(
         &mut self,
@@ -102,12 +119,30 @@ impl Shard {
         b2: Option<&[f32]>,
         z2_part: &mut [f32],
     ) {
+        let mut fwd = std::mem::take(&mut self.fwd);
+        self.forward_into(&mut fwd, rows, n, activation, b2, z2_part);
+        self.fwd = fwd;
+    }
+
+    /// z1 = x·W1 + b1 and a1 = f(z1) for this shard's columns, into `fwd`, then this shard's
+    /// share of the logits, `z2_part = a1·W2[columns, :]` (plus b2, if given: shard 0 adds
+    /// it). Reads the parameters only, so threads can share a shard for inference.
+    // rows: n examples   z2_part: (n, classes)
+    pub fn forward_into(
+        &self,
+        fwd: &mut ForwardBuffers,
+        rows: &SparseRows,
+        n: usize,
+        activation: Activation,
+        b2: Option<&[f32]>,
+        z2_part: &mut [f32],
+    ) {
         #[cfg(target_arch = "x86_64")]
         if mlp_core::kernels::has_avx512() {
             // SAFETY: the CPU has AVX-512F.
-            return unsafe { self.forward_avx512(rows, n, activation, b2, z2_part) };
+            return unsafe { self.forward_avx512(fwd, rows, n, activation, b2, z2_part) };
         }
-        self.forward_body(rows, n, activation, b2, z2_part)
+        self.forward_body(fwd, rows, n, activation, b2, z2_part)
     }
 
     /// The same code compiled for AVX-512, so that the small loops inlined into it (bias
@@ -115,19 +150,21 @@ impl Shard {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn forward_avx512(
-        &mut self,
+        &self,
+        fwd: &mut ForwardBuffers,
         rows: &SparseRows,
         n: usize,
         activation: Activation,
         b2: Option<&[f32]>,
         z2_part: &mut [f32],
     ) {
-        self.forward_body(rows, n, activation, b2, z2_part)
+        self.forward_body(fwd, rows, n, activation, b2, z2_part)
     }
 
     #[inline(always)]
     fn forward_body(
-        &mut self,
+        &self,
+        fwd: &mut ForwardBuffers,
         rows: &SparseRows,
         n: usize,
         activation: Activation,
@@ -135,30 +172,29 @@ impl Shard {
         z2_part: &mut [f32],
     ) {
         let (w, classes) = (self.width, self.classes);
+        let ForwardBuffers { z1, a1, union } = fwd;
         for i in 0..n {
-            self.z1[i * w..][..w].copy_from_slice(&self.b1);
+            z1[i * w..][..w].copy_from_slice(&self.b1);
         }
         for i0 in (0..n).step_by(MAX_BLOCK_ROWS) {
             let r = MAX_BLOCK_ROWS.min(n - i0);
-            let x = rows.block(i0, r, &mut self.union);
+            let x = rows.block(i0, r, union);
             let block = SparseBlock {
                 vals: x,
                 vals_stride: rows.stride,
-                union: &self.union,
+                union,
                 m: &self.w1,
                 ld: w,
             };
-            masked_rows_product(&block, r, &mut self.z1[i0 * w..], w, w);
+            masked_rows_product(&block, r, &mut z1[i0 * w..], w, w);
         }
-        let z1 =
-            ArrayView2::from_shape((n, w), &self.z1[..n * w]).expect("buffer sized for n rows");
+        let z1 = ArrayView2::from_shape((n, w), &z1[..n * w]).expect("buffer sized for n rows");
         activation.forward(
             z1,
-            ArrayViewMut2::from_shape((n, w), &mut self.a1[..n * w])
-                .expect("buffer sized for n rows"),
+            ArrayViewMut2::from_shape((n, w), &mut a1[..n * w]).expect("buffer sized for n rows"),
         );
         for i in 0..n {
-            let a1 = &self.a1[i * w..][..w];
+            let a1 = &a1[i * w..][..w];
             for c in 0..classes {
                 let bias = b2.map_or(0.0, |b| b[c]);
                 z2_part[i * classes + c] = bias + dot(a1, &self.w2t[c * w..][..w]);
@@ -244,12 +280,12 @@ impl Shard {
                 for c in 0..classes {
                     let d = dz2[i * classes + c];
                     axpy(d, &self.w2t[c * w..][..w], da1);
-                    axpy(d, &self.a1[i * w..][..w], &mut self.dw2t[c * w..][..w]);
+                    axpy(d, &self.fwd.a1[i * w..][..w], &mut self.dw2t[c * w..][..w]);
                 }
             }
             // dz1 = da1 ⊙ f'(z1), then db1 = Σ over rows of dz1.
-            let z1 = ArrayView2::from_shape((n, w), &self.z1[..n * w]).expect("sized");
-            let a1 = ArrayView2::from_shape((n, w), &self.a1[..n * w]).expect("sized");
+            let z1 = ArrayView2::from_shape((n, w), &self.fwd.z1[..n * w]).expect("sized");
+            let a1 = ArrayView2::from_shape((n, w), &self.fwd.a1[..n * w]).expect("sized");
             activation.backward(
                 z1,
                 a1,
@@ -273,11 +309,11 @@ impl Shard {
                 // The two halves of the batch's rows (see Engine::gather), in order.
                 let mut row0 = 0;
                 for half in pixels {
-                    let vals = half.block(p0, r, &mut self.union);
+                    let vals = half.block(p0, r, &mut self.fwd.union);
                     let block = SparseBlock {
                         vals,
                         vals_stride: half.stride,
-                        union: &self.union,
+                        union: &self.fwd.union,
                         m: &self.dz1[row0 * w..],
                         ld: w,
                     };
