@@ -47,11 +47,26 @@ pub fn softmax_cross_entropy(mut logits: ArrayViewMut2<f32>, labels: &[usize]) -
         count: labels.len(),
         ..Default::default()
     };
-    for (row, &y) in logits.axis_iter_mut(Axis(0)).zip(labels) {
-        let predicted = argmax(row.view());
-        let log_p_y = softmax_row(row, y);
+    let classes = logits.ncols();
+    let mut add = |predicted: usize, log_p_y: f32, y: usize| {
         metrics.loss_sum -= log_p_y as f64;
         metrics.correct += (predicted == y) as usize;
+    };
+    // Rows as plain slices when they are contiguous: the same arithmetic in the same order,
+    // without the per-row cost of views (a third of the time at 10 classes).
+    if let Some(all) = logits.as_slice_mut().filter(|_| classes > 0) {
+        for (row, &y) in all.chunks_exact_mut(classes).zip(labels) {
+            let predicted = argmax_slice(row);
+            let z_y = row[y];
+            let (max, sum) = softmax_slice(row);
+            add(predicted, (z_y - max) - sum.ln(), y);
+        }
+    } else {
+        for (row, &y) in logits.axis_iter_mut(Axis(0)).zip(labels) {
+            let predicted = argmax(row.view());
+            let log_p_y = softmax_row(row, y);
+            add(predicted, log_p_y, y);
+        }
     }
     metrics
 }
@@ -64,6 +79,19 @@ pub fn softmax_cross_entropy_backward(
     mut dz: ArrayViewMut2<f32>,
 ) {
     let inv_n = 1.0 / labels.len() as f32;
+    let classes = probs.ncols();
+    if let (Some(p), Some(d), true) = (probs.as_slice(), dz.as_slice_mut(), classes > 0) {
+        for ((p_row, dz_row), &y) in p
+            .chunks_exact(classes)
+            .zip(d.chunks_exact_mut(classes))
+            .zip(labels)
+        {
+            for (j, (d, &p)) in dz_row.iter_mut().zip(p_row).enumerate() {
+                *d = (p - (j == y) as u8 as f32) * inv_n;
+            }
+        }
+        return;
+    }
     for ((p_row, mut dz_row), &y) in probs
         .axis_iter(Axis(0))
         .zip(dz.axis_iter_mut(Axis(0)))
@@ -101,6 +129,32 @@ fn softmax_in_place(mut row: ArrayViewMut1<f32>) -> (f32, f32) {
     let inv_sum = 1.0 / sum;
     row.mapv_inplace(|v| v * inv_sum);
     (max, sum)
+}
+
+/// [`softmax_in_place`] on a slice.
+fn softmax_slice(row: &mut [f32]) -> (f32, f32) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv_sum = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv_sum;
+    }
+    (max, sum)
+}
+
+/// [`argmax`] on a slice.
+fn argmax_slice(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = j;
+        }
+    }
+    best
 }
 
 /// Index of the largest value (the first, on ties).
