@@ -210,4 +210,26 @@ mod tests {
             "{dz}"
         );
     }
+
+    #[test]
+    fn strided_logits_give_the_same_bits_as_contiguous_ones() {
+        // The slice path and the view path must agree exactly.
+        let z: ndarray::Array2<f32> = ndarray::Array2::from_shape_fn((5, 7), |(i, j)| {
+            ((i * 7 + j * 3) % 11) as f32 * 0.37 - 1.5
+        });
+        let labels = [0, 6, 3, 2, 5];
+        let mut contiguous = z.clone();
+        let mut strided = z.t().to_owned(); // (7, 5) in memory; its transpose is strided
+        let a = softmax_cross_entropy(contiguous.view_mut(), &labels);
+        let b = softmax_cross_entropy(strided.view_mut().reversed_axes(), &labels);
+        assert_eq!(a, b);
+        assert_eq!(contiguous, strided.t());
+        let (mut da, mut db) = (
+            ndarray::Array2::zeros((5, 7)),
+            ndarray::Array2::zeros((7, 5)),
+        );
+        softmax_cross_entropy_backward(contiguous.view(), &labels, da.view_mut());
+        softmax_cross_entropy_backward(strided.t(), &labels, db.view_mut().reversed_axes());
+        assert_eq!(da, db.t());
+    }
 }
