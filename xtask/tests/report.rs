@@ -366,3 +366,27 @@ fn report_of_a_search_ranks_trials_and_maps_two_hyperparameters() {
     // …and the best trial's own report follows.
     assert!(report.join("curves.svg").is_file() && report.join("weights.png").is_file());
 }
+
+/// docs/report is the report of the default run, whose model is the one in models/. Pins a
+/// stale docs/report (once drawn by an out-of-date build with another grey scale).
+#[test]
+fn the_report_in_docs_is_that_of_the_shipped_model() {
+    let root = common::workspace();
+    let model = load_model(&root.join("models/fmnist-mlp-784-128-10.msgpack"))
+        .unwrap()
+        .model;
+    let png = image::open(root.join("docs/report/weights.png"))
+        .unwrap()
+        .to_rgb8();
+    let grid = xtask::report::weights::WeightGrid::new(
+        model.w1.view(),
+        (28, 28),
+        64,
+        WeightScale::PerTile,
+        2,
+    );
+    assert_eq!(png.dimensions(), grid.layout.size());
+    assert_weight_tiles(&png, model.w1.slice(ndarray::s![.., ..64]), &grid.layout);
+    let numbers = numbers(&root.join("docs/report"));
+    assert_eq!((numbers.test_correct, numbers.test_count), (8879, 10_000));
+}

@@ -12,6 +12,7 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, GrayImage, ImageEncoder, RgbImage};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// The font family every figure asks for.
 pub const FONT: &str = "sans-serif";
@@ -113,6 +114,34 @@ pub fn paste_grey(canvas: &mut RgbImage, image: &GrayImage, (x, y): (u32, u32), 
             }
         }
     }
+}
+
+/// A heatmap cell: the rectangle from `top_left` of `size`, shaded by `share` (0 white, 1 deep
+/// blue), with `text` centred in ink that stays legible on the shade.
+pub fn shaded_cell<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    (x, y): (i32, i32),
+    (w, h): (i32, i32),
+    share: f64,
+    text: String,
+    size: f64,
+) -> DrawResult<DB> {
+    root.draw(&Rectangle::new(
+        [(x, y), (x + w, y + h)],
+        shade(share).filled(),
+    ))?;
+    let ink: &'static RGBColor = if share > 0.5 { &WHITE } else { &BLACK };
+    let style = font(size)
+        .color(ink)
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    root.draw(&Text::new(text, (x + w / 2, y + h / 2), style))
+}
+
+/// White for 0, deep blue for 1.
+pub fn shade(share: f64) -> RGBColor {
+    let s = share.clamp(0.0, 1.0).sqrt(); // sqrt: small values stay visible
+    let mix = |from: f64, to: f64| (from + (to - from) * s).round() as u8;
+    RGBColor(mix(255.0, 8.0), mix(255.0, 48.0), mix(255.0, 107.0))
 }
 
 /// A text style in the embedded font.

@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::canvas::{DrawResult, Figure, font, paste_grey};
+use super::canvas::{DrawResult, Figure, font, paste_grey, shaded_cell};
 
 /// What the model said about each test image.
 #[derive(Debug, Clone)]
@@ -150,16 +150,7 @@ impl Figure for ConfusionFigure<'_> {
             for (j, &count) in row.iter().enumerate() {
                 let share = count as f64 / row_total;
                 let x = LEFT + j as i32 * CELL.0;
-                root.draw(&Rectangle::new(
-                    [(x, y), (x + CELL.0, y + CELL.1)],
-                    shade(share).filled(),
-                ))?;
-                let ink: &'static RGBColor = if share > 0.5 { &WHITE } else { &BLACK };
-                root.draw(&Text::new(
-                    count.to_string(),
-                    (x + CELL.0 / 2, y + CELL.1 / 2),
-                    centre(font(12.0).color(ink)),
-                ))?;
+                shaded_cell(root, (x, y), CELL, share, count.to_string(), 12.0)?;
             }
             root.draw(&Text::new(
                 format!("{:.3}", accuracy[i]),
@@ -175,13 +166,6 @@ impl Figure for ConfusionFigure<'_> {
             BLACK.stroke_width(1),
         ))
     }
-}
-
-/// White for 0, deep blue for 1.
-pub fn shade(share: f64) -> RGBColor {
-    let s = share.clamp(0.0, 1.0).sqrt(); // sqrt: small confusions stay visible
-    let mix = |from: f64, to: f64| (from + (to - from) * s).round() as u8;
-    RGBColor(mix(255.0, 8.0), mix(255.0, 48.0), mix(255.0, 107.0))
 }
 
 /// A grid of test images with their true and predicted classes.

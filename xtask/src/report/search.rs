@@ -5,9 +5,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::canvas::{DrawResult, Figure, font};
+use super::canvas::{DrawResult, Figure, font, shaded_cell};
 use super::inputs::Trial;
-use super::predictions::shade;
 
 /// A hyperparameter a search varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -188,16 +187,7 @@ impl Figure for SearchHeatmap {
                 };
                 // Shade from a floor, so the worst cell is still tinted and text stays legible.
                 let share = 0.08 + 0.72 * share;
-                root.draw(&Rectangle::new(
-                    [(x, y), (x + CELL.0, y + CELL.1)],
-                    shade(share).filled(),
-                ))?;
-                let ink: &'static RGBColor = if share > 0.5 { &WHITE } else { &BLACK };
-                root.draw(&Text::new(
-                    text,
-                    (x + CELL.0 / 2, y + CELL.1 / 2),
-                    centre(font(13.0).color(ink)),
-                ))?;
+                shaded_cell(root, (x, y), CELL, share, text, 13.0)?;
                 if cell.as_ref().is_some_and(|t| t.id == self.best_id) {
                     root.draw(&Rectangle::new(
                         [(x + 1, y + 1), (x + CELL.0 - 1, y + CELL.1 - 1)],
