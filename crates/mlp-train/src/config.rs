@@ -137,8 +137,8 @@ impl TrainConfig {
         )?;
         real("l2", self.l2, self.l2 >= 0.0, "zero or a positive number")?;
         int("threads", self.threads, 0, 1024)?;
-        // The step keeps a few (rows × hidden) buffers, for batches of at least the
-        // evaluation size; past this they would not fit in memory anywhere.
+        // The step keeps a few (batch × hidden) buffers and the reference evaluation
+        // (EVAL_BATCH × hidden) ones; past this they would not fit in memory anywhere.
         let rows = self.batch_size.max(crate::evaluate::EVAL_BATCH);
         int(
             "hidden×batch_size",

@@ -140,7 +140,7 @@ impl ByteImages<'_> {
     }
 }
 
-/// `p / 255` by division: the definition, and the path for CPUs without FMA.
+/// `p / 255` by division: the definition, and the path for CPUs without AVX-512.
 #[inline(always)]
 fn div255(p: f32) -> f32 {
     p / 255.0

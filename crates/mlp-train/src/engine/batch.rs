@@ -20,29 +20,22 @@ pub(super) struct Batch {
 }
 
 impl Batch {
-    /// Buffers for `rows` rows of `inputs` values, and xᵀ for training batches of
-    /// `batch_size` rows.
-    pub(super) fn new(inputs: usize, rows: usize, batch_size: usize) -> Self {
+    /// Buffers for batches of up to `batch_size` rows of `inputs` values.
+    pub(super) fn new(inputs: usize, batch_size: usize) -> Self {
         let half = batch_size.div_ceil(2);
         Self {
-            x: vec![0.0; rows * inputs],
-            y: vec![0; rows],
-            x_masks: vec![0; rows * mask_words(inputs)],
+            x: vec![0.0; batch_size * inputs],
+            y: vec![0; batch_size],
+            x_masks: vec![0; batch_size * mask_words(inputs)],
             xt: vec![0.0; 2 * inputs * half],
             xt_masks: vec![0; 2 * inputs * mask_words(half)],
             xt_mask_stride: mask_words(half),
         }
     }
 
-    /// Gathers the examples at `indices` and, when `transpose`, lays them out by pixel: the
-    /// two halves of the rows each transposed on their own (see [`Batch::pixels`]).
-    pub(super) fn fill(
-        &mut self,
-        data: &dyn LabelledData,
-        indices: &[usize],
-        inputs: usize,
-        transpose: bool,
-    ) {
+    /// Gathers the examples at `indices` and lays them out by pixel too: the two halves of
+    /// the rows each transposed on their own (see [`Batch::pixels`]).
+    pub(super) fn fill(&mut self, data: &dyn LabelledData, indices: &[usize], inputs: usize) {
         let n = indices.len();
         let words = mask_words(inputs);
         let half = n / 2;
@@ -58,7 +51,7 @@ impl Batch {
                 inputs,
             );
             let len = rows.len();
-            if transpose && len > 0 {
+            if len > 0 {
                 let xt = &mut self.xt[h * xt_half..][..xt_half];
                 let xt_masks = &mut self.xt_masks[h * masks_half..][..masks_half];
                 // xᵀ rows are packed `len` apart: rows of the full capacity apart would put
@@ -69,6 +62,8 @@ impl Batch {
     }
 
     /// The batch by pixel, in its two halves of rows: what the backward pass multiplies by.
+    /// (Why halves: dW1's sums run half by half, and summing all rows at once would round
+    /// differently, changing the bits of every model trained so far, `models/` included.)
     pub(super) fn pixels(&self, n: usize) -> [SparseRows<'_>; 2] {
         let (xt_half, masks_half) = (self.xt.len() / 2, self.xt_masks.len() / 2);
         let half = |h: usize, rows: usize| SparseRows {
@@ -98,8 +93,9 @@ pub(super) fn gather_rows(
     }
 }
 
-/// The examples gathered ahead into the training batches: their data set (by address, only
-/// ever compared) and indices.
+/// The examples gathered ahead into the training batches: their data set and indices. The
+/// data set is known by its address only, which is why [`super::Engine::train_step`] asks
+/// that the call after one with a `next` pass the same, unchanged data object.
 #[derive(Debug)]
 pub(super) struct ReadyBatch {
     data: Option<usize>,

@@ -19,8 +19,7 @@
 //!   backward pass of the step before, so the passes read only what their own core wrote and
 //!   a step needs no gather phase of its own. Sharing one copy, half gathered by each core,
 //!   was slower: every line one core wrote was fetched by the other, and invalidated again
-//!   at the next gather. (Evaluation, with 16 times larger batches, gathers half the rows
-//!   on each core into one copy.)
+//!   at the next gather. (Evaluation splits the rows instead: see `inference.rs`.)
 //! - **No allocation per step.** Every buffer is sized once for the largest batch.
 
 mod batch;
@@ -72,8 +71,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Lays out `model` for training on batches of at most `batch_size` rows. With `parallel`, the two shards run on two threads of the
-    /// current rayon pool.
+    /// Lays out `model` for training on batches of at most `batch_size` rows. With
+    /// `parallel`, the two shards (and in evaluation, two halves of the rows) run on two
+    /// threads of the current rayon pool.
     pub fn new(model: &Mlp, batch_size: usize, parallel: bool) -> Self {
         let shape = model.shape();
         let Shape {
@@ -108,13 +108,9 @@ impl Engine {
             parallel,
             batch_size,
             batches: [
-                Batch::new(inputs, batch_size, batch_size),
+                Batch::new(inputs, batch_size),
                 // Only parallel training uses a second copy.
-                if parallel {
-                    Batch::new(inputs, batch_size, batch_size)
-                } else {
-                    Batch::new(inputs, 0, 0)
-                },
+                Batch::new(inputs, if parallel { batch_size } else { 0 }),
             ],
             z2_parts: [
                 vec![0.0; batch_size * classes],
@@ -195,11 +191,9 @@ impl Engine {
         let inputs = self.shape.inputs;
         let [b0, b1] = &mut self.batches;
         if self.parallel {
-            Self::on_shards(true, [b0, b1], |_, batch| {
-                batch.fill(data, indices, inputs, true)
-            });
+            Self::on_shards(true, [b0, b1], |_, batch| batch.fill(data, indices, inputs));
         } else {
-            b0.fill(data, indices, inputs, true);
+            b0.fill(data, indices, inputs);
         }
     }
 
@@ -242,9 +236,10 @@ impl Engine {
     ///
     /// `next` names the examples of the following step (or is empty). They are fetched into
     /// cache while this step computes and gathered at its end, by each thread right after its
-    /// backward pass, which saves the next step a phase. The next call finds them ready if it
-    /// asks for the same indices of the same `data`, which must not change in between;
-    /// otherwise it gathers again, so `next` never changes a result, only the time.
+    /// backward pass, which saves the next step a phase. The next call uses them if it asks
+    /// for the same indices of the same `data` object (known by its address), and gathers
+    /// again otherwise. So the call after one with a `next` must pass the same, unchanged
+    /// data object, or another at another address; then `next` never changes a result.
     pub fn train_step(
         &mut self,
         data: &dyn LabelledData,
@@ -267,6 +262,8 @@ impl Engine {
         self.forward(n);
 
         let inputs = self.shape.inputs;
+        // Until the next batch is complete, the buffers hold no batch anyone can rely on.
+        self.ready.clear();
         let z2_parts = [self.z2_parts[0].as_slice(), self.z2_parts[1].as_slice()];
         let [s0, s1] = &mut self.shards;
         let activation = self.activation;
@@ -280,7 +277,7 @@ impl Engine {
                 let result =
                     shard.backward_update(z2_parts, &batch.y[..n], &pixels, activation, sgd, b2);
                 if !next.is_empty() {
-                    batch.fill(data, next, inputs, true);
+                    batch.fill(data, next, inputs);
                 }
                 result
             })
@@ -292,7 +289,7 @@ impl Engine {
                 s1.backward_update(z2_parts, labels, &pixels, activation, sgd, None),
             ];
             if !next.is_empty() {
-                self.batches[0].fill(data, next, inputs, true);
+                self.batches[0].fill(data, next, inputs);
             }
             results
         };

@@ -306,7 +306,7 @@ impl Shard {
                 let r = MAX_BLOCK_ROWS.min(inputs - p0);
                 let dw1 = &mut self.dw1_rows[..r * w];
                 dw1.fill(0.0);
-                // The two halves of the batch's rows (see Engine::gather), in order.
+                // The two halves of the batch's rows (see `Batch::pixels`), in order.
                 let mut row0 = 0;
                 for half in pixels {
                     let vals = half.block(p0, r, &mut self.fwd.union);
