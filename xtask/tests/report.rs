@@ -34,54 +34,58 @@ fn svg_series(svg: &str) -> Vec<Vec<(f64, f64)>> {
         .collect()
 }
 
-/// Asserts that the drawn points are `values` under one linear map to pixels (up to
-/// plotters' rounding to whole pixels), one point per epoch, evenly spaced left to right.
-fn assert_plots(points: &[(f64, f64)], values: &[f64]) {
-    assert_eq!(points.len(), values.len(), "one point per epoch");
-    let steps: Vec<f64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    for step in &steps {
-        assert!(
-            *step > 0.0 && (step - steps[0]).abs() <= 1.0,
-            "epochs evenly spaced: {steps:?}"
-        );
-    }
-    let lo = (0..values.len())
-        .min_by(|&a, &b| values[a].total_cmp(&values[b]))
+/// Asserts that each series of a panel is drawn with one point per epoch, evenly spaced
+/// left to right, and that all of the panel's series share one linear map from value to
+/// pixel row (up to plotters' rounding to whole pixels): a series drawn on its own scale, or
+/// in another series' place, fails.
+fn assert_panel(points: &[&Vec<(f64, f64)>], values: &[&Vec<f64>]) {
+    let pairs: Vec<(f64, f64)> = points
+        .iter()
+        .zip(values)
+        .flat_map(|(p, v)| {
+            assert_eq!(p.len(), v.len(), "one point per epoch");
+            let steps: Vec<f64> = p.windows(2).map(|w| w[1].0 - w[0].0).collect();
+            for step in &steps {
+                assert!(
+                    *step > 0.0 && (step - steps[0]).abs() <= 1.0,
+                    "epochs evenly spaced: {steps:?}"
+                );
+            }
+            v.iter().zip(p.iter()).map(|(&v, &(_, y))| (v, y))
+        })
+        .collect();
+    let lo = pairs
+        .iter()
+        .copied()
+        .min_by(|a, b| a.0.total_cmp(&b.0))
         .unwrap();
-    let hi = (0..values.len())
-        .max_by(|&a, &b| values[a].total_cmp(&values[b]))
+    let hi = pairs
+        .iter()
+        .copied()
+        .max_by(|a, b| a.0.total_cmp(&b.0))
         .unwrap();
-    assert!(values[hi] > values[lo], "a test series must vary");
-    let scale = (points[hi].1 - points[lo].1) / (values[hi] - values[lo]);
+    assert!(hi.0 > lo.0, "a test panel must vary");
+    let scale = (hi.1 - lo.1) / (hi.0 - lo.0);
     assert!(scale < 0.0, "larger values are drawn higher");
-    for (p, v) in points.iter().zip(values) {
-        let y = points[lo].1 + (v - values[lo]) * scale;
+    for (v, y) in pairs {
+        let want = lo.1 + (v - lo.0) * scale;
         assert!(
-            (p.1 - y).abs() <= 1.0,
-            "value {v} drawn at y {} not {y}",
-            p.1
+            (y - want).abs() <= 1.0,
+            "value {v} drawn at y {y} not {want}"
         );
     }
 }
 
-/// The series of a history in the order the curves figure draws them.
-fn drawn_order(h: &History) -> [&Vec<f64>; 6] {
-    [
-        &h.train_loss,
-        &h.val_loss,
-        &h.train_acc,
-        &h.val_acc,
-        &h.grad_norm,
-        &h.lr,
-    ]
-}
-
-fn assert_curves_match(svg: &str, history: &History) {
+/// Checks the curves SVG against the history: series drawn in the order train loss,
+/// validation loss | train accuracy, validation accuracy | gradient norm | learning rate.
+fn assert_curves_match(svg: &str, h: &History) {
     let series = svg_series(svg);
     assert_eq!(series.len(), 6, "six series drawn");
-    for (points, values) in series.iter().zip(drawn_order(history)) {
-        assert_plots(points, values);
-    }
+    let s = |k: usize| &series[k];
+    assert_panel(&[s(0), s(1)], &[&h.train_loss, &h.val_loss]);
+    assert_panel(&[s(2), s(3)], &[&h.train_acc, &h.val_acc]);
+    assert_panel(&[s(4)], &[&h.grad_norm]);
+    assert_panel(&[s(5)], &[&h.lr]);
 }
 
 /// Asserts that tile k of weights.png is column k of W1 under the per-tile scale.
@@ -109,7 +113,8 @@ fn numbers(report: &Path) -> Numbers {
     serde_json::from_slice(&std::fs::read(report.join("numbers.json")).unwrap()).unwrap()
 }
 
-fn mlp_test_accuracy(mlp: &Path, model: &Path, data_args: &[&str]) -> (f64, usize, usize) {
+/// `mlp test --json`: accuracy, correct, count and loss.
+fn mlp_test(mlp: &Path, model: &Path, data_args: &[&str]) -> (f64, usize, usize, f64) {
     let mut args = vec!["test", "--json", "--model", s(model)];
     args.extend(data_args);
     let out = run(mlp, &args);
@@ -118,7 +123,16 @@ fn mlp_test_accuracy(mlp: &Path, model: &Path, data_args: &[&str]) -> (f64, usiz
         json["accuracy"].as_f64().unwrap(),
         json["correct"].as_u64().unwrap() as usize,
         json["count"].as_u64().unwrap() as usize,
+        json["loss"].as_f64().unwrap(),
     )
+}
+
+/// The text of every `<text>` element of an SVG, in document order.
+fn svg_texts(svg: &str) -> Vec<&str> {
+    svg.split("<text")
+        .skip(1)
+        .map(|t| t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()].trim())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -126,19 +140,16 @@ fn mlp_test_accuracy(mlp: &Path, model: &Path, data_args: &[&str]) -> (f64, usiz
 
 #[test]
 fn the_curves_plot_every_series_of_the_history() {
+    // Every series its own shape, so that drawing one in another's place shows.
     let n = 9;
-    let wave = |a: f64, b: f64| {
-        (0..n)
-            .map(|i| a + b * ((i * 7) % 5) as f64)
-            .collect::<Vec<_>>()
-    };
+    let series = |f: &dyn Fn(f64) -> f64| (0..n).map(|i| f(i as f64)).collect::<Vec<_>>();
     let history = History {
-        train_loss: wave(0.3, 0.1),
-        train_acc: wave(0.8, 0.02),
-        val_loss: wave(0.35, 0.07),
-        val_acc: wave(0.7, 0.03),
-        grad_norm: wave(1.0, 0.2),
-        lr: (0..n).map(|i| 0.2 * 0.9f64.powi(i as i32)).collect(),
+        train_loss: series(&|e| 0.9 * 0.8f64.powf(e) + 0.1),
+        val_loss: series(&|e| 0.5 + 0.1 * (e * 1.7).sin()),
+        train_acc: series(&|e| 0.95 - 0.2 * 0.7f64.powf(e)),
+        val_acc: series(&|e| 0.8 + 0.01 * ((e as usize * 7) % 5) as f64),
+        grad_norm: series(&|e| 1.0 + 0.05 * (e - 4.0).powi(2)),
+        lr: series(&|e| 0.2 * 0.9f64.powf(e)),
         epoch_seconds: vec![0.1; n],
     };
     let svg = xtask::report::canvas::svg(&Curves::new(&history))
@@ -201,11 +212,45 @@ fn train_and_report(root: &Path, mlp: &Path, data_args: &[&str], train_args: &[&
     // Confusion: sums to the test set, and its diagonal is `mlp test`'s accuracy.
     let numbers = numbers(&report);
     let model_path = run_dir.join("model.msgpack");
-    let (accuracy, correct, count) = mlp_test_accuracy(mlp, &model_path, data_args);
+    let (accuracy, correct, count, loss) = mlp_test(mlp, &model_path, data_args);
     let total: usize = numbers.confusion.iter().flatten().sum();
     let diagonal: usize = (0..10).map(|c| numbers.confusion[c][c]).sum();
     assert_eq!((total, diagonal), (count, correct));
     assert_eq!(numbers.test_accuracy, accuracy);
+    // The loss agrees to rounding: the two sum the same terms in other orders.
+    assert!(
+        (numbers.test_loss - loss).abs() <= 1e-6 * loss,
+        "{} vs {loss}",
+        numbers.test_loss
+    );
+    // …and the heatmap shows those counts: its whole-number labels, in drawing order, are
+    // the matrix row by row.
+    let svg = std::fs::read_to_string(report.join("confusion.svg")).unwrap();
+    let counts: Vec<usize> = svg_texts(&svg)
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    assert_eq!(counts, numbers.confusion.concat());
+
+    // Mistakes: image k of mistakes.png is test image mistakes[k], pixel for pixel.
+    let data_dir = Path::new(data_args[1]);
+    let test = fmnist_data::load_split(
+        data_dir,
+        fmnist_data::Split::Test,
+        fmnist_data::Verify::Skip,
+    )
+    .unwrap();
+    let (h, w) = test.image_shape();
+    let png = image::open(report.join("mistakes.png")).unwrap().to_rgb8();
+    let zoom = xtask::report::predictions::MISTAKE_ZOOM;
+    for (k, &i) in numbers.mistakes.iter().enumerate() {
+        let (x0, y0) = xtask::report::predictions::mistake_image_origin(k, (w as u32, h as u32));
+        for (p, &v) in test.image(i).iter().enumerate() {
+            let (r, c) = ((p / w) as u32, (p % w) as u32);
+            let got = png.get_pixel(x0 + c * zoom + zoom - 1, y0 + r * zoom).0;
+            assert_eq!(got, [v; 3], "mistake {k} (test image {i}) pixel ({r}, {c})");
+        }
+    }
     // The mistakes shown are mistakes according to `mlp predict` (which takes 28×28 models
     // only), surest first.
     let mut last_confidence = f64::INFINITY;
@@ -337,11 +382,7 @@ fn report_of_a_search_ranks_trials_and_maps_two_hyperparameters() {
     let best_lr = results[0]["lr"].as_f64().unwrap();
     let svg = std::fs::read_to_string(report.join("search.svg")).unwrap();
     // The heatmap shows the four trials at the best learning rate, and only those.
-    let texts: Vec<&str> = svg
-        .split("<text")
-        .skip(1)
-        .map(|t| t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()].trim())
-        .collect();
+    let texts = svg_texts(&svg);
     let is_accuracy =
         |t: &&str| t.len() == 6 && t.starts_with(['0', '1']) && t[1..].starts_with('.');
     let mut shown: Vec<&str> = texts.into_iter().filter(is_accuracy).collect();

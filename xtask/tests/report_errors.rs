@@ -6,6 +6,7 @@ use std::path::Path;
 
 use common::{mlp_binary, run, s, synthetic_data, xtask};
 use mlp_train::History;
+use rand::SeedableRng;
 
 /// Each case: how to damage a finished run folder, and what the one-line error must say.
 #[test]
@@ -100,11 +101,46 @@ fn a_missing_or_malformed_run_folder_gets_a_one_line_error_naming_it() {
             "model.msgpack",
         ),
         (
-            "search without best",
+            "search with no trials",
             |d| {
                 std::fs::write(d.join("results.json"), "[]").unwrap();
             },
             "results.json: lists no trials",
+        ),
+        (
+            "search without best",
+            |d| std::fs::write(d.join("results.json"), TRIAL_ROW).unwrap(),
+            "best: missing; a search writes it once a trial finishes",
+        ),
+        (
+            "unfinished search",
+            |d| {
+                for name in [
+                    "config.json",
+                    "history.json",
+                    "model.msgpack",
+                    "metrics.jsonl",
+                ] {
+                    let _ = std::fs::remove_file(d.join(name));
+                }
+                std::fs::create_dir_all(d.join("trials/a")).unwrap();
+            },
+            "results.json: missing; the search has not finished",
+        ),
+        (
+            "model for other images",
+            |d| {
+                let shape = mlp_core::Shape {
+                    inputs: 9,
+                    hidden: 3,
+                    classes: 10,
+                };
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+                let model =
+                    mlp_core::Mlp::new(shape, mlp_core::Activation::Relu, &mut rng).unwrap();
+                mlp_train::save_model(&d.join("model.msgpack"), &model, &[]).unwrap();
+            },
+            "model.msgpack: the model takes 9 inputs and predicts 10 classes, but the test images have 16 pixels",
         ),
         (
             "search results not JSON",
@@ -154,9 +190,64 @@ fn a_missing_or_malformed_run_folder_gets_a_one_line_error_naming_it() {
         "{stderr}"
     );
     let out = xtask(&["report", "--run", s(&good), "--x", "lr", "--y", "lr"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pick two different hyperparameters"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("pick two different hyperparameters"),
+        "{stderr}"
+    );
     assert!(!good.join("report").exists());
+
+    // A report never replaces a folder of other things, and leaves it as it was.
+    let other = tmp.path().join("notes");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("todo.txt"), "keep me").unwrap();
+    let data_args = ["--data-dir", s(&data), "--allow-unverified"];
+    let mut args = vec!["report", "--run", s(&good), "--out", s(&other)];
+    args.extend(data_args);
+    let out = xtask(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("notes: exists and is not a report folder"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&other)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["todo.txt"]);
+
+    // A report replaces an older report whole: no figure of the old one stays behind, and
+    // no temporary folder is left beside it.
+    let report = tmp.path().join("reports").join("good");
+    std::fs::create_dir_all(&report).unwrap();
+    std::fs::write(report.join("report.md"), "old").unwrap();
+    std::fs::write(report.join("search.png"), "old figure of a search").unwrap();
+    let mut args = vec!["report", "--run", s(&good), "--out", s(&report)];
+    args.extend(data_args);
+    let out = xtask(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!report.join("search.png").exists());
+    assert!(
+        std::fs::read_to_string(report.join("report.md"))
+            .unwrap()
+            .starts_with("# Training report")
+    );
+    let beside: Vec<_> = std::fs::read_dir(report.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["good"]);
 }
+
+/// One row of a search's results.json.
+const TRIAL_ROW: &str = r#"[{"id":"lr0.1_h4_l2-0_relu_b64_e2_d0.95","lr":0.1,"hidden":4,"l2":0.0,"activation":"relu","batch_size":64,"epochs":2,"lr_decay":0.95,"seed":1,"val_size":50,"status":"ok","best_val_acc":0.5,"best_epoch":2,"final_train_loss":1.0,"final_val_loss":1.0,"seconds":0.1,"detail":null}]"#;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -31,7 +31,7 @@ pub fn document(
         blocks.extend(search_blocks(search));
         blocks.push(Block::Heading(format!(
             "The best trial ({})",
-            search.trials.first().map_or("", |t| t.id.as_str())
+            search.best_trial().id
         )));
         blocks.push(Block::Paragraph(format!(
             "Everything below is about the model in `{}`.",

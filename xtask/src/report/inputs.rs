@@ -24,6 +24,9 @@ pub struct Trial {
     pub hidden: usize,
     pub l2: f64,
     pub activation: String,
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub lr_decay: f64,
     pub status: String,
     pub best_val_acc: Option<f64>,
     pub best_epoch: Option<usize>,
@@ -35,6 +38,17 @@ pub struct Search {
     pub dir: PathBuf,
     pub trials: Vec<Trial>,
     pub best: Run,
+}
+
+impl Search {
+    /// The best trial: the first that finished without diverging (results.json is ranked
+    /// by validation accuracy; best/ holds this trial's files).
+    pub fn best_trial(&self) -> &Trial {
+        self.trials
+            .iter()
+            .find(|t| t.status == "ok")
+            .unwrap_or(&self.trials[0])
+    }
 }
 
 /// What `--run` pointed at.
@@ -59,6 +73,11 @@ pub fn read(dir: &Path) -> anyhow::Result<Source> {
     }
     if dir.join("results.json").exists() {
         read_search(dir).map(Source::Search)
+    } else if dir.join("trials").is_dir() {
+        bail!(
+            "{}: missing; the search has not finished: run the same `mlp search` again to finish it (or `mlp search merge` for a sharded one)",
+            dir.join("results.json").display()
+        )
     } else {
         read_run(dir).map(Source::Run)
     }

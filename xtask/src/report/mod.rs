@@ -152,10 +152,8 @@ pub fn run(options: &ReportOptions) -> anyhow::Result<PathBuf> {
         &MistakeGrid::new(&test, &predictions, &mistakes, &class_names),
     )?;
     if let Some(search) = search {
-        add(
-            "search",
-            &SearchHeatmap::new(&search.trials, options.x, options.y),
-        )?;
+        let heatmap = SearchHeatmap::new(&search.trials, search.best_trial(), options.x, options.y);
+        add("search", &heatmap)?;
     }
     let numbers_json = serde_json::to_vec_pretty(&numbers)?;
     files.push(("numbers.json".to_owned(), numbers_json));
@@ -177,12 +175,75 @@ pub fn run(options: &ReportOptions) -> anyhow::Result<PathBuf> {
         .out
         .clone()
         .unwrap_or_else(|| options.run.join("report"));
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("{}: cannot create the report folder", out.display()))?;
-    for (name, bytes) in &files {
-        mlp_train::write_atomic(&out.join(name), bytes)?;
-    }
+    write_folder(&out, &files)?;
     Ok(out)
+}
+
+/// Writes `files` as the folder `out`, whole or not at all: into a temporary sibling first,
+/// then renamed into place, so a failure never leaves a mix of new and old figures. An
+/// existing `out` is replaced only if it is empty or a report (it holds report.md), never
+/// a folder of other things.
+fn write_folder(out: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            bail!(
+                "{}: exists and is not a folder; choose another --out",
+                out.display()
+            );
+        }
+        let empty = std::fs::read_dir(out)
+            .with_context(|| format!("{}: cannot read", out.display()))?
+            .next()
+            .is_none();
+        if !empty && !out.join("report.md").is_file() {
+            bail!(
+                "{}: exists and is not a report folder (it has no report.md); choose another --out",
+                out.display()
+            );
+        }
+    }
+    let name = out
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: give the report folder a name", out.display()))?
+        .to_string_lossy();
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("{}: cannot create", parent.display()))?;
+    let unique = |kind: &str| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        parent.join(format!(".{name}.{kind}-{}-{nanos}", std::process::id()))
+    };
+    let staging = unique("tmp");
+    std::fs::create_dir(&staging)
+        .with_context(|| format!("{}: cannot create", staging.display()))?;
+    let swap = || -> anyhow::Result<()> {
+        for (file, bytes) in files {
+            mlp_train::write_atomic(&staging.join(file), bytes)?;
+        }
+        let cannot = |e: std::io::Error| anyhow!("{}: cannot replace: {e}", out.display());
+        if out.exists() {
+            let old = unique("old");
+            std::fs::rename(out, &old).map_err(cannot)?;
+            if let Err(e) = std::fs::rename(&staging, out) {
+                let _ = std::fs::rename(&old, out);
+                return Err(cannot(e));
+            }
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&staging, out).map_err(cannot)?;
+        }
+        Ok(())
+    };
+    let result = swap();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result
 }
 
 /// A figure's files: PNG always, SVG when it has one.

@@ -174,12 +174,16 @@ pub struct MistakeGrid {
     /// (true class, predicted class, confidence) per image.
     pub captions: Vec<(String, String, f32)>,
     pub title: String,
+    /// Pixels per tile, the image (zoomed) with its two caption lines below.
+    tile: (u32, u32),
 }
 
-const MISTAKE_ZOOM: u32 = 3;
-const MISTAKE_TILE: (u32, u32) = (130, 84 + 36);
+/// Screen pixels per image pixel in the mistake grid.
+pub const MISTAKE_ZOOM: u32 = 3;
 const MISTAKE_COLUMNS: u32 = 8;
 const MISTAKE_TOP: u32 = 34;
+/// Room for two caption lines such as "said: T-shirt/top 0.999" in 11 px text.
+const CAPTION: (u32, u32) = (130, 36);
 
 impl MistakeGrid {
     /// The `indices` images of `data`, labelled from `predictions`.
@@ -190,12 +194,13 @@ impl MistakeGrid {
         names: &[String],
     ) -> Self {
         let (h, w) = data.image_shape();
+        let (w, h) = (w as u32, h as u32);
         let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
         Self {
             images: indices
                 .iter()
                 .map(|&i| {
-                    GrayImage::from_raw(w as u32, h as u32, data.image(i).to_vec())
+                    GrayImage::from_raw(w, h, data.image(i).to_vec())
                         .expect("image sized by its dataset")
                 })
                 .collect(),
@@ -213,29 +218,51 @@ impl MistakeGrid {
                 "The {} misclassified test images the model was most sure of (true class, prediction, its probability)",
                 indices.len()
             ),
+            tile: mistake_tile((w, h)),
         }
     }
 
-    fn origin(&self, k: usize) -> (u32, u32) {
-        let (col, row) = (k as u32 % MISTAKE_COLUMNS, k as u32 / MISTAKE_COLUMNS);
-        (col * MISTAKE_TILE.0 + 8, MISTAKE_TOP + row * MISTAKE_TILE.1)
+    /// The top-left pixel of image `k`.
+    pub fn origin(&self, k: usize) -> (u32, u32) {
+        mistake_origin(k, self.tile)
     }
+}
+
+/// Pixels per tile of the mistake grid for images of `(width, height)` pixels: the zoomed
+/// image with its two caption lines below.
+fn mistake_tile((w, h): (u32, u32)) -> (u32, u32) {
+    (
+        (w * MISTAKE_ZOOM + 10).max(CAPTION.0),
+        h * MISTAKE_ZOOM + CAPTION.1,
+    )
+}
+
+/// Where image `k` of the mistake grid starts, for tiles of `tile` pixels.
+fn mistake_origin(k: usize, tile: (u32, u32)) -> (u32, u32) {
+    let (col, row) = (k as u32 % MISTAKE_COLUMNS, k as u32 / MISTAKE_COLUMNS);
+    (col * tile.0 + 8, MISTAKE_TOP + row * tile.1)
+}
+
+/// Where image `k` of the mistake grid starts, for images of `(width, height)` pixels.
+pub fn mistake_image_origin(k: usize, image_size: (u32, u32)) -> (u32, u32) {
+    mistake_origin(k, mistake_tile(image_size))
 }
 
 impl Figure for MistakeGrid {
     fn size(&self) -> (u32, u32) {
         let rows = (self.images.len() as u32).div_ceil(MISTAKE_COLUMNS).max(1);
         (
-            MISTAKE_COLUMNS * MISTAKE_TILE.0 + 8,
-            MISTAKE_TOP + rows * MISTAKE_TILE.1,
+            MISTAKE_COLUMNS * self.tile.0 + 8,
+            MISTAKE_TOP + rows * self.tile.1,
         )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         root.draw(&Text::new(self.title.clone(), (8, 8), font(13.0)))?;
+        let below_image = (self.tile.1 - CAPTION.1 + 2) as i32;
         for (k, (truth, guess, p)) in self.captions.iter().enumerate() {
             let (x, y) = self.origin(k);
-            let (x, y) = (x as i32, y as i32 + 84 + 2);
+            let (x, y) = (x as i32, y as i32 + below_image);
             root.draw(&Text::new(format!("true: {truth}"), (x, y), font(11.0)))?;
             root.draw(&Text::new(
                 format!("said: {guess} {p:.3}"),

@@ -66,25 +66,24 @@ pub struct SearchHeatmap {
     pub cells: Vec<Vec<Option<Trial>>>,
     /// The held axes and the best trial's values on them.
     pub held: Vec<(Hyperparameter, String)>,
+    /// The settings a grid does not vary, as the best trial had them.
+    pub fixed: String,
     pub best_id: String,
 }
 
 impl SearchHeatmap {
-    /// `trials` ranked best first. The slice shown holds every other axis at the best
-    /// trial's value.
-    pub fn new(trials: &[Trial], x: Hyperparameter, y: Hyperparameter) -> Self {
-        let best = trials
-            .iter()
-            .find(|t| t.status == "ok")
-            .unwrap_or(&trials[0]);
+    /// The slice of `trials` that holds every other setting at `best`'s value (the settings
+    /// a grid does not vary included, as merged searches may differ in them).
+    pub fn new(trials: &[Trial], best: &Trial, x: Hyperparameter, y: Hyperparameter) -> Self {
         let held: Vec<(Hyperparameter, String)> = Hyperparameter::ALL
             .into_iter()
             .filter(|a| *a != x && *a != y)
             .map(|a| (a, a.value(best)))
             .collect();
+        let fixed = |t: &Trial| (t.batch_size, t.epochs, t.lr_decay.to_bits());
         let slice: Vec<&Trial> = trials
             .iter()
-            .filter(|t| held.iter().all(|(a, v)| a.value(t) == *v))
+            .filter(|t| held.iter().all(|(a, v)| a.value(t) == *v) && fixed(t) == fixed(best))
             .collect();
         let (x_levels, y_levels) = (x.levels(&slice), y.levels(&slice));
         let cells = y_levels
@@ -109,6 +108,10 @@ impl SearchHeatmap {
             cells,
             held,
             best_id: best.id.clone(),
+            fixed: format!(
+                "batch {}, {} epochs, decay {}",
+                best.batch_size, best.epochs, best.lr_decay
+            ),
         }
     }
 }
@@ -136,7 +139,11 @@ impl Figure for SearchHeatmap {
             font(16.0),
         ))?;
         root.draw(&Text::new(
-            format!("held at the best trial's values: {}", held.join(", ")),
+            format!(
+                "held at the best trial's values: {}; {}",
+                held.join(", "),
+                self.fixed
+            ),
             (10, 32),
             font(12.0),
         ))?;
@@ -216,6 +223,9 @@ mod tests {
             hidden,
             l2,
             activation: "relu".to_owned(),
+            batch_size: 64,
+            epochs: 5,
+            lr_decay: 0.95,
             status: if acc.is_some() { "ok" } else { "diverged" }.to_owned(),
             best_val_acc: acc,
             best_epoch: acc.map(|_| 1),
@@ -232,8 +242,18 @@ mod tests {
             trial(0.05, 128, 0.001, Some(0.85)),
             trial(0.05, 64, 0.0, Some(0.84)),
             trial(0.5, 64, 0.001, None),
+            // From a merged search that trained longer: not comparable, so not shown.
+            Trial {
+                epochs: 10,
+                ..trial(0.05, 64, 0.001, Some(0.95))
+            },
         ];
-        let map = SearchHeatmap::new(&trials, Hyperparameter::Lr, Hyperparameter::Hidden);
+        let map = SearchHeatmap::new(
+            &trials,
+            &trials[0],
+            Hyperparameter::Lr,
+            Hyperparameter::Hidden,
+        );
         assert_eq!(map.x_levels, ["0.05", "0.1", "0.5"]);
         assert_eq!(map.y_levels, ["64", "128"]);
         assert_eq!(
@@ -246,7 +266,11 @@ mod tests {
         let acc = |r: usize, c: usize| map.cells[r][c].as_ref().map(|t| t.status.clone());
         assert_eq!(acc(0, 1), Some("ok".to_owned()));
         assert_eq!(map.cells[0][1].as_ref().unwrap().best_val_acc, Some(0.9));
-        assert_eq!(acc(0, 0), None, "lr 0.05 h64 ran only with l2 0");
+        assert_eq!(
+            acc(0, 0),
+            None,
+            "lr 0.05 h64 l2 0.001 ran only for 10 epochs"
+        );
         assert_eq!(acc(0, 2), Some("diverged".to_owned()));
         assert_eq!(map.cells[1][0].as_ref().unwrap().best_val_acc, Some(0.85));
         assert_eq!(map.best_id, trials[0].id);

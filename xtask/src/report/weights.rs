@@ -44,7 +44,8 @@ pub fn grey_level(w: f32, m: f32) -> u8 {
 
 /// Where tile `k` lands: a tile is an image of `width`×`height` weights, each drawn as a
 /// `zoom`×`zoom` block, with `gap` pixels between tiles and around the edge, `columns` to a
-/// row, below a caption band `top` pixels high.
+/// row, below a caption band `top` pixels high. The figure is at least `min_width` wide, so
+/// that the caption fits above a narrow grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GridLayout {
     pub width: u32,
@@ -54,6 +55,7 @@ pub struct GridLayout {
     pub columns: u32,
     pub rows: u32,
     pub top: u32,
+    pub min_width: u32,
 }
 
 impl GridLayout {
@@ -69,6 +71,7 @@ impl GridLayout {
             columns,
             rows,
             top: 0,
+            min_width: 0,
         }
     }
 
@@ -83,7 +86,7 @@ impl GridLayout {
     pub fn size(&self) -> (u32, u32) {
         let (x_step, y_step) = self.steps();
         (
-            self.gap + self.columns * x_step,
+            (self.gap + self.columns * x_step).max(self.min_width),
             self.top + self.gap + self.rows * y_step,
         )
     }
@@ -159,7 +162,9 @@ impl WeightGrid {
         let count = count.min(hidden);
         let units: Vec<usize> = (0..count).collect();
         let mut layout = GridLayout::new(count, image_size, zoom);
-        let chars = (layout.size().0 / CHAR_WIDTH).max(30) as usize;
+        // Narrow grids get a wider figure rather than a caption cut off at the edge.
+        layout.min_width = 360;
+        let chars = (layout.size().0 / CHAR_WIDTH) as usize;
         let title = format!(
             "First-layer weights: hidden units 0–{} of {hidden}, one {width}×{height} tile each, in order row by row",
             count.saturating_sub(1)
@@ -275,6 +280,21 @@ mod tests {
     #[test]
     fn tile_k_is_column_k_of_w1_shared_scale() {
         check_tiles(WeightScale::Shared, 1);
+    }
+
+    #[test]
+    fn the_caption_fits_above_a_narrow_grid() {
+        // One 4×4 tile is 14 pixels wide; the scale statement must still be whole.
+        let w1 = Array2::from_shape_fn((16, 3), |(i, k)| (i + k) as f32 - 8.0);
+        let grid = WeightGrid::new(w1.view(), (4, 4), 1, WeightScale::PerTile, 3);
+        let (width, _) = grid.layout.size();
+        assert!(
+            grid.caption
+                .iter()
+                .all(|l| l.chars().count() as u32 * CHAR_WIDTH <= width)
+        );
+        assert!(grid.caption.concat().contains("m = that tile's largest"));
+        assert_eq!(grid.layout.origin(0), (2, grid.layout.top + 2));
     }
 
     #[test]
