@@ -62,7 +62,7 @@ pub struct SearchHeatmap {
     pub y: Hyperparameter,
     pub x_levels: Vec<String>,
     pub y_levels: Vec<String>,
-    /// `cells[row][col]`: the trial at (x_levels[col], y_levels[row]), if the grid had one.
+    /// `cells[row][col]`: the trial at (`x_levels[col]`, `y_levels[row]`), if the grid had one.
     pub cells: Vec<Vec<Option<Trial>>>,
     /// The held axes and the best trial's values on them.
     pub held: Vec<(Hyperparameter, String)>,
