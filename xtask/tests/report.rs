@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{mlp_binary, real_data_dir, run, s, synthetic_data, xtask};
+use common::{mlp_binary, real_data_dir, run, s, synthetic_data, xtask_ok};
 use image::RgbImage;
 use mlp_train::{History, load_model};
 use xtask::report::Numbers;
@@ -180,12 +180,7 @@ fn train_and_report(root: &Path, mlp: &Path, data_args: &[&str], train_args: &[&
         "3",
     ];
     args.extend(data_args);
-    let out = xtask(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    xtask_ok(&args);
 
     // Curves: the points drawn are history.json's.
     let history: History =
@@ -359,7 +354,7 @@ fn report_of_a_search_ranks_trials_and_maps_two_hyperparameters() {
             "1",
         ],
     );
-    let out = xtask(&[
+    xtask_ok(&[
         "report",
         "--run",
         s(&search),
@@ -371,11 +366,6 @@ fn report_of_a_search_ranks_trials_and_maps_two_hyperparameters() {
         "--y",
         "l2",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let report = search.join("report");
     let results: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(search.join("results.json")).unwrap()).unwrap();

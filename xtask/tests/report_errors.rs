@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{mlp_binary, run, s, synthetic_data, xtask};
+use common::{mlp_binary, run, s, synthetic_data, xtask, xtask_ok};
 use mlp_train::History;
 use rand::SeedableRng;
 
@@ -227,12 +227,7 @@ fn a_missing_or_malformed_run_folder_gets_a_one_line_error_naming_it() {
     std::fs::write(report.join("search.png"), "old figure of a search").unwrap();
     let mut args = vec!["report", "--run", s(&good), "--out", s(&report)];
     args.extend(data_args);
-    let out = xtask(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    xtask_ok(&args);
     assert!(!report.join("search.png").exists());
     assert!(
         std::fs::read_to_string(report.join("report.md"))

@@ -42,6 +42,17 @@ pub fn xtask(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `xtask` with `args` and asserts that it succeeds.
+pub fn xtask_ok(args: &[&str]) -> Output {
+    let out = xtask(args);
+    assert!(
+        out.status.success(),
+        "xtask {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
