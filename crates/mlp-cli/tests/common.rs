@@ -108,6 +108,30 @@ pub fn quick_train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// Arguments for a run long enough to be interrupted: `epochs` epochs of small batches on
+/// synthetic data (the same settings whatever the epoch count, so runs compare exactly).
+pub fn slow_train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--data-dir",
+        data,
+        "--allow-unverified",
+        "--epochs",
+        epochs,
+        "--hidden",
+        "16",
+        "--batch-size",
+        "8",
+        "--val-size",
+        "200",
+        "--lr",
+        "0.05",
+        "--quiet",
+        "--out",
+        out,
+    ]
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -15,28 +15,10 @@ fn killed_at_random_moments_a_run_always_resumes_to_the_same_model() {
     let data = write_dataset(tmp.path(), 3000, 60);
     let d = data.to_str().unwrap();
     let train = |out: &str| {
-        vec![
-            "train",
-            "--data-dir",
-            d,
-            "--allow-unverified",
-            "--epochs",
-            "400",
-            "--hidden",
-            "16",
-            "--batch-size",
-            "8",
-            "--val-size",
-            "200",
-            "--lr",
-            "0.05",
-            "--quiet",
-            "--out",
-            out,
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>()
+        slow_train_args(d, out, "400")
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
     };
 
     let whole = tmp.path().join("whole");

@@ -10,25 +10,7 @@ use std::time::Duration;
 use common::*;
 
 fn train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--data-dir",
-        data,
-        "--allow-unverified",
-        "--epochs",
-        "60",
-        "--hidden",
-        "16",
-        "--batch-size",
-        "8",
-        "--val-size",
-        "200",
-        "--lr",
-        "0.05",
-        "--quiet",
-        "--out",
-        out,
-    ]
+    slow_train_args(data, out, "60")
 }
 
 #[test]

@@ -100,17 +100,23 @@ fn interrupted_and_resumed_runs_equal_the_uninterrupted_one() {
     }
 }
 
-#[test]
-fn patience_stops_a_run_that_no_longer_improves() {
-    let (train, val) = (data(300, 1), data(60, 2));
-    let config = TrainConfig {
+/// A run that stops improving after its first epoch (a negligible learning rate), with a
+/// patience of two epochs.
+fn stalling_config() -> CheckedConfig {
+    TrainConfig {
         lr: 1e-9,
         patience: Some(2),
         epochs: 50,
         ..TrainConfig::clone(&config(1))
     }
     .validate()
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn patience_stops_a_run_that_no_longer_improves() {
+    let (train, val) = (data(300, 1), data(60, 2));
+    let config = stalling_config();
     let outcome = mlp_train::train(&config, &train, &val, |_| {}).unwrap();
     // With a negligible learning rate the first epoch is the best; two more without
     // improvement end the run.
@@ -121,14 +127,7 @@ fn patience_stops_a_run_that_no_longer_improves() {
 #[test]
 fn a_run_resumed_after_early_stopping_stops_again() {
     let (train, val) = (data(300, 1), data(60, 2));
-    let config = TrainConfig {
-        lr: 1e-9,
-        patience: Some(2),
-        epochs: 50,
-        ..TrainConfig::clone(&config(1))
-    }
-    .validate()
-    .unwrap();
+    let config = stalling_config();
     let last = std::sync::Mutex::new(None);
     let hooks = Hooks {
         on_epoch: Box::new(|_, state| *last.lock().unwrap() = Some(state.clone())),
