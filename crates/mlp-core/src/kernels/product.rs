@@ -12,9 +12,9 @@ pub const MAX_BLOCK_ROWS: usize = 4;
 /// Columns handled per pass over a block's non-zeros (4 registers of 16 floats).
 const COLUMNS: usize = 64;
 
-/// A block of sparse rows and the dense matrix they multiply: row r of the block is
-/// `vals[r * vals_stride..]`, and its non-zero positions are among the set bits of `union`
-/// (the OR of the rows' masks from [`nonzero_mask`](super::nonzero_mask)). Row j of the
+/// A block of sparse rows and the dense matrix they multiply. Entry j of row r of the block
+/// is `vals[rows[r] + j * step]`, and the rows' non-zero positions are among the set bits of
+/// `union` (the OR of their masks from [`nonzero_mask`](super::nonzero_mask)). Row j of the
 /// matrix is `m[j * ld..]`.
 ///
 /// Only the matrix rows that `union` names are read, and each is used by every row of the
@@ -22,12 +22,18 @@ const COLUMNS: usize = 64;
 /// every two flops per float and is bound by cache bandwidth (36 GFLOP/s measured); four rows
 /// sharing each fetch keep the FMA units busy, at the price of multiplying the few zeros
 /// inside the union.
+///
+/// `rows` and `step` let a block be any rows of a row-major matrix (`step` 1, `rows` their
+/// starts, in any order) or any of its columns read as rows (`step` the row length, `rows`
+/// the columns' indices).
 #[derive(Debug, Clone, Copy)]
 pub struct SparseBlock<'a> {
     /// The rows' dense values.
     pub vals: &'a [f32],
-    /// Distance between rows of `vals`.
-    pub vals_stride: usize,
+    /// Where each row of the block starts in `vals`: one to [`MAX_BLOCK_ROWS`] rows.
+    pub rows: &'a [usize],
+    /// Distance in `vals` between consecutive entries of a row (at least 1).
+    pub step: usize,
     /// OR of the rows' non-zero masks.
     pub union: &'a [u64],
     /// The dense matrix, row-major.
@@ -37,23 +43,41 @@ pub struct SparseBlock<'a> {
 }
 
 impl SparseBlock<'_> {
-    /// Panics unless every index the kernels will use for `rows` rows and `width` columns is
-    /// inside the slices.
-    fn check(&self, rows: usize, width: usize) {
+    /// The highest set bit of `union`, if any.
+    fn last_bit(&self) -> Option<usize> {
+        let (i, w) = self
+            .union
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, w)| **w != 0)?;
+        Some(i * 64 + 63 - w.leading_zeros() as usize)
+    }
+
+    /// Panics unless every index the kernels will use for `width` columns, writing rows
+    /// `out_rows` of an `out_len`-long output, is inside the slices.
+    fn check(&self, out_rows: &[usize], out_len: usize, width: usize) {
+        let rows = self.rows.len();
         assert!(
             rows <= MAX_BLOCK_ROWS,
             "at most {MAX_BLOCK_ROWS} rows at a time"
         );
+        assert_eq!(out_rows.len(), rows, "one output row per block row");
+        assert!(self.step >= 1, "entries of a row are at least 1 apart");
         assert!(
             width <= self.ld,
             "{width} columns requested from rows of {}",
             self.ld
         );
-        let last = self.union.iter().enumerate().rev().find(|(_, w)| **w != 0);
-        if let (Some((i, w)), true) = (last, rows > 0) {
-            let j = i * 64 + 63 - w.leading_zeros() as usize;
+        assert!(
+            out_rows.iter().all(|&o| o + width <= out_len),
+            "out is too short"
+        );
+        if let Some(j) = self.last_bit() {
             assert!(
-                j < self.vals_stride && self.vals.len() > (rows - 1) * self.vals_stride + j,
+                self.rows
+                    .iter()
+                    .all(|&r| r + j * self.step < self.vals.len()),
                 "vals is too short for bit {j}"
             );
             assert!(
@@ -64,30 +88,20 @@ impl SparseBlock<'_> {
     }
 }
 
-/// `out[r][k] += Σ_{j ∈ union} vals[r][j] · m[j][k]` for `r < rows`, `k < width`, where row r
-/// of `out` starts at `r * out_stride`.
-pub fn masked_rows_product(
-    block: &SparseBlock,
-    rows: usize,
-    out: &mut [f32],
-    out_stride: usize,
-    width: usize,
-) {
-    block.check(rows, width);
+/// `out[out_rows[r] + k] += Σ_{j ∈ union} vals[rows[r] + j·step] · m[j][k]` for every row r
+/// of the block and `k < width`.
+pub fn masked_rows_product(block: &SparseBlock, out: &mut [f32], out_rows: &[usize], width: usize) {
+    block.check(out_rows, out.len(), width);
     // Nothing to add; and `check` vouched for no row of `m`, so form no pointer into it.
-    if rows == 0 || width == 0 || block.union.iter().all(|&w| w == 0) {
+    if block.rows.is_empty() || width == 0 || block.last_bit().is_none() {
         return;
     }
-    assert!(
-        width <= out_stride && out.len() >= (rows - 1) * out_stride + width,
-        "out is too short"
-    );
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
         for c0 in (0..width).step_by(COLUMNS) {
             let cols = (width - c0).min(COLUMNS);
             // SAFETY: AVX-512F is present; every index was checked above.
-            unsafe { block_avx512(block, rows, c0, cols, out.as_mut_ptr().add(c0), out_stride) };
+            unsafe { block_avx512(block, c0, cols, out.as_mut_ptr().add(c0), out_rows) };
         }
         return;
     }
@@ -97,9 +111,9 @@ pub fn masked_rows_product(
             let j = w * 64 + bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let m_row = &block.m[j * block.ld..][..width];
-            for r in 0..rows {
-                let v = block.vals[r * block.vals_stride + j];
-                for (o, &x) in out[r * out_stride..][..width].iter_mut().zip(m_row) {
+            for (&row, &out_row) in block.rows.iter().zip(out_rows) {
+                let v = block.vals[row + j * block.step];
+                for (o, &x) in out[out_row..][..width].iter_mut().zip(m_row) {
                     *o += v * x;
                 }
             }
@@ -107,21 +121,20 @@ pub fn masked_rows_product(
     }
 }
 
-/// Dispatches to the instantiation for `rows` rows and ⌈cols / 16⌉ registers (cols ≤ 64).
+/// Dispatches to the instantiation for the block's rows and ⌈cols / 16⌉ registers (cols ≤ 64).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn block_avx512(
     block: &SparseBlock,
-    rows: usize,
     c0: usize,
     cols: usize,
     out: *mut f32,
-    os: usize,
+    out_rows: &[usize],
 ) {
     macro_rules! dispatch {
         ($($r:literal, $n:literal);*) => {
-            match (rows, cols.div_ceil(16)) {
-                $(($r, $n) => block_n::<$r, $n>(block, c0, cols, out, os),)*
+            match (block.rows.len(), cols.div_ceil(16)) {
+                $(($r, $n) => block_n::<$r, $n>(block, c0, cols, out, out_rows),)*
                 _ => unreachable!("rows ≤ 4 and cols ≤ 64 are checked by the caller"),
             }
         };
@@ -143,7 +156,7 @@ unsafe fn block_n<const R: usize, const N: usize>(
     c0: usize,
     cols: usize,
     out: *mut f32,
-    os: usize,
+    out_rows: &[usize],
 ) {
     let tail = cols - (N - 1) * 16;
     let tail_mask: __mmask16 = if tail == 16 {
@@ -156,7 +169,8 @@ unsafe fn block_n<const R: usize, const N: usize>(
     // SAFETY: the caller checked every row of `m`, `vals` and `out` used here; loads and
     // stores are masked to `cols` columns.
     unsafe {
-        let (vals, m) = (b.vals.as_ptr(), b.m.as_ptr().add(c0));
+        let m = b.m.as_ptr().add(c0);
+        let vals: [*const f32; R] = std::array::from_fn(|r| b.vals.as_ptr().add(b.rows[r]));
         for (w, &word) in b.union.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -167,8 +181,9 @@ unsafe fn block_n<const R: usize, const N: usize>(
                 for k in 0..N {
                     m_j[k] = _mm512_maskz_loadu_ps(lanes(k), row.add(16 * k));
                 }
+                let entry = j * b.step;
                 for r in 0..R {
-                    let v = _mm512_set1_ps(*vals.add(r * b.vals_stride + j));
+                    let v = _mm512_set1_ps(*vals[r].add(entry));
                     for k in 0..N {
                         acc[r][k] = _mm512_fmadd_ps(v, m_j[k], acc[r][k]);
                     }
@@ -177,7 +192,7 @@ unsafe fn block_n<const R: usize, const N: usize>(
         }
         for r in 0..R {
             for k in 0..N {
-                let dst = out.add(r * os + 16 * k);
+                let dst = out.add(out_rows[r] + 16 * k);
                 _mm512_mask_storeu_ps(
                     dst,
                     lanes(k),
@@ -194,31 +209,33 @@ mod tests {
     use crate::kernels::nonzero_mask;
     use crate::kernels::test_data::pseudo_random;
 
-    /// A block of `rows` sparse rows over `len` entries, with its union mask.
-    fn block_data(
-        rows: usize,
-        len: usize,
-        stride: usize,
-        zero_every: u32,
-        seed: u32,
-    ) -> (Vec<f32>, Vec<u64>) {
-        let vals = pseudo_random(rows * stride, seed, zero_every);
+    /// The OR of the masks of `len` entries, `step` apart, from each of `starts` in `vals`.
+    fn union_of(vals: &[f32], starts: &[usize], step: usize, len: usize) -> Vec<u64> {
         let mut union = vec![0; crate::kernels::mask_words(len)];
-        for r in 0..rows {
+        for &start in starts {
+            let row: Vec<f32> = (0..len).map(|j| vals[start + j * step]).collect();
             let mut mask = vec![0; union.len()];
-            nonzero_mask(&vals[r * stride..][..len], &mut mask);
+            nonzero_mask(&row, &mut mask);
             union.iter_mut().zip(&mask).for_each(|(u, m)| *u |= m);
         }
-        (vals, union)
+        union
     }
 
-    fn naive(block: &SparseBlock, len: usize, rows: usize, width: usize) -> Vec<f64> {
-        let mut g = vec![0.0; rows * width];
-        for r in 0..rows {
-            for j in 0..len {
-                for k in 0..width {
-                    g[r * width + k] += block.vals[r * block.vals_stride + j] as f64
-                        * block.m[j * block.ld + k] as f64;
+    /// `start + Σ_j vals[rows[r] + j·step]·m[j][k]` in f64, for every block row r.
+    fn naive(
+        block: &SparseBlock,
+        len: usize,
+        width: usize,
+        start: &[f32],
+        out_rows: &[usize],
+    ) -> Vec<f64> {
+        let mut g = vec![0.0; block.rows.len() * width];
+        for (r, &row) in block.rows.iter().enumerate() {
+            for k in 0..width {
+                g[r * width + k] = start[out_rows[r] + k] as f64;
+                for j in 0..len {
+                    g[r * width + k] +=
+                        block.vals[row + j * block.step] as f64 * block.m[j * block.ld + k] as f64;
                 }
             }
         }
@@ -230,39 +247,74 @@ mod tests {
         crate::kernels::test_data::on_both_paths(check_product);
     }
 
+    /// Every block size and width, with rows read three ways: consecutive rows, rows in
+    /// another order, and columns of a row-major matrix read as rows.
     fn check_product() {
         let (len, ld) = (150, 300);
         let m = pseudo_random(len * ld, 9, 1_000_000);
+        let stride = len + 3;
         for rows in 1..=MAX_BLOCK_ROWS {
-            for width in [1, 7, 16, 33, 64, 100, 129, 300] {
-                for zero_every in [1, 2, 5, 1000] {
-                    let (vals, union) = block_data(rows, len, len + 3, zero_every, rows as u32 + 3);
-                    let block = SparseBlock {
-                        vals: &vals,
-                        vals_stride: len + 3,
-                        union: &union,
-                        m: &m,
-                        ld,
-                    };
-                    let expected = naive(&block, len, rows, width);
-                    let out_stride = width + 5;
-                    let start = pseudo_random(rows * out_stride, 4, 1_000_000);
-                    let mut out = start.clone();
-                    masked_rows_product(&block, rows, &mut out, out_stride, width);
-                    for r in 0..rows {
-                        for k in 0..width {
-                            let (o, e) = (
-                                out[r * out_stride + k] as f64,
-                                start[r * out_stride + k] as f64 + expected[r * width + k],
-                            );
-                            assert!(
-                                (o - e).abs() < 1e-3,
-                                "rows {rows} width {width} zeros 1/{zero_every} at ({r}, {k}): {o} vs {e}"
-                            );
+            let layouts: [(&str, Vec<usize>, usize); 3] = [
+                ("consecutive", (0..rows).map(|r| r * stride).collect(), 1),
+                (
+                    "reordered",
+                    (0..rows).map(|r| (rows - 1 - r) * 2 * stride).collect(),
+                    1,
+                ),
+                // vals as (len, stride) row-major, its columns 5, 7, 9… as the block's rows.
+                ("columns", (0..rows).map(|r| 5 + 2 * r).collect(), stride),
+            ];
+            for (layout, starts, step) in layouts {
+                for width in [1, 7, 16, 33, 64, 100, 129, 300] {
+                    for zero_every in [1, 2, 5, 1000] {
+                        let vals = pseudo_random(
+                            2 * MAX_BLOCK_ROWS * stride.max(len * step),
+                            rows as u32 + 3,
+                            zero_every,
+                        );
+                        let block = SparseBlock {
+                            vals: &vals,
+                            rows: &starts,
+                            step,
+                            union: &union_of(&vals, &starts, step, len),
+                            m: &m,
+                            ld,
+                        };
+                        // Output rows in reverse order, with room between them.
+                        let out_rows: Vec<usize> =
+                            (0..rows).map(|r| (rows - 1 - r) * (width + 5)).collect();
+                        let start = pseudo_random(rows * (width + 5), 4, 1_000_000);
+                        let expected = naive(&block, len, width, &start, &out_rows);
+                        let mut out = start.clone();
+                        masked_rows_product(&block, &mut out, &out_rows, width);
+                        for r in 0..rows {
+                            for k in 0..width {
+                                let (o, e) = (out[out_rows[r] + k] as f64, expected[r * width + k]);
+                                assert!(
+                                    (o - e).abs() < 1e-3,
+                                    "{layout}: rows {rows} width {width} zeros 1/{zero_every} at ({r}, {k}): {o} vs {e}"
+                                );
+                            }
                         }
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "vals is too short")]
+    fn a_row_that_runs_past_vals_is_refused() {
+        let vals = [1.0f32; 10];
+        let m = [1.0f32; 8 * 2];
+        let block = SparseBlock {
+            vals: &vals,
+            rows: &[0, 6],
+            step: 1,
+            union: &[0b1000_0001],
+            m: &m,
+            ld: 2,
+        };
+        masked_rows_product(&block, &mut [0.0; 4], &[0, 2], 2);
     }
 }

@@ -7,7 +7,7 @@ use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{Array2, ArrayViewMut2};
 
 use super::SHARDS;
-use super::batch::gather_rows;
+use super::batch::{BlockOrder, gather_rows};
 use super::shard::{ForwardBuffers, Shard, SparseRows};
 use crate::data::LabelledData;
 
@@ -22,6 +22,7 @@ pub(super) struct EvalBuffers {
     x: Vec<f32>,
     y: Vec<usize>,
     x_masks: Vec<u64>,
+    order: BlockOrder,
     fwd: [ForwardBuffers; SHARDS],
     z2_parts: [Vec<f32>; SHARDS],
     logits: Vec<f32>,
@@ -34,6 +35,7 @@ impl EvalBuffers {
             x: vec![0.0; CHUNK * inputs],
             y: vec![0; CHUNK],
             x_masks: vec![0; CHUNK * mask_words(inputs)],
+            order: BlockOrder::new(inputs, CHUNK),
             fwd: widths.map(|w| ForwardBuffers::new(CHUNK, w, inputs)),
             z2_parts: [(); SHARDS].map(|_| vec![0.0; CHUNK * classes]),
             logits: vec![0.0; CHUNK * classes],
@@ -67,16 +69,18 @@ pub(super) fn evaluate_rows(
             &mut b.x_masks[..n * mask_words(inputs)],
             inputs,
         );
+        b.order.sort(&b.x_masks[..n * mask_words(inputs)]);
         let x = SparseRows {
             values: &b.x,
             masks: &b.x_masks,
             len: inputs,
             stride: inputs,
+            step: 1,
             mask_stride: mask_words(inputs),
         };
         for (s, shard) in shards.iter().enumerate() {
             let bias = (s == 0).then_some(b2);
-            shard.forward_into(&mut b.fwd[s], &x, n, activation, bias, &mut b.z2_parts[s]);
+            shard.forward_into(&mut b.fwd[s], &x, b.order.rows(), activation, bias, &mut b.z2_parts[s]);
         }
         // z2 = z2_0 + z2_1, summed as the training step does.
         let logits = &mut b.logits[..n * classes];

@@ -206,11 +206,13 @@ impl Engine {
     fn forward(&mut self, n: usize) {
         let inputs = self.shape.inputs;
         let batches = Self::shard_batches(&self.batches, self.parallel);
+        debug_assert!(batches.iter().all(|b| b.order.rows().len() == n));
         let rows = batches.map(|batch| SparseRows {
             values: &batch.x,
             masks: &batch.x_masks,
             len: inputs,
             stride: inputs,
+            step: 1,
             mask_stride: mask_words(inputs),
         });
         let [s0, s1] = &mut self.shards;
@@ -222,7 +224,7 @@ impl Engine {
             |s, (shard, z2_part)| {
                 shard.forward(
                     &rows[s],
-                    n,
+                    batches[s].order.rows(),
                     activation,
                     (s == 0).then_some(b2.as_slice()),
                     z2_part,

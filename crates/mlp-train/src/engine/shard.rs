@@ -10,33 +10,60 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::sgd::Sgd;
 
-/// Rows of `len` values with the bit masks of their non-zeros: row r is
-/// `values[r * stride..][..len]` with mask `masks[r * mask_stride..][..mask_words(len)]`.
-/// The batch by example (x) and by pixel (xᵀ) are both read this way.
+/// Rows of `len` values with the bit masks of their non-zeros: entry j of row r is
+/// `values[r * stride + j * step]`, and the row's mask is
+/// `masks[r * mask_stride..][..mask_words(len)]`. The batch is read this way both by example
+/// (rows of x: `step` 1) and by pixel (columns of x: `stride` 1, `step` the row length).
 pub(super) struct SparseRows<'a> {
     pub values: &'a [f32],
     pub masks: &'a [u64],
     pub len: usize,
     pub stride: usize,
+    pub step: usize,
     pub mask_stride: usize,
 }
 
+/// Where a block's rows start in [`SparseRows::values`], and the OR of their masks.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BlockRows {
+    starts: [usize; MAX_BLOCK_ROWS],
+    len: usize,
+    union: Vec<u64>,
+}
+
 impl SparseRows<'_> {
-    /// Rows `r0..r0 + rows` as one block: the values from row r0 on, and into `union` the OR
-    /// of their masks.
-    fn block(&self, r0: usize, rows: usize, union: &mut Vec<u64>) -> &[f32] {
+    /// The rows `rows` (at most [`MAX_BLOCK_ROWS`]) as one block over the matrix `m`, rows
+    /// `ld` apart; `block` receives their starts and the union of their masks.
+    fn block<'b>(
+        &'b self,
+        rows: impl IntoIterator<Item = usize>,
+        block: &'b mut BlockRows,
+        m: &'b [f32],
+        ld: usize,
+    ) -> SparseBlock<'b> {
         let words = mask_words(self.len);
-        union.clear();
-        union.resize(words, 0);
-        for r in r0..r0 + rows {
-            for (u, m) in union
+        block.union.clear();
+        block.union.resize(words, 0);
+        block.len = 0;
+        for r in rows {
+            block.starts[block.len] = r * self.stride;
+            block.len += 1;
+            for (u, m) in block
+                .union
                 .iter_mut()
                 .zip(&self.masks[r * self.mask_stride..][..words])
             {
                 *u |= m;
             }
         }
-        &self.values[r0 * self.stride..]
+        SparseBlock {
+            vals: self.values,
+            rows: &block.starts[..block.len],
+            step: self.step,
+            union: &block.union,
+            m,
+            ld,
+        }
     }
 }
 
@@ -72,8 +99,8 @@ pub(super) struct ForwardBuffers {
     /// z1 and a1 = f(z1), (rows, width).
     z1: Vec<f32>,
     a1: Vec<f32>,
-    /// OR of a block's masks (grown once to the largest mask).
-    union: Vec<u64>,
+    /// The block being multiplied (its union grown once to the largest mask).
+    block: BlockRows,
 }
 
 impl ForwardBuffers {
@@ -82,7 +109,10 @@ impl ForwardBuffers {
         Self {
             z1: vec![0.0; rows * width],
             a1: vec![0.0; rows * width],
-            union: Vec::with_capacity(mask_words(rows.max(inputs))),
+            block: BlockRows {
+                union: Vec::with_capacity(mask_words(rows.max(inputs))),
+                ..BlockRows::default()
+            },
         }
     }
 }
@@ -114,13 +144,13 @@ impl Shard {
     pub fn forward(
         &mut self,
         rows: &SparseRows,
-        n: usize,
+        order: &[usize],
         activation: Activation,
         b2: Option<&[f32]>,
         z2_part: &mut [f32],
     ) {
         let mut fwd = std::mem::take(&mut self.fwd);
-        self.forward_into(&mut fwd, rows, n, activation, b2, z2_part);
+        self.forward_into(&mut fwd, rows, order, activation, b2, z2_part);
         self.fwd = fwd;
     }
 
@@ -132,7 +162,7 @@ impl Shard {
         &self,
         fwd: &mut ForwardBuffers,
         rows: &SparseRows,
-        n: usize,
+        order: &[usize],
         activation: Activation,
         b2: Option<&[f32]>,
         z2_part: &mut [f32],
@@ -140,9 +170,9 @@ impl Shard {
         #[cfg(target_arch = "x86_64")]
         if mlp_core::kernels::has_avx512() {
             // SAFETY: the CPU has AVX-512F.
-            return unsafe { self.forward_avx512(fwd, rows, n, activation, b2, z2_part) };
+            return unsafe { self.forward_avx512(fwd, rows, order, activation, b2, z2_part) };
         }
-        self.forward_body(fwd, rows, n, activation, b2, z2_part)
+        self.forward_body(fwd, rows, order, activation, b2, z2_part)
     }
 
     /// The same code compiled for AVX-512, so that the small loops inlined into it (bias
@@ -153,12 +183,12 @@ impl Shard {
         &self,
         fwd: &mut ForwardBuffers,
         rows: &SparseRows,
-        n: usize,
+        order: &[usize],
         activation: Activation,
         b2: Option<&[f32]>,
         z2_part: &mut [f32],
     ) {
-        self.forward_body(fwd, rows, n, activation, b2, z2_part)
+        self.forward_body(fwd, rows, order, activation, b2, z2_part)
     }
 
     #[inline(always)]
@@ -166,27 +196,24 @@ impl Shard {
         &self,
         fwd: &mut ForwardBuffers,
         rows: &SparseRows,
-        n: usize,
+        order: &[usize],
         activation: Activation,
         b2: Option<&[f32]>,
         z2_part: &mut [f32],
     ) {
-        let (w, classes) = (self.width, self.classes);
-        let ForwardBuffers { z1, a1, union } = fwd;
+        let (n, w, classes) = (order.len(), self.width, self.classes);
+        let ForwardBuffers { z1, a1, block } = fwd;
         for i in 0..n {
             z1[i * w..][..w].copy_from_slice(&self.b1);
         }
-        for i0 in (0..n).step_by(MAX_BLOCK_ROWS) {
-            let r = MAX_BLOCK_ROWS.min(n - i0);
-            let x = rows.block(i0, r, union);
-            let block = SparseBlock {
-                vals: x,
-                vals_stride: rows.stride,
-                union,
-                m: &self.w1,
-                ld: w,
-            };
-            masked_rows_product(&block, r, &mut z1[i0 * w..], w, w);
+        // Blocks of rows in `order`, each row's z1 in its own place.
+        for group in order.chunks(MAX_BLOCK_ROWS) {
+            let x = rows.block(group.iter().copied(), block, &self.w1, w);
+            let mut out_rows = [0; MAX_BLOCK_ROWS];
+            for (o, &i) in out_rows.iter_mut().zip(group) {
+                *o = i * w;
+            }
+            masked_rows_product(&x, z1, &out_rows[..group.len()], w);
         }
         let z1 = ArrayView2::from_shape((n, w), &z1[..n * w]).expect("buffer sized for n rows");
         activation.forward(
@@ -307,17 +334,12 @@ impl Shard {
                 let dw1 = &mut self.dw1_rows[..r * w];
                 dw1.fill(0.0);
                 // The two halves of the batch's rows (see `Batch::pixels`), in order.
+                let out_rows: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| k * w);
                 let mut row0 = 0;
                 for half in pixels {
-                    let vals = half.block(p0, r, &mut self.fwd.union);
-                    let block = SparseBlock {
-                        vals,
-                        vals_stride: half.stride,
-                        union: &self.fwd.union,
-                        m: &self.dz1[row0 * w..],
-                        ld: w,
-                    };
-                    masked_rows_product(&block, r, dw1, w, w);
+                    let m = &self.dz1[row0 * w..];
+                    let block = half.block(p0..p0 + r, &mut self.fwd.block, m, w);
+                    masked_rows_product(&block, dw1, &out_rows[..r], w);
                     row0 += half.len;
                 }
                 grad_sq += sum_of_squares(dw1) as f64;
