@@ -58,6 +58,78 @@ unsafe fn nonzero_mask_avx512(values: &[f32], mask: &mut [u64]) {
     }
 }
 
+/// Bit masks of the non-zeros of each column of the row-major `rows × cols` matrix `src`:
+/// bit r of column c's mask (word r / 64 of `masks[c * mask_stride..]`) is set exactly when
+/// `src[r * cols + c] != 0`. What [`nonzero_mask`] gives for the transpose's rows, without
+/// writing the transpose: a kernel can read the columns in place (`SparseBlock::step`).
+pub fn column_masks(src: &[f32], rows: usize, cols: usize, masks: &mut [u64], mask_stride: usize) {
+    let words = mask_words(rows);
+    assert!(
+        src.len() >= rows * cols,
+        "src is shorter than {rows} × {cols}"
+    );
+    assert!(
+        mask_stride >= words && (cols == 0 || masks.len() >= (cols - 1) * mask_stride + words),
+        "masks is too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F; the sizes were checked above.
+        unsafe { column_masks_avx512(src, rows, cols, masks, mask_stride) };
+        return;
+    }
+    for c in 0..cols {
+        masks[c * mask_stride..][..words].fill(0);
+    }
+    for r in 0..rows {
+        for c in 0..cols {
+            masks[c * mask_stride + r / 64] |= u64::from(src[r * cols + c] != 0.0) << (r % 64);
+        }
+    }
+}
+
+/// For each 16 columns and 64 rows: one compare per row gives the row's 16 bits, and a
+/// masked OR sets bit r in the 64-bit lane of each column where the row is non-zero.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn column_masks_avx512(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    masks: &mut [u64],
+    mask_stride: usize,
+) {
+    let mut words = [0u64; 16];
+    for w in 0..mask_words(rows) {
+        for c0 in (0..cols).step_by(16) {
+            let left = cols - c0;
+            let lanes: __mmask16 = if left >= 16 {
+                0xFFFF
+            } else {
+                (1u16 << left) - 1
+            };
+            let (mut low, mut high) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+            for r in w * 64..rows.min(w * 64 + 64) {
+                // SAFETY: row r's columns c0.. under `lanes` are inside `src` (checked by the
+                // caller: rows × cols entries).
+                let v = unsafe { _mm512_maskz_loadu_ps(lanes, src.as_ptr().add(r * cols + c0)) };
+                let nonzero = _mm512_mask_cmpneq_ps_mask(lanes, v, _mm512_setzero_ps());
+                let bit = _mm512_set1_epi64(1 << (r % 64));
+                low = _mm512_mask_or_epi64(low, nonzero as u8, low, bit);
+                high = _mm512_mask_or_epi64(high, (nonzero >> 8) as u8, high, bit);
+            }
+            // SAFETY: `words` holds 16 u64.
+            unsafe {
+                _mm512_storeu_si512(words.as_mut_ptr().cast(), low);
+                _mm512_storeu_si512(words.as_mut_ptr().add(8).cast(), high);
+            }
+            for (k, &word) in words.iter().enumerate().take(left.min(16)) {
+                masks[(c0 + k) * mask_stride + w] = word;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +156,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn column_masks_mark_exactly_the_non_zeros_of_each_column() {
+        crate::kernels::test_data::on_both_paths(|| {
+            for (rows, cols) in [
+                (0, 5),
+                (1, 1),
+                (32, 784),
+                (33, 17),
+                (64, 16),
+                (65, 30),
+                (130, 7),
+            ] {
+                let src = pseudo_random(rows * cols, (rows * cols) as u32 + 1, 2);
+                let stride = mask_words(rows) + 1;
+                let mut masks = vec![u64::MAX; cols * stride];
+                column_masks(&src, rows, cols, &mut masks, stride);
+                for c in 0..cols {
+                    let column: Vec<f32> = (0..rows).map(|r| src[r * cols + c]).collect();
+                    let mut expected = vec![0; mask_words(rows)];
+                    nonzero_mask(&column, &mut expected);
+                    assert_eq!(
+                        masks[c * stride..][..expected.len()],
+                        expected,
+                        "{rows} × {cols}, column {c}"
+                    );
+                }
+            }
+        });
     }
 }

@@ -10,8 +10,8 @@
 //! backward, pixel p:    dW1[p, :] =           Σ_{i: x[i,p] ≠ 0} x[i,p] · dz1[i, :]
 //! ```
 //! A sparse vector is its dense values plus a bit mask of the non-zeros ([`nonzero_mask`]);
-//! the kernels visit set bits only. [`transpose_columns`] turns the batch's rows into
-//! per-pixel rows for the backward product.
+//! the kernels visit set bits only. The backward product reads the batch's columns in place
+//! (a [`SparseBlock`] with a `step`), with their masks from [`column_masks`].
 
 /// Whether the AVX-512 kernels can run on this CPU (checked once, then cached by std).
 #[inline]
@@ -32,11 +32,9 @@ pub fn has_avx512() -> bool {
 
 mod mask;
 mod product;
-mod transpose;
 
-pub use mask::{mask_words, nonzero_mask};
+pub use mask::{column_masks, mask_words, nonzero_mask};
 pub use product::{MAX_BLOCK_ROWS, SparseBlock, masked_rows_product};
-pub use transpose::{transpose_columns, transpose_with_masks};
 
 /// `Σ a[k]·b[k]`, accumulated in 16 independent lanes so that the compiler can vectorise it.
 #[inline]

@@ -1,13 +1,14 @@
 //! The batch as the training step reads it: gathered rows with their non-zero masks, the
-//! same batch by pixel for the backward pass, and which examples were gathered ahead.
+//! masks of the batch's columns (pixels) for the backward pass, and which examples were
+//! gathered ahead.
 
-use mlp_core::kernels::{mask_words, nonzero_mask, transpose_with_masks};
+use mlp_core::kernels::{column_masks, mask_words, nonzero_mask};
 
 use super::shard::SparseRows;
 use crate::data::LabelledData;
 
-/// A gathered batch: its rows with the masks of their non-zeros, and for training the same
-/// batch by pixel (xᵀ and masks) in two halves of rows, as the backward pass reads it.
+/// A gathered batch: its rows with the masks of their non-zeros, and for training the masks
+/// of each pixel's non-zeros in two halves of the rows, as the backward pass reads them.
 #[derive(Debug)]
 pub(super) struct Batch {
     pub(super) x: Vec<f32>,
@@ -15,10 +16,10 @@ pub(super) struct Batch {
     pub(super) x_masks: Vec<u64>,
     /// The rows in the order the forward pass takes them (see [`BlockOrder`]).
     pub(super) order: BlockOrder,
-    xt: Vec<f32>,
-    xt_masks: Vec<u64>,
-    /// Mask words per pixel row of one half of xᵀ.
-    xt_mask_stride: usize,
+    /// Per half of the rows, per pixel: which of the half's rows are non-zero there.
+    pixel_masks: Vec<u64>,
+    /// Mask words per pixel in one half.
+    pixel_mask_stride: usize,
 }
 
 impl Batch {
@@ -30,20 +31,19 @@ impl Batch {
             y: vec![0; batch_size],
             x_masks: vec![0; batch_size * mask_words(inputs)],
             order: BlockOrder::new(inputs, batch_size),
-            xt: vec![0.0; 2 * inputs * half],
-            xt_masks: vec![0; 2 * inputs * mask_words(half)],
-            xt_mask_stride: mask_words(half),
+            pixel_masks: vec![0; 2 * inputs * mask_words(half)],
+            pixel_mask_stride: mask_words(half),
         }
     }
 
-    /// Gathers the examples at `indices` and lays them out by pixel too: the two halves of
-    /// the rows each transposed on their own (see [`Batch::pixels`]).
+    /// Gathers the examples at `indices`, masks the non-zeros of each row and, in each half of
+    /// the rows, of each pixel (see [`Batch::pixels`]), and orders the rows for the forward
+    /// pass.
     pub(super) fn fill(&mut self, data: &dyn LabelledData, indices: &[usize], inputs: usize) {
         let n = indices.len();
         let words = mask_words(inputs);
-        let half = n / 2;
-        let (xt_half, masks_half) = (self.xt.len() / 2, self.xt_masks.len() / 2);
-        for (h, rows) in [0..half, half..n].into_iter().enumerate() {
+        let masks_half = self.pixel_masks.len() / 2;
+        for (h, rows) in [0..n / 2, n / 2..n].into_iter().enumerate() {
             let x = &mut self.x[rows.start * inputs..rows.end * inputs];
             gather_rows(
                 data,
@@ -53,32 +53,27 @@ impl Batch {
                 &mut self.x_masks[rows.start * words..rows.end * words],
                 inputs,
             );
-            let len = rows.len();
-            if len > 0 {
-                let xt = &mut self.xt[h * xt_half..][..xt_half];
-                let xt_masks = &mut self.xt_masks[h * masks_half..][..masks_half];
-                // xᵀ rows are packed `len` apart: rows of the full capacity apart would put
-                // every write 4 KiB from the last, where caches alias.
-                transpose_with_masks(x, len, inputs, xt, len, xt_masks, self.xt_mask_stride);
-            }
+            let masks = &mut self.pixel_masks[h * masks_half..][..masks_half];
+            column_masks(x, rows.len(), inputs, masks, self.pixel_mask_stride);
         }
         self.order.sort(&self.x_masks[..n * words]);
     }
 
     /// The batch by pixel, in its two halves of rows: what the backward pass multiplies by.
+    /// Pixel p's "row" is column p of the half, read in place (entries `inputs` apart).
     /// (Why halves: dW1's sums run half by half, and summing all rows at once would round
     /// differently, changing the bits of every model trained so far, `models/` included.)
-    pub(super) fn pixels(&self, n: usize) -> [SparseRows<'_>; 2] {
-        let (xt_half, masks_half) = (self.xt.len() / 2, self.xt_masks.len() / 2);
-        let half = |h: usize, rows: usize| SparseRows {
-            values: &self.xt[h * xt_half..],
-            masks: &self.xt_masks[h * masks_half..],
-            len: rows,
-            stride: rows,
-            step: 1,
-            mask_stride: self.xt_mask_stride,
+    pub(super) fn pixels(&self, n: usize, inputs: usize) -> [SparseRows<'_>; 2] {
+        let masks_half = self.pixel_masks.len() / 2;
+        let half = |h: usize, rows: std::ops::Range<usize>| SparseRows {
+            values: &self.x[rows.start * inputs..rows.end * inputs],
+            masks: &self.pixel_masks[h * masks_half..],
+            len: rows.len(),
+            stride: 1,
+            step: inputs,
+            mask_stride: self.pixel_mask_stride,
         };
-        [half(0, n / 2), half(1, n - n / 2)]
+        [half(0, 0..n / 2), half(1, n / 2..n)]
     }
 }
 

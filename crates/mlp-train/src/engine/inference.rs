@@ -80,7 +80,14 @@ pub(super) fn evaluate_rows(
         };
         for (s, shard) in shards.iter().enumerate() {
             let bias = (s == 0).then_some(b2);
-            shard.forward_into(&mut b.fwd[s], &x, b.order.rows(), activation, bias, &mut b.z2_parts[s]);
+            shard.forward_into(
+                &mut b.fwd[s],
+                &x,
+                b.order.rows(),
+                activation,
+                bias,
+                &mut b.z2_parts[s],
+            );
         }
         // z2 = z2_0 + z2_1, summed as the training step does.
         let logits = &mut b.logits[..n * classes];

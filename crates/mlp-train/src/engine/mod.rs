@@ -14,7 +14,8 @@
 //!   partition and the order of every sum are the same either way, so the thread count never
 //!   changes a result.
 //! - **Each core its own copy of the batch, gathered ahead.** Gathering copies the batch's
-//!   rows, masks their non-zeros, and transposes them (xᵀ and masks, for the backward pass).
+//!   rows, masks their non-zeros by row (for the forward pass) and by pixel (the backward
+//!   pass reads x's columns in place), and orders the rows for the forward pass.
 //!   In training each thread gathers the whole batch into buffers of its own, right after its
 //!   backward pass of the step before, so the passes read only what their own core wrote and
 //!   a step needs no gather phase of its own. Sharing one copy, half gathered by each core,
@@ -275,7 +276,7 @@ impl Engine {
             let [batch0, batch1] = &mut self.batches;
             let args = [(s0, Some(b2), batch0), (s1, None, batch1)];
             Self::on_shards(true, args, |_, (shard, b2, batch)| {
-                let pixels = batch.pixels(n);
+                let pixels = batch.pixels(n, inputs);
                 let result =
                     shard.backward_update(z2_parts, &batch.y[..n], &pixels, activation, sgd, b2);
                 if !next.is_empty() {
@@ -285,7 +286,7 @@ impl Engine {
             })
         } else {
             let batch = &self.batches[0];
-            let (pixels, labels) = (batch.pixels(n), &batch.y[..n]);
+            let (pixels, labels) = (batch.pixels(n, inputs), &batch.y[..n]);
             let results = [
                 s0.backward_update(z2_parts, labels, &pixels, activation, sgd, Some(b2)),
                 s1.backward_update(z2_parts, labels, &pixels, activation, sgd, None),
