@@ -58,47 +58,68 @@ unsafe fn nonzero_mask_avx512(values: &[f32], mask: &mut [u64]) {
     }
 }
 
-/// Bit masks of the non-zeros of each column of the row-major `rows × cols` matrix `src`:
-/// bit r of column c's mask (word r / 64 of `masks[c * mask_stride..]`) is set exactly when
-/// `src[r * cols + c] != 0`. What [`nonzero_mask`] gives for the transpose's rows, without
-/// writing the transpose: a kernel can read the columns in place (`SparseBlock::step`).
-pub fn column_masks(src: &[f32], rows: usize, cols: usize, masks: &mut [u64], mask_stride: usize) {
-    let words = mask_words(rows);
+/// The bit masks of a row-major `rows × cols` matrix's non-zeros, both ways, in one pass:
+/// row r's mask, as [`nonzero_mask`] gives it, into `row_masks[r * mask_words(cols)..]`, and
+/// column c's (bit r, of word r / 64, set exactly when `src[r * cols + c] != 0`) into
+/// `column_masks[c * column_stride..]`. With the column masks a kernel can read the columns
+/// in place (`SparseBlock::step`), without writing the transpose.
+pub fn row_and_column_masks(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    row_masks: &mut [u64],
+    column_masks: &mut [u64],
+    column_stride: usize,
+) {
+    let (row_words, column_words) = (mask_words(cols), mask_words(rows));
     assert!(
         src.len() >= rows * cols,
         "src is shorter than {rows} × {cols}"
     );
     assert!(
-        mask_stride >= words && (cols == 0 || masks.len() >= (cols - 1) * mask_stride + words),
-        "masks is too short"
+        row_masks.len() >= rows * row_words,
+        "row_masks is too short"
+    );
+    assert!(
+        column_stride >= column_words
+            && (cols == 0 || column_masks.len() >= (cols - 1) * column_stride + column_words),
+        "column_masks is too short"
     );
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
         // SAFETY: the CPU has AVX-512F; the sizes were checked above.
-        unsafe { column_masks_avx512(src, rows, cols, masks, mask_stride) };
+        unsafe { masks_avx512(src, rows, cols, row_masks, column_masks, column_stride) };
         return;
     }
     for c in 0..cols {
-        masks[c * mask_stride..][..words].fill(0);
+        column_masks[c * column_stride..][..column_words].fill(0);
     }
     for r in 0..rows {
-        for c in 0..cols {
-            masks[c * mask_stride + r / 64] |= u64::from(src[r * cols + c] != 0.0) << (r % 64);
+        let row = &src[r * cols..][..cols];
+        nonzero_mask_portable(row, &mut row_masks[r * row_words..][..row_words]);
+        for (c, &v) in row.iter().enumerate() {
+            column_masks[c * column_stride + r / 64] |= u64::from(v != 0.0) << (r % 64);
         }
     }
 }
 
-/// For each 16 columns and 64 rows: one compare per row gives the row's 16 bits, and a
-/// masked OR sets bit r in the 64-bit lane of each column where the row is non-zero.
+/// For each 64 rows and 16 columns: one compare per row gives the row's 16 bits, stored as
+/// they are into the row's mask, and a masked OR sets bit r in the 64-bit lane of each column
+/// where the row is non-zero.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn column_masks_avx512(
+unsafe fn masks_avx512(
     src: &[f32],
     rows: usize,
     cols: usize,
-    masks: &mut [u64],
-    mask_stride: usize,
+    row_masks: &mut [u64],
+    column_masks: &mut [u64],
+    column_stride: usize,
 ) {
+    let row_words = mask_words(cols);
+    // Whole words are cleared, since only the 16-bit pieces that hold columns are written.
+    row_masks[..rows * row_words].fill(0);
+    let pieces = row_masks.as_mut_ptr().cast::<u16>();
     let mut words = [0u64; 16];
     for w in 0..mask_words(rows) {
         for c0 in (0..cols).step_by(16) {
@@ -110,10 +131,15 @@ unsafe fn column_masks_avx512(
             };
             let (mut low, mut high) = (_mm512_setzero_si512(), _mm512_setzero_si512());
             for r in w * 64..rows.min(w * 64 + 64) {
-                // SAFETY: row r's columns c0.. under `lanes` are inside `src` (checked by the
-                // caller: rows × cols entries).
-                let v = unsafe { _mm512_maskz_loadu_ps(lanes, src.as_ptr().add(r * cols + c0)) };
-                let nonzero = _mm512_mask_cmpneq_ps_mask(lanes, v, _mm512_setzero_ps());
+                // SAFETY: row r's columns c0.. under `lanes` are inside `src`, and piece
+                // c0 / 16 of row r's mask inside `row_masks` (checked by the caller). Pieces
+                // are little-endian u16s of the u64 words, as on every x86-64.
+                let nonzero = unsafe {
+                    let v = _mm512_maskz_loadu_ps(lanes, src.as_ptr().add(r * cols + c0));
+                    let nonzero = _mm512_mask_cmpneq_ps_mask(lanes, v, _mm512_setzero_ps());
+                    *pieces.add(r * row_words * 4 + c0 / 16) = nonzero;
+                    nonzero
+                };
                 let bit = _mm512_set1_epi64(1 << (r % 64));
                 low = _mm512_mask_or_epi64(low, nonzero as u8, low, bit);
                 high = _mm512_mask_or_epi64(high, (nonzero >> 8) as u8, high, bit);
@@ -124,7 +150,7 @@ unsafe fn column_masks_avx512(
                 _mm512_storeu_si512(words.as_mut_ptr().add(8).cast(), high);
             }
             for (k, &word) in words.iter().enumerate().take(left.min(16)) {
-                masks[(c0 + k) * mask_stride + w] = word;
+                column_masks[(c0 + k) * column_stride + w] = word;
             }
         }
     }
@@ -159,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn column_masks_mark_exactly_the_non_zeros_of_each_column() {
+    fn row_and_column_masks_mark_exactly_the_non_zeros_of_each_row_and_column() {
         crate::kernels::test_data::on_both_paths(|| {
             for (rows, cols) in [
                 (0, 5),
@@ -172,14 +198,24 @@ mod tests {
             ] {
                 let src = pseudo_random(rows * cols, (rows * cols) as u32 + 1, 2);
                 let stride = mask_words(rows) + 1;
-                let mut masks = vec![u64::MAX; cols * stride];
-                column_masks(&src, rows, cols, &mut masks, stride);
+                let mut row_masks = vec![u64::MAX; rows * mask_words(cols)];
+                let mut column_masks = vec![u64::MAX; cols * stride];
+                row_and_column_masks(&src, rows, cols, &mut row_masks, &mut column_masks, stride);
+                for r in 0..rows {
+                    let mut expected = vec![0; mask_words(cols)];
+                    nonzero_mask(&src[r * cols..][..cols], &mut expected);
+                    assert_eq!(
+                        row_masks[r * expected.len()..][..expected.len()],
+                        expected,
+                        "{rows} × {cols}, row {r}"
+                    );
+                }
                 for c in 0..cols {
                     let column: Vec<f32> = (0..rows).map(|r| src[r * cols + c]).collect();
                     let mut expected = vec![0; mask_words(rows)];
                     nonzero_mask(&column, &mut expected);
                     assert_eq!(
-                        masks[c * stride..][..expected.len()],
+                        column_masks[c * stride..][..expected.len()],
                         expected,
                         "{rows} × {cols}, column {c}"
                     );

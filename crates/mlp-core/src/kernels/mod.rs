@@ -11,7 +11,7 @@
 //! ```
 //! A sparse vector is its dense values plus a bit mask of the non-zeros ([`nonzero_mask`]);
 //! the kernels visit set bits only. The backward product reads the batch's columns in place
-//! (a [`SparseBlock`] with a `step`), with their masks from [`column_masks`].
+//! (a [`SparseBlock`] with a `step`), with their masks from [`row_and_column_masks`].
 
 /// Whether the AVX-512 kernels can run on this CPU (checked once, then cached by std).
 #[inline]
@@ -33,7 +33,7 @@ pub fn has_avx512() -> bool {
 mod mask;
 mod product;
 
-pub use mask::{column_masks, mask_words, nonzero_mask};
+pub use mask::{mask_words, nonzero_mask, row_and_column_masks};
 pub use product::{MAX_BLOCK_ROWS, SparseBlock, masked_rows_product};
 
 /// `Σ a[k]·b[k]`, accumulated in 16 independent lanes so that the compiler can vectorise it.

@@ -2,7 +2,7 @@
 //! masks of the batch's columns (pixels) for the backward pass, and which examples were
 //! gathered ahead.
 
-use mlp_core::kernels::{column_masks, mask_words, nonzero_mask};
+use mlp_core::kernels::{mask_words, nonzero_mask, row_and_column_masks};
 
 use super::shard::SparseRows;
 use crate::data::LabelledData;
@@ -45,16 +45,15 @@ impl Batch {
         let masks_half = self.pixel_masks.len() / 2;
         for (h, rows) in [0..n / 2, n / 2..n].into_iter().enumerate() {
             let x = &mut self.x[rows.start * inputs..rows.end * inputs];
-            gather_rows(
-                data,
-                &indices[rows.clone()],
+            data.gather(&indices[rows.clone()], x, &mut self.y[rows.clone()]);
+            row_and_column_masks(
                 x,
-                &mut self.y[rows.clone()],
-                &mut self.x_masks[rows.start * words..rows.end * words],
+                rows.len(),
                 inputs,
+                &mut self.x_masks[rows.start * words..rows.end * words],
+                &mut self.pixel_masks[h * masks_half..][..masks_half],
+                self.pixel_mask_stride,
             );
-            let masks = &mut self.pixel_masks[h * masks_half..][..masks_half];
-            column_masks(x, rows.len(), inputs, masks, self.pixel_mask_stride);
         }
         self.order.sort(&self.x_masks[..n * words]);
     }
@@ -105,12 +104,17 @@ pub(super) struct BlockOrder {
     /// Side of the square image a row is, if it is one (and at most 64 pixels wide).
     side: Option<usize>,
     words: usize,
-    keys: Vec<(u32, u32, u32)>,
+    /// Per row, its sort key and index packed into one integer (see [`BlockOrder::key`]).
+    keys: Vec<u64>,
     rows: Vec<usize>,
 }
 
 impl BlockOrder {
+    /// Bits of a key that hold the row's index: batches are smaller than 2²⁴ rows.
+    const INDEX_BITS: u32 = 24;
+
     pub(super) fn new(inputs: usize, batch_size: usize) -> Self {
+        assert!(batch_size < 1 << Self::INDEX_BITS, "batches are under 2^24 rows");
         let side = inputs.isqrt();
         Self {
             side: (side * side == inputs && side <= 64).then_some(side),
@@ -120,19 +124,29 @@ impl BlockOrder {
         }
     }
 
+    /// Width (7 bits), height (7 bits), count of non-zeros (26 bits, saturated) and the row's
+    /// index, high bits first: sorting the integers sorts by the tuple, with no ties.
+    fn key(width: u32, height: u32, count: u32, index: usize) -> u64 {
+        (u64::from(width) << 57)
+            | (u64::from(height) << 50)
+            | (u64::from(count.min((1 << 26) - 1)) << Self::INDEX_BITS)
+            | index as u64
+    }
+
     /// Orders the rows whose masks are `masks` (one row every `mask_words(inputs)` words).
     pub(super) fn sort(&mut self, masks: &[u64]) {
         let words = self.words.max(1);
         self.keys.clear();
-        self.keys.extend(masks.chunks_exact(words).map(|mask| {
-            let count = mask.iter().map(|w| w.count_ones()).sum();
-            let (width, height) = self.side.map_or((0, 0), |side| silhouette(mask, side));
-            (width, height, count)
-        }));
+        self.keys
+            .extend(masks.chunks_exact(words).enumerate().map(|(i, mask)| {
+                let count = mask.iter().map(|w| w.count_ones()).sum();
+                let (width, height) = self.side.map_or((0, 0), |side| silhouette(mask, side));
+                Self::key(width, height, count, i)
+            }));
+        self.keys.sort_unstable();
         self.rows.clear();
-        self.rows.extend(0..self.keys.len());
-        let keys = &self.keys;
-        self.rows.sort_unstable_by_key(|&i| (keys[i], i));
+        let index = (1 << Self::INDEX_BITS) - 1;
+        self.rows.extend(self.keys.iter().map(|k| (k & index) as usize));
     }
 
     /// The rows, in order.
