@@ -76,7 +76,9 @@ impl Activation {
         }
     }
 
-    /// a = f(z), element-wise. `z` and `a` have the same shape.
+    /// a = f(z), element-wise. `z` and `a` have the same shape. (`inline(always)`, like the
+    /// kernels' helpers, so that the engine's AVX-512 passes compile it as their own.)
+    #[inline(always)]
     pub fn forward(self, z: ArrayView2<f32>, a: ArrayViewMut2<f32>) {
         // One loop per variant, so the match is outside the loop and each loop vectorises.
         let zip = Zip::from(a).and(z);
@@ -89,6 +91,7 @@ impl Activation {
     }
 
     /// In place: `grad` holds dL/da on entry and dL/dz = dL/da ⊙ f'(z) on return.
+    #[inline(always)]
     pub fn backward(self, z: ArrayView2<f32>, a: ArrayView2<f32>, grad: ArrayViewMut2<f32>) {
         let zip = Zip::from(grad).and(z).and(a);
         match self {

@@ -35,7 +35,7 @@ impl Sgd {
     }
 
     /// W ← W − lr·(dW + λ·W), element by element (any part of a weight tensor).
-    #[inline]
+    #[inline(always)]
     pub fn update_weights(&self, w: &mut [f32], g: &[f32]) {
         let (lr, l2) = (self.lr, self.l2);
         for (w, &g) in w.iter_mut().zip(g) {
@@ -44,7 +44,7 @@ impl Sgd {
     }
 
     /// b ← b − lr·db (biases are not regularised).
-    #[inline]
+    #[inline(always)]
     pub fn update_biases(&self, b: &mut [f32], g: &[f32]) {
         for (b, &g) in b.iter_mut().zip(g) {
             *b -= self.lr * g;

@@ -30,14 +30,21 @@ pub fn has_avx512() -> bool {
     }
 }
 
+mod dense;
 mod mask;
 mod product;
 
+pub use dense::{combine_rows, dot_rows};
 pub use mask::{mask_words, nonzero_mask, row_and_column_masks};
 pub use product::{MAX_BLOCK_ROWS, SparseBlock, masked_rows_product};
 
 /// `Σ a[k]·b[k]`, accumulated in 16 independent lanes so that the compiler can vectorise it.
-#[inline]
+///
+/// This and the other small helpers here are `inline(always)`: called from the engine's
+/// AVX-512 functions they must be compiled into them, as AVX-512 code. Left to the inliner,
+/// `dot` stayed an out-of-line SSE function (the engine's sum of squares of dW1 called it
+/// 196 times per shard and step).
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let mut lanes = [0.0f32; 16];
@@ -57,7 +64,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// y += alpha · x.
-#[inline]
+#[inline(always)]
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len());
     for (y, &x) in y.iter_mut().zip(x) {
@@ -66,7 +73,7 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 }
 
 /// `Σ v[k]²`, in 16 lanes like [`dot`].
-#[inline]
+#[inline(always)]
 pub fn sum_of_squares(v: &[f32]) -> f32 {
     dot(v, v)
 }

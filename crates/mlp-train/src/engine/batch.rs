@@ -114,7 +114,10 @@ impl BlockOrder {
     const INDEX_BITS: u32 = 24;
 
     pub(super) fn new(inputs: usize, batch_size: usize) -> Self {
-        assert!(batch_size < 1 << Self::INDEX_BITS, "batches are under 2^24 rows");
+        assert!(
+            batch_size < 1 << Self::INDEX_BITS,
+            "batches are under 2^24 rows"
+        );
         let side = inputs.isqrt();
         Self {
             side: (side * side == inputs && side <= 64).then_some(side),
@@ -146,7 +149,8 @@ impl BlockOrder {
         self.keys.sort_unstable();
         self.rows.clear();
         let index = (1 << Self::INDEX_BITS) - 1;
-        self.rows.extend(self.keys.iter().map(|k| (k & index) as usize));
+        self.rows
+            .extend(self.keys.iter().map(|k| (k & index) as usize));
     }
 
     /// The rows, in order.

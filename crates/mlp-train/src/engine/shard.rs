@@ -3,7 +3,8 @@
 //! per-batch buffers for those columns.
 
 use mlp_core::kernels::{
-    MAX_BLOCK_ROWS, SparseBlock, axpy, dot, mask_words, masked_rows_product, sum_of_squares,
+    MAX_BLOCK_ROWS, SparseBlock, axpy, combine_rows, dot_rows, mask_words, masked_rows_product,
+    sum_of_squares,
 };
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -101,6 +102,8 @@ pub(super) struct ForwardBuffers {
     a1: Vec<f32>,
     /// The block being multiplied (its union grown once to the largest mask).
     block: BlockRows,
+    /// W2[columns, :] by column, for `dot_rows`.
+    w2_columns: Vec<[f32; 16]>,
 }
 
 impl ForwardBuffers {
@@ -113,6 +116,7 @@ impl ForwardBuffers {
                 union: Vec::with_capacity(mask_words(rows.max(inputs))),
                 ..BlockRows::default()
             },
+            w2_columns: Vec::with_capacity(width),
         }
     }
 }
@@ -202,7 +206,12 @@ impl Shard {
         z2_part: &mut [f32],
     ) {
         let (n, w, classes) = (order.len(), self.width, self.classes);
-        let ForwardBuffers { z1, a1, block } = fwd;
+        let ForwardBuffers {
+            z1,
+            a1,
+            block,
+            w2_columns,
+        } = fwd;
         for i in 0..n {
             z1[i * w..][..w].copy_from_slice(&self.b1);
         }
@@ -220,12 +229,11 @@ impl Shard {
             z1,
             ArrayViewMut2::from_shape((n, w), &mut a1[..n * w]).expect("buffer sized for n rows"),
         );
-        for i in 0..n {
-            let a1 = &a1[i * w..][..w];
-            for c in 0..classes {
-                let bias = b2.map_or(0.0, |b| b[c]);
-                z2_part[i * classes + c] = bias + dot(a1, &self.w2t[c * w..][..w]);
-            }
+        // z2_part = b2 + a1·W2[columns, :], each logit as `bias + dot(a1_i, W2ᵀ_c)`.
+        let z2_part = &mut z2_part[..n * classes];
+        dot_rows(a1, n, &self.w2t, classes, w, w2_columns, z2_part);
+        for (z, c) in z2_part.iter_mut().zip((0..classes).cycle()) {
+            *z += b2.map_or(0.0, |b| b[c]);
         }
     }
 
@@ -300,16 +308,10 @@ impl Shard {
 
         if w > 0 {
             // da1 = dz2·W2ᵀ and dW2 = a1ᵀ·dz2 (with W2 still as used in the forward pass).
-            self.dw2t.fill(0.0);
-            for i in 0..n {
-                let da1 = &mut self.dz1[i * w..][..w];
-                da1.fill(0.0);
-                for c in 0..classes {
-                    let d = dz2[i * classes + c];
-                    axpy(d, &self.w2t[c * w..][..w], da1);
-                    axpy(d, &self.fwd.a1[i * w..][..w], &mut self.dw2t[c * w..][..w]);
-                }
-            }
+            // da1[i, :] = Σ_c dz2[i, c]·W2ᵀ[c, :]   dW2ᵀ[c, :] = Σ_i dz2[i, c]·a1[i, :]
+            let (w2t, a1) = (&self.w2t, &self.fwd.a1);
+            combine_rows(dz2, (classes, 1), w2t, classes, w, &mut self.dz1, n);
+            combine_rows(dz2, (1, classes), a1, n, w, &mut self.dw2t, classes);
             // dz1 = da1 ⊙ f'(z1), then db1 = Σ over rows of dz1.
             let z1 = ArrayView2::from_shape((n, w), &self.fwd.z1[..n * w]).expect("sized");
             let a1 = ArrayView2::from_shape((n, w), &self.fwd.a1[..n * w]).expect("sized");
