@@ -32,15 +32,17 @@ impl Progress {
         if let Some(bar) = &self.bar {
             // The first batch seen in an epoch (not always batch 1: a resumed run starts
             // mid-epoch) sets the bar up.
-            if bar.length() != Some(total as u64) || done == 1 {
+            let new_epoch = bar.length() != Some(total as u64) || done == 1;
+            if new_epoch {
                 bar.set_length(total as u64);
                 bar.reset_eta();
                 bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
             }
             bar.set_position(done as u64);
             // The bar redraws a few times a second; formatting the loss at every batch would
-            // allocate in the training loop for nothing.
-            if done % 32 == 0 || done == total {
+            // allocate in the training loop for nothing. (At an epoch's first batch too, so
+            // that the last epoch's loss is not shown as this one's.)
+            if new_epoch || done.is_multiple_of(32) || done == total {
                 bar.set_message(format!("{running_loss:.4}"));
             }
         }

@@ -4,7 +4,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::{axpy, dot, has_avx512};
+use super::{axpy, dot, fits, has_avx512};
 
 /// `out[i * m + c] = dot(a_i, b_c)` for the `n` rows a_i of `a` and the `m` rows b_c of `b`
 /// (rows of `width` values), bit for bit what [`dot`] gives.
@@ -24,10 +24,13 @@ pub fn dot_rows(
     out: &mut [f32],
 ) {
     assert!(
-        a.len() >= n * width && b.len() >= m * width,
+        fits(a.len(), 0, n, width, 0) && fits(b.len(), 0, m, width, 0),
         "rows of {width}"
     );
-    assert!(out.len() >= n * m, "out is too short");
+    assert!(fits(out.len(), 0, n, m, 0), "out is too short");
+    if n == 0 {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
         for c0 in (0..m).step_by(16) {
@@ -121,15 +124,16 @@ pub fn combine_rows(
     out: &mut [f32],
     outputs: usize,
 ) {
-    let coeff = |o: usize, t: usize| o * stride.0 + t * stride.1;
     if outputs > 0 && terms > 0 {
+        // The last coefficient, (outputs − 1)·stride.0 + (terms − 1)·stride.1, is inside.
+        let last_output = (outputs - 1).checked_mul(stride.0);
         assert!(
-            coeffs.len() > coeff(outputs - 1, terms - 1),
+            last_output.is_some_and(|start| fits(coeffs.len(), start, terms - 1, stride.1, 1)),
             "coeffs is too short"
         );
     }
     assert!(
-        rows.len() >= terms * width && out.len() >= outputs * width,
+        fits(rows.len(), 0, terms, width, 0) && fits(out.len(), 0, outputs, width, 0),
         "rows of {width}"
     );
     #[cfg(target_arch = "x86_64")]
@@ -142,7 +146,8 @@ pub fn combine_rows(
         let out = &mut out[o * width..][..width];
         out.fill(0.0);
         for t in 0..terms {
-            axpy(coeffs[coeff(o, t)], &rows[t * width..][..width], out);
+            let coeff = coeffs[o * stride.0 + t * stride.1];
+            axpy(coeff, &rows[t * width..][..width], out);
         }
     }
 }
@@ -206,21 +211,22 @@ mod tests {
     fn check_dot_rows() {
         for width in [0, 1, 15, 16, 17, 64, 100] {
             for m in [1, 10, 16, 17, 40] {
-                let n = 7;
-                let (a, b) = (
-                    pseudo_random(n * width, 3, 4),
-                    pseudo_random(m * width, 4, 9),
-                );
-                let mut out = vec![f32::NAN; n * m];
-                dot_rows(&a, n, &b, m, width, &mut Vec::new(), &mut out);
-                for i in 0..n {
-                    for c in 0..m {
-                        let expected = dot(&a[i * width..][..width], &b[c * width..][..width]);
-                        assert_eq!(
-                            out[i * m + c].to_bits(),
-                            expected.to_bits(),
-                            "width {width}, {m} rows of b, ({i}, {c})"
-                        );
+                for n in [0, 7] {
+                    let (a, b) = (
+                        pseudo_random(n * width, 3, 4),
+                        pseudo_random(m * width, 4, 9),
+                    );
+                    let mut out = vec![f32::NAN; n * m];
+                    dot_rows(&a, n, &b, m, width, &mut Vec::new(), &mut out);
+                    for i in 0..n {
+                        for c in 0..m {
+                            let expected = dot(&a[i * width..][..width], &b[c * width..][..width]);
+                            assert_eq!(
+                                out[i * m + c].to_bits(),
+                                expected.to_bits(),
+                                "width {width}, {m} rows of b, ({i}, {c})"
+                            );
+                        }
                     }
                 }
             }

@@ -3,7 +3,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::has_avx512;
+use super::{fits, has_avx512};
 
 /// Words of a bit mask over `len` entries: one bit per entry, 64 to a word.
 pub fn mask_words(len: usize) -> usize {
@@ -73,16 +73,16 @@ pub fn row_and_column_masks(
 ) {
     let (row_words, column_words) = (mask_words(cols), mask_words(rows));
     assert!(
-        src.len() >= rows * cols,
+        fits(src.len(), 0, rows, cols, 0),
         "src is shorter than {rows} × {cols}"
     );
     assert!(
-        row_masks.len() >= rows * row_words,
+        fits(row_masks.len(), 0, rows, row_words, 0),
         "row_masks is too short"
     );
     assert!(
         column_stride >= column_words
-            && (cols == 0 || column_masks.len() >= (cols - 1) * column_stride + column_words),
+            && (cols == 0 || fits(column_masks.len(), 0, cols - 1, column_stride, column_words)),
         "column_masks is too short"
     );
     #[cfg(target_arch = "x86_64")]
@@ -196,29 +196,41 @@ mod tests {
                 (65, 30),
                 (130, 7),
             ] {
-                let src = pseudo_random(rows * cols, (rows * cols) as u32 + 1, 2);
+                let mut src = pseudo_random(rows * cols, (rows * cols) as u32 + 1, 2);
+                // -0.0 is a zero and NaN is not (as `v != 0.0` says).
+                for (k, v) in src.iter_mut().enumerate() {
+                    match k % 7 {
+                        3 => *v = -0.0,
+                        5 if k % 3 == 0 => *v = f32::NAN,
+                        _ => {}
+                    }
+                }
                 let stride = mask_words(rows) + 1;
                 let mut row_masks = vec![u64::MAX; rows * mask_words(cols)];
                 let mut column_masks = vec![u64::MAX; cols * stride];
                 row_and_column_masks(&src, rows, cols, &mut row_masks, &mut column_masks, stride);
+                let bit =
+                    |masks: &[u64], start: usize, j: usize| masks[start + j / 64] >> (j % 64) & 1;
                 for r in 0..rows {
-                    let mut expected = vec![0; mask_words(cols)];
-                    nonzero_mask(&src[r * cols..][..cols], &mut expected);
-                    assert_eq!(
-                        row_masks[r * expected.len()..][..expected.len()],
-                        expected,
-                        "{rows} × {cols}, row {r}"
-                    );
+                    let start = r * mask_words(cols);
+                    for c in 0..mask_words(cols) * 64 {
+                        let expected = c < cols && src[r * cols + c] != 0.0;
+                        assert_eq!(
+                            bit(&row_masks, start, c),
+                            u64::from(expected),
+                            "{rows} × {cols}, row {r}, bit {c}"
+                        );
+                    }
                 }
                 for c in 0..cols {
-                    let column: Vec<f32> = (0..rows).map(|r| src[r * cols + c]).collect();
-                    let mut expected = vec![0; mask_words(rows)];
-                    nonzero_mask(&column, &mut expected);
-                    assert_eq!(
-                        column_masks[c * stride..][..expected.len()],
-                        expected,
-                        "{rows} × {cols}, column {c}"
-                    );
+                    for r in 0..mask_words(rows) * 64 {
+                        let expected = r < rows && src[r * cols + c] != 0.0;
+                        assert_eq!(
+                            bit(&column_masks, c * stride, r),
+                            u64::from(expected),
+                            "{rows} × {cols}, column {c}, bit {r}"
+                        );
+                    }
                 }
             }
         });

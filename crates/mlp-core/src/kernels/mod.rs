@@ -30,6 +30,17 @@ pub fn has_avx512() -> bool {
     }
 }
 
+/// Whether `start + count·stride + extra ≤ len` without overflowing on the way (a sum that
+/// overflows does not fit): the bounds checks before the kernels' raw-pointer loops, which
+/// must hold for any sizes a caller passes, however large.
+pub(crate) fn fits(len: usize, start: usize, count: usize, stride: usize, extra: usize) -> bool {
+    count
+        .checked_mul(stride)
+        .and_then(|offset| offset.checked_add(start))
+        .and_then(|end| end.checked_add(extra))
+        .is_some_and(|end| end <= len)
+}
+
 mod dense;
 mod mask;
 mod product;

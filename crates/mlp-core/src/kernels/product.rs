@@ -3,7 +3,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::has_avx512;
+use super::{fits, has_avx512};
 
 /// Largest block of rows taken at once: 4 rows × 4 registers of accumulators, plus the 4
 /// registers of a matrix row, fit the 32 AVX-512 registers.
@@ -70,18 +70,18 @@ impl SparseBlock<'_> {
             self.ld
         );
         assert!(
-            out_rows.iter().all(|&o| o + width <= out_len),
+            out_rows.iter().all(|&o| fits(out_len, o, 0, 0, width)),
             "out is too short"
         );
         if let Some(j) = self.last_bit() {
             assert!(
                 self.rows
                     .iter()
-                    .all(|&r| r + j * self.step < self.vals.len()),
+                    .all(|&r| fits(self.vals.len(), r, j, self.step, 1)),
                 "vals is too short for bit {j}"
             );
             assert!(
-                j * self.ld + width <= self.m.len(),
+                fits(self.m.len(), 0, j, self.ld, width),
                 "row {j} is outside the matrix"
             );
         }
@@ -300,6 +300,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// What the engine's orderings rely on: a row's sums are the same bits whichever rows
+    /// share its block, since the other rows' non-zeros only add zeros (0·m, finite m) to it.
+    #[test]
+    fn a_rows_result_does_not_depend_on_the_rows_in_its_block() {
+        crate::kernels::test_data::on_both_paths(|| {
+            let (len, width) = (300, 100);
+            let m = pseudo_random(len * width, 11, 1_000_000);
+            let vals = pseudo_random(4 * len, 12, 2);
+            let mask_of = |rows: &[usize]| union_of(&vals, rows, 1, len);
+            let product = |rows: &[usize]| {
+                let union = mask_of(rows);
+                let block = SparseBlock {
+                    vals: &vals,
+                    rows,
+                    step: 1,
+                    union: &union,
+                    m: &m,
+                    ld: width,
+                };
+                let out_rows: Vec<usize> = (0..rows.len()).map(|r| r * width).collect();
+                let mut out = vec![0.0f32; rows.len() * width];
+                masked_rows_product(&block, &mut out, &out_rows, width);
+                out
+            };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            // Rows 2, 0, 3, 1 in one block, then each in a block of its own.
+            let order = [2 * len, 0, 3 * len, len];
+            let together = product(&order);
+            for (k, &start) in order.iter().enumerate() {
+                assert_eq!(
+                    bits(&product(&[start])),
+                    bits(&together[k * width..][..width]),
+                    "row at {start}"
+                );
+            }
+        });
     }
 
     #[test]

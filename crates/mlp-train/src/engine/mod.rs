@@ -207,7 +207,10 @@ impl Engine {
     fn forward(&mut self, n: usize) {
         let inputs = self.shape.inputs;
         let batches = Self::shard_batches(&self.batches, self.parallel);
-        debug_assert!(batches.iter().all(|b| b.order.rows().len() == n));
+        assert!(
+            batches.iter().all(|b| b.order.rows().len() == n),
+            "the gathered batch has {n} rows"
+        );
         let rows = batches.map(|batch| SparseRows {
             values: &batch.x,
             masks: &batch.x_masks,

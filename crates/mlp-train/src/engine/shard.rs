@@ -102,8 +102,8 @@ pub(super) struct ForwardBuffers {
     a1: Vec<f32>,
     /// The block being multiplied (its union grown once to the largest mask).
     block: BlockRows,
-    /// W2[columns, :] by column, for `dot_rows`.
-    w2_columns: Vec<[f32; 16]>,
+    /// Scratch for `dot_rows` (W2's columns laid out anew at every call).
+    dot_scratch: Vec<[f32; 16]>,
 }
 
 impl ForwardBuffers {
@@ -116,8 +116,14 @@ impl ForwardBuffers {
                 union: Vec::with_capacity(mask_words(rows.max(inputs))),
                 ..BlockRows::default()
             },
-            w2_columns: Vec::with_capacity(width),
+            dot_scratch: Vec::with_capacity(width),
         }
+    }
+
+    /// z1 of the last pass, (rows, width).
+    #[cfg(test)]
+    pub(super) fn z1(&self) -> &[f32] {
+        &self.z1
     }
 }
 
@@ -144,7 +150,7 @@ impl Shard {
 
     /// The training forward pass: [`Shard::forward_into`] with the shard's own buffers, which
     /// the backward pass then reads.
-    // rows: n examples   z2_part: (n, classes)
+    // rows: n = order.len() examples   z2_part: (n, classes)
     pub fn forward(
         &mut self,
         rows: &SparseRows,
@@ -161,7 +167,11 @@ impl Shard {
     /// z1 = x·W1 + b1 and a1 = f(z1) for this shard's columns, into `fwd`, then this shard's
     /// share of the logits, `z2_part = a1·W2[columns, :]` (plus b2, if given: shard 0 adds
     /// it). Reads the parameters only, so threads can share a shard for inference.
-    // rows: n examples   z2_part: (n, classes)
+    ///
+    /// `order` is a permutation of the rows 0..n: the order in which the sparse product takes
+    /// them, four at a time (see `BlockOrder`). Every row's results land at its own index,
+    /// and are the same bits in any order.
+    // rows: n = order.len() examples   z2_part: (n, classes)
     pub fn forward_into(
         &self,
         fwd: &mut ForwardBuffers,
@@ -210,7 +220,7 @@ impl Shard {
             z1,
             a1,
             block,
-            w2_columns,
+            dot_scratch,
         } = fwd;
         for i in 0..n {
             z1[i * w..][..w].copy_from_slice(&self.b1);
@@ -229,9 +239,10 @@ impl Shard {
             z1,
             ArrayViewMut2::from_shape((n, w), &mut a1[..n * w]).expect("buffer sized for n rows"),
         );
-        // z2_part = b2 + a1·W2[columns, :], each logit as `bias + dot(a1_i, W2ᵀ_c)`.
+        // z2_part = a1·W2[columns, :] + b2: each logit `dot(a1_i, W2ᵀ_c)`, then its bias added
+        // (the same bits as `bias + dot`: addition commutes).
         let z2_part = &mut z2_part[..n * classes];
-        dot_rows(a1, n, &self.w2t, classes, w, w2_columns, z2_part);
+        dot_rows(a1, n, &self.w2t, classes, w, dot_scratch, z2_part);
         for (z, c) in z2_part.iter_mut().zip((0..classes).cycle()) {
             *z += b2.map_or(0.0, |b| b[c]);
         }
