@@ -42,10 +42,12 @@ pub(crate) fn fits(len: usize, start: usize, count: usize, stride: usize, extra:
 }
 
 mod dense;
+mod gradient;
 mod mask;
 mod product;
 
 pub use dense::{combine_rows, dot_rows};
+pub use gradient::{SparseColumns, sparse_gradient_step};
 pub use mask::{mask_words, nonzero_mask, row_and_column_masks};
 pub use product::{MAX_BLOCK_ROWS, SparseBlock, masked_rows_product};
 

@@ -2,9 +2,8 @@
 //! masks of the batch's columns (pixels) for the backward pass, and which examples were
 //! gathered ahead.
 
-use mlp_core::kernels::{mask_words, nonzero_mask, row_and_column_masks};
+use mlp_core::kernels::{SparseColumns, mask_words, nonzero_mask, row_and_column_masks};
 
-use super::shard::SparseRows;
 use crate::data::LabelledData;
 
 /// A gathered batch: its rows with the masks of their non-zeros, and for training the masks
@@ -59,17 +58,16 @@ impl Batch {
     }
 
     /// The batch by pixel, in its two halves of rows: what the backward pass multiplies by.
-    /// Pixel p's "row" is column p of the half, read in place (entries `inputs` apart).
+    /// Pixel p is column p of the half, read in place.
     /// (Why halves: dW1's sums run half by half, and summing all rows at once would round
     /// differently, changing the bits of every model trained so far, `models/` included.)
-    pub(super) fn pixels(&self, n: usize, inputs: usize) -> [SparseRows<'_>; 2] {
+    pub(super) fn pixels(&self, n: usize, inputs: usize) -> [SparseColumns<'_>; 2] {
         let masks_half = self.pixel_masks.len() / 2;
-        let half = |h: usize, rows: std::ops::Range<usize>| SparseRows {
-            values: &self.x[rows.start * inputs..rows.end * inputs],
+        let half = |h: usize, rows: std::ops::Range<usize>| SparseColumns {
+            vals: &self.x[rows.start * inputs..rows.end * inputs],
+            rows: rows.len(),
+            cols: inputs,
             masks: &self.pixel_masks[h * masks_half..],
-            len: rows.len(),
-            stride: 1,
-            step: inputs,
             mask_stride: self.pixel_mask_stride,
         };
         [half(0, 0..n / 2), half(1, n / 2..n)]
@@ -315,7 +313,6 @@ mod tests {
             masks: &masks,
             len: inputs,
             stride: inputs,
-            step: 1,
             mask_stride: mask_words(inputs),
         };
         let b2 = uniform(classes);

@@ -75,7 +75,6 @@ pub(super) fn evaluate_rows(
             masks: &b.x_masks,
             len: inputs,
             stride: inputs,
-            step: 1,
             mask_stride: mask_words(inputs),
         };
         for (s, shard) in shards.iter().enumerate() {

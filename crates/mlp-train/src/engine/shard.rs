@@ -3,24 +3,23 @@
 //! per-batch buffers for those columns.
 
 use mlp_core::kernels::{
-    MAX_BLOCK_ROWS, SparseBlock, axpy, combine_rows, dot_rows, mask_words, masked_rows_product,
-    sum_of_squares,
+    MAX_BLOCK_ROWS, SparseBlock, SparseColumns, axpy, combine_rows, dot_rows, mask_words,
+    masked_rows_product, sparse_gradient_step, sum_of_squares,
 };
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::sgd::Sgd;
 
-/// Rows of `len` values with the bit masks of their non-zeros: entry j of row r is
-/// `values[r * stride + j * step]`, and the row's mask is
-/// `masks[r * mask_stride..][..mask_words(len)]`. The batch is read this way both by example
-/// (rows of x: `step` 1) and by pixel (columns of x: `stride` 1, `step` the row length).
+/// Rows of `len` values with the bit masks of their non-zeros: row r is
+/// `values[r * stride..][..len]` and its mask `masks[r * mask_stride..][..mask_words(len)]`.
+/// The forward pass reads the batch this way (the backward pass reads its columns, as
+/// `mlp_core::kernels::SparseColumns`).
 pub(super) struct SparseRows<'a> {
     pub values: &'a [f32],
     pub masks: &'a [u64],
     pub len: usize,
     pub stride: usize,
-    pub step: usize,
     pub mask_stride: usize,
 }
 
@@ -60,7 +59,7 @@ impl SparseRows<'_> {
         SparseBlock {
             vals: self.values,
             rows: &block.starts[..block.len],
-            step: self.step,
+            step: 1,
             union: &block.union,
             m,
             ld,
@@ -256,7 +255,7 @@ impl Shard {
         &mut self,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
-        pixels: &[SparseRows; 2],
+        pixels: &[SparseColumns; 2],
         activation: Activation,
         sgd: &Sgd,
         b2: Option<&mut [f32]>,
@@ -277,7 +276,7 @@ impl Shard {
         &mut self,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
-        pixels: &[SparseRows; 2],
+        pixels: &[SparseColumns; 2],
         activation: Activation,
         sgd: &Sgd,
         b2: Option<&mut [f32]>,
@@ -290,7 +289,7 @@ impl Shard {
         &mut self,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
-        pixels: &[SparseRows; 2],
+        pixels: &[SparseColumns; 2],
         activation: Activation,
         sgd: &Sgd,
         b2: Option<&mut [f32]>,
@@ -339,25 +338,23 @@ impl Shard {
             sgd.update_weights(&mut self.w2t, &self.dw2t);
             sgd.update_biases(&mut self.b1, &self.db1);
 
-            // dW1[p, :] = Σ_i x[i,p]·dz1[i, :], a few pixel rows at a time, applied as soon as
-            // they are known: the full dW1 is never stored.
-            let inputs = self.w1.len() / w;
-            for p0 in (0..inputs).step_by(MAX_BLOCK_ROWS) {
-                let r = MAX_BLOCK_ROWS.min(inputs - p0);
-                let dw1 = &mut self.dw1_rows[..r * w];
-                dw1.fill(0.0);
-                // The two halves of the batch's rows (see `Batch::pixels`), in order.
-                let out_rows: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| k * w);
-                let mut row0 = 0;
-                for half in pixels {
-                    let m = &self.dz1[row0 * w..];
-                    let block = half.block(p0..p0 + r, &mut self.fwd.block, m, w);
-                    masked_rows_product(&block, dw1, &out_rows[..r], w);
-                    row0 += half.len;
-                }
-                grad_sq += sum_of_squares(dw1) as f64;
-                sgd.update_weights(&mut self.w1[p0 * w..][..r * w], dw1);
-            }
+            // dW1 = xᵀ·dz1, the two halves of the batch's rows in order (see `Batch::pixels`),
+            // applied to W1 a few pixel rows at a time as soon as they are known: the full dW1
+            // is never stored.
+            let half = pixels[0].rows;
+            let parts = [
+                (pixels[0], &self.dz1[..half * w]),
+                (pixels[1], &self.dz1[half * w..n * w]),
+            ];
+            grad_sq += sparse_gradient_step(
+                &parts,
+                w,
+                &mut self.w1,
+                sgd.lr,
+                sgd.l2,
+                &mut self.dw1_rows,
+                &mut self.fwd.block.union,
+            );
         }
         if let Some(b2) = b2 {
             self.db2.fill(0.0);
