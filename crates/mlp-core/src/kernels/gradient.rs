@@ -280,7 +280,12 @@ mod tests {
                 let mut masks = vec![0; cols * stride];
                 row_and_column_masks(&x, n, cols, &mut row_masks, &mut masks, stride);
                 let d = pseudo_random(n * width, 30 + h as u32, 5);
-                Part { x, masks, stride, d }
+                Part {
+                    x,
+                    masks,
+                    stride,
+                    d,
+                }
             })
             .collect()
     }

@@ -204,8 +204,13 @@ impl Engine {
         [&batches[0], &batches[if own { 1 } else { 0 }]]
     }
 
-    /// Phase 2: the forward pass of both shards.
-    fn forward(&mut self, n: usize) {
+    /// Phase 2: the forward pass of both shards, each thread first asking for its half of the
+    /// next batch (`next` of `data`) to be fetched into cache, so that its gather at the end
+    /// of the step does not stall on memory. A thousand prefetches take a core about 4 µs
+    /// (each waits for a free miss buffer): split between the threads they cost each 2 µs,
+    /// where the calling thread used to spend 4 µs alone before the fork (12 alternating
+    /// bench runs: epoch quartiles 0.089 / 0.092 / 0.103 s against 0.090 / 0.102 / 0.108 s).
+    fn forward(&mut self, n: usize, data: &dyn LabelledData, next: &[usize]) {
         let inputs = self.shape.inputs;
         let batches = Self::shard_batches(&self.batches, self.parallel);
         assert!(
@@ -222,10 +227,18 @@ impl Engine {
         let [s0, s1] = &mut self.shards;
         let [z0, z1] = &mut self.z2_parts;
         let (activation, b2) = (self.activation, &self.b2);
+        let parallel = self.parallel;
+        let (first, second) = next.split_at(next.len() / 2);
         Self::on_shards(
             self.parallel,
             [(s0, z0), (s1, z1)],
             |s, (shard, z2_part)| {
+                match (parallel, s) {
+                    (true, 0) => data.prefetch(first),
+                    (true, _) => data.prefetch(second),
+                    (false, 0) => data.prefetch(next),
+                    (false, _) => {}
+                }
                 shard.forward(
                     &rows[s],
                     batches[s].order.rows(),
@@ -259,13 +272,10 @@ impl Engine {
             "training batches are at most the engine's batch size {}",
             self.batch_size
         );
-        // Ask for the next batch now: fetching random images from memory would otherwise stall
-        // its gather. (Prefetching from both threads, each its half, was slower here.)
-        data.prefetch(next);
         if !self.ready.holds(data, indices) {
             self.gather_training(data, indices);
         }
-        self.forward(n);
+        self.forward(n, data, next);
 
         let inputs = self.shape.inputs;
         // Until the next batch is complete, the buffers hold no batch anyone can rely on.
