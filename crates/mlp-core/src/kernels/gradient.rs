@@ -11,7 +11,8 @@ use super::{
 /// A row-major `rows × cols` matrix read by columns, in place: entry i of column p is
 /// `vals[i * cols + p]`, and the column's non-zero rows are the set bits of
 /// `masks[p * mask_stride..][..mask_words(rows)]` (from
-/// [`row_and_column_masks`](super::row_and_column_masks)).
+/// [`row_and_column_masks`](super::row_and_column_masks)). Bits at or past `rows` in the
+/// last word, and the words from `mask_words(rows)` to `mask_stride`, are ignored.
 #[derive(Debug, Clone, Copy)]
 pub struct SparseColumns<'a> {
     /// The matrix, row-major.
@@ -32,12 +33,15 @@ pub struct SparseColumns<'a> {
 ///
 /// Bit for bit the loop it replaces: for each block of [`MAX_BLOCK_ROWS`] rows of `w`,
 /// `g = 0`, then `masked_rows_product` of each part's columns into `g`, in order; then
-/// `sum_of_squares(g) as f64` added to the total and `w −= lr·(g + l2·w)`. (That loop is also
-/// the path taken when the fused one does not apply.) The fused path, for widths of 16, 32,
-/// 48 or 64 on AVX-512, keeps the last part's sums in registers and squares and applies them
-/// there: one call for the whole matrix instead of two calls and two passes per block.
+/// `sum_of_squares(g) as f64` added to the total and `w −= lr·(g + l2·w)` (the rounding of
+/// mlp-train's `Sgd::update_weights`: the two must change together). That loop is also the
+/// path taken when the fused one does not apply. The fused path, for widths of 16, 32, 48 or
+/// 64 on AVX-512, keeps the last part's sums in registers and squares and applies them there:
+/// one call for the whole matrix instead of a product call per part and two more passes per
+/// block.
 ///
-/// `scratch` holds [`MAX_BLOCK_ROWS`]` × width` floats; `union` is grown as needed.
+/// `scratch` holds at least [`MAX_BLOCK_ROWS`]` × width` floats; `union`, used by the loop
+/// only, is grown as needed.
 #[allow(clippy::too_many_arguments)]
 pub fn sparse_gradient_step(
     parts: &[(SparseColumns, &[f32])],
@@ -85,6 +89,14 @@ pub fn sparse_gradient_step(
     step_by_blocks(parts, width, w, lr, l2, scratch, union)
 }
 
+/// The bits of mask word `word` that stand for rows below `rows`.
+fn valid_bits(rows: usize, word: usize) -> u64 {
+    match rows.saturating_sub(word * 64) {
+        64.. => u64::MAX,
+        left => (1u64 << left) - 1,
+    }
+}
+
 /// The loop [`sparse_gradient_step`] is defined by.
 fn step_by_blocks(
     parts: &[(SparseColumns, &[f32])],
@@ -110,6 +122,9 @@ fn step_by_blocks(
                 for (u, m) in union.iter_mut().zip(&x.masks[p * x.mask_stride..][..words]) {
                     *u |= m;
                 }
+            }
+            if let Some(last) = union.last_mut() {
+                *last &= valid_bits(x.rows, words - 1);
             }
             let starts: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| p0 + k);
             let block = SparseBlock {
@@ -152,7 +167,7 @@ unsafe fn fused_avx512(
                 }
             };
         }
-        // SAFETY: forwarded from the caller, for rows p0..p0 + r < cols.
+        // SAFETY: forwarded from the caller, for rows p0..p0 + r ≤ cols.
         let squares = unsafe {
             dispatch!(1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4; 3, 1; 3, 2; 3, 3; 3, 4; 4, 1; 4, 2; 4, 3; 4, 4)
         };
@@ -181,17 +196,17 @@ unsafe fn fused_block<const R: usize, const N: usize>(
     // SAFETY (whole body): the caller checked that every part's vals hold rows × cols, its d
     // rows × width, its masks cols columns of mask_words(rows) words, that w holds
     // cols × width and scratch MAX_BLOCK_ROWS × width, and that p0 + R ≤ cols. Mask bits at
-    // or past `rows` are cleared before use, so every row j read is < rows.
+    // or past `rows` are cleared before use, so every row j read is < rows (and a part with
+    // no rows reads nothing).
     unsafe {
         for (h, (x, d)) in parts.iter().enumerate() {
             let mut acc = [[_mm512_setzero_ps(); N]; R];
-            let vals: [*const f32; R] = std::array::from_fn(|r| x.vals.as_ptr().add(p0 + r));
+            // Wrapping: with no rows, `vals` may be empty and these point nowhere; they are
+            // read only for a set bit, that is for a row j < rows.
+            let vals: [*const f32; R] =
+                std::array::from_fn(|r| x.vals.as_ptr().wrapping_add(p0 + r));
             for word in 0..mask_words(x.rows) {
-                let valid = if (word + 1) * 64 <= x.rows {
-                    u64::MAX
-                } else {
-                    (1u64 << (x.rows % 64)) - 1
-                };
+                let valid = valid_bits(x.rows, word);
                 let mut bits = 0u64;
                 for r in 0..R {
                     bits |= *x.masks.as_ptr().add((p0 + r) * x.mask_stride + word);
@@ -230,7 +245,8 @@ unsafe fn fused_block<const R: usize, const N: usize>(
             }
         }
         // sum_of_squares over the block's R·width floats: 16 lanes, chunk by chunk in order,
-        // then the lanes added one at a time from the empty sum, plus the (empty) tail.
+        // then `lanes.iter().sum() + tail` as `dot` computes it (so the bits follow std's
+        // start value for a sum), the tail being empty.
         let mut squares = _mm512_setzero_ps();
         for r in 0..R {
             for k in 0..N {
@@ -269,16 +285,25 @@ mod tests {
         d: Vec<f32>,
     }
 
-    /// Parts of `rows` rows over `cols` columns, about half zeros.
+    /// Parts of `rows` rows over `cols` columns, about half zeros and some −0.0, with set bits
+    /// where the masks must be ignored (past the rows, and in a padding word per column).
     fn parts_data(rows: &[usize], cols: usize, width: usize) -> Vec<Part> {
         rows.iter()
             .enumerate()
             .map(|(h, &n)| {
-                let x = pseudo_random(n * cols, 20 + h as u32, 2);
-                let stride = mask_words(n) + 1;
+                let mut x = pseudo_random(n * cols, 20 + h as u32, 2);
+                x.iter_mut().step_by(7).for_each(|v| *v = -0.0);
+                let words = mask_words(n);
+                let stride = words + 1;
                 let mut row_masks = vec![0; n * mask_words(cols)];
                 let mut masks = vec![0; cols * stride];
                 row_and_column_masks(&x, n, cols, &mut row_masks, &mut masks, stride);
+                for column in masks.chunks_exact_mut(stride) {
+                    column[words] = u64::MAX;
+                    if n % 64 != 0 {
+                        column[words - 1] |= u64::MAX << (n % 64);
+                    }
+                }
                 let d = pseudo_random(n * width, 30 + h as u32, 5);
                 Part {
                     x,
@@ -290,13 +315,15 @@ mod tests {
             .collect()
     }
 
-    /// The fused path gives the bits of the loop that defines it (and takes the loop where it
-    /// does not apply), for every block size, width and number of parts.
+    /// The fused path gives the bits of the loop that defines it (and the public function
+    /// takes the loop where the fused path does not apply), for every block size, width and
+    /// number of parts, a part with no rows included.
     #[test]
     fn the_fused_step_gives_the_bits_of_the_block_loop() {
-        for width in [16, 48, 64, 20, 80] {
+        let parts_rows: [&[usize]; 5] = [&[32, 32], &[1], &[0, 3], &[31, 32, 5], &[70, 64]];
+        for width in [16, 32, 48, 64, 20, 80] {
             for cols in [1, 3, 4, 30, 784] {
-                for rows in [&[32, 32][..], &[1][..], &[31, 32, 5][..], &[70, 64][..]] {
+                for rows in parts_rows {
                     let data = parts_data(rows, cols, width);
                     let parts: Vec<(SparseColumns, &[f32])> = data
                         .iter()
@@ -313,31 +340,53 @@ mod tests {
                         })
                         .collect();
                     let w0 = pseudo_random(cols * width, 40, 1_000_000);
-                    let (mut fused, mut looped) = (w0.clone(), w0.clone());
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let case = format!("width {width}, {cols} columns, parts {rows:?}");
+                    let mut looped = w0.clone();
                     let mut scratch = vec![0.0; MAX_BLOCK_ROWS * width];
-                    let a = sparse_gradient_step(
-                        &parts,
-                        width,
-                        &mut fused,
-                        0.1,
-                        1e-3,
-                        &mut scratch,
-                        &mut Vec::new(),
-                    );
-                    let b = step_by_blocks(
+                    let (lr, l2) = (0.1, 1e-3);
+                    let expected = step_by_blocks(
                         &parts,
                         width,
                         &mut looped,
-                        0.1,
-                        1e-3,
+                        lr,
+                        l2,
                         &mut scratch,
                         &mut Vec::new(),
                     );
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    let case = format!("width {width}, {cols} columns, parts {rows:?}");
-                    assert_eq!(a.to_bits(), b.to_bits(), "{case}: squares");
-                    assert_eq!(bits(&fused), bits(&looped), "{case}: weights");
-                    assert_ne!(bits(&fused), bits(&w0), "{case}: nothing moved");
+                    assert_ne!(bits(&looped), bits(&w0), "{case}: nothing moved");
+
+                    let mut public = w0.clone();
+                    scratch.fill(f32::NAN);
+                    let squares = sparse_gradient_step(
+                        &parts,
+                        width,
+                        &mut public,
+                        lr,
+                        l2,
+                        &mut scratch,
+                        &mut Vec::new(),
+                    );
+                    assert_eq!(squares.to_bits(), expected.to_bits(), "{case}: squares");
+                    assert_eq!(bits(&public), bits(&looped), "{case}: weights");
+
+                    // The fused path itself, where it applies (so that a CPU on which it
+                    // does not run cannot make this test compare the loop with itself).
+                    #[cfg(target_arch = "x86_64")]
+                    if has_avx512() && width <= 64 && width.is_multiple_of(16) {
+                        let mut fused = w0.clone();
+                        scratch.fill(f32::NAN);
+                        // SAFETY: AVX-512F is present; the sizes are those checked above.
+                        let squares = unsafe {
+                            fused_avx512(&parts, width, &mut fused, lr, l2, &mut scratch)
+                        };
+                        assert_eq!(
+                            squares.to_bits(),
+                            expected.to_bits(),
+                            "{case}: fused squares"
+                        );
+                        assert_eq!(bits(&fused), bits(&looped), "{case}: fused weights");
+                    }
                 }
             }
         }

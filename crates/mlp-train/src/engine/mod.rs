@@ -4,9 +4,9 @@
 //! - **Sparse first layer.** Half of Fashion-MNIST's pixels are 0, so x·W1 and xᵀ·dz1 multiply
 //!   only the non-zero entries, found by bit masks ([`mlp_core::kernels`]): half the
 //!   floating-point work of the dense products, which dominate the step.
-//! - **Fused update.** dW1 is applied to W1 four rows at a time, as soon as they are
-//!   computed and without leaving the registers, and their squares summed
-//!   (`kernels::sparse_gradient_step`); dW1 is never stored.
+//! - **Fused update.** dW1 is applied to W1 four rows at a time as soon as they are computed,
+//!   and their squares summed (`kernels::sparse_gradient_step`; with AVX-512 and shards up to
+//!   64 columns wide, without the sums leaving the registers); dW1 is never stored.
 //! - **Two shards of the hidden layer.** Shard s owns some columns of W1 and b1 and the same
 //!   rows of W2. The shards are independent except for the logits,
 //!   z2 = (a1_0·W2_0 + b2) + a1_1·W2_1, so a step is two phases with a join between them:
