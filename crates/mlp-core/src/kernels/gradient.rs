@@ -82,7 +82,7 @@ pub fn sparse_gradient_step(
         );
     }
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && width > 0 && width <= 64 && width.is_multiple_of(16) && !parts.is_empty() {
+    if has_avx512() && width > 0 && width.is_multiple_of(16) && !parts.is_empty() {
         // SAFETY: AVX-512F is present; every size was checked above.
         return unsafe { fused_avx512(parts, width, w, lr, l2, scratch) };
     }
@@ -163,7 +163,10 @@ unsafe fn fused_avx512(
             ($($r:literal, $n:literal);*) => {
                 match (r, width / 16) {
                     $(($r, $n) => fused_block::<$r, $n>(parts, p0, w, lr, l2, scratch),)*
-                    _ => unreachable!("1 to 4 rows and 16 to 64 columns"),
+                    (1, _) => fused_block_wide::<1>(parts, p0, width, w, (lr, l2), scratch),
+                    (2, _) => fused_block_wide::<2>(parts, p0, width, w, (lr, l2), scratch),
+                    (3, _) => fused_block_wide::<3>(parts, p0, width, w, (lr, l2), scratch),
+                    _ => fused_block_wide::<4>(parts, p0, width, w, (lr, l2), scratch),
                 }
             };
         }
@@ -271,6 +274,87 @@ unsafe fn fused_block<const R: usize, const N: usize>(
     }
 }
 
+/// A block of R rows of a `w` wider than 64 columns: g is built 64 columns at a time into
+/// `scratch` (the bits loop of [`fused_block`], over a column slice), then squared and applied
+/// from there, chunk by chunk in `sum_of_squares`'s order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::needless_range_loop)] // r and k index several arrays in step
+unsafe fn fused_block_wide<const R: usize>(
+    parts: &[(SparseColumns, &[f32])],
+    p0: usize,
+    width: usize,
+    w: &mut [f32],
+    (lr, l2): (f32, f32),
+    scratch: &mut [f32],
+) -> f32 {
+    const N: usize = 4;
+    // SAFETY (whole body): as in `fused_block`, with columns c0 + 16k < width (width is a
+    // multiple of 16; loads and stores past it are masked off).
+    unsafe {
+        for c0 in (0..width).step_by(16 * N) {
+            let chunks = ((width - c0) / 16).min(N);
+            let lanes = |k: usize| -> __mmask16 { if k < chunks { 0xFFFF } else { 0 } };
+            for (h, (x, d)) in parts.iter().enumerate() {
+                let mut acc = [[_mm512_setzero_ps(); N]; R];
+                let vals: [*const f32; R] =
+                    std::array::from_fn(|r| x.vals.as_ptr().wrapping_add(p0 + r));
+                for word in 0..mask_words(x.rows) {
+                    let mut bits = 0u64;
+                    for r in 0..R {
+                        bits |= *x.masks.as_ptr().add((p0 + r) * x.mask_stride + word);
+                    }
+                    bits &= valid_bits(x.rows, word);
+                    while bits != 0 {
+                        let j = word * 64 + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        let row = d.as_ptr().add(j * width + c0);
+                        let mut m_j = [_mm512_setzero_ps(); N];
+                        for k in 0..N {
+                            m_j[k] = _mm512_maskz_loadu_ps(lanes(k), row.wrapping_add(16 * k));
+                        }
+                        let entry = j * x.cols;
+                        for r in 0..R {
+                            let v = _mm512_set1_ps(*vals[r].add(entry));
+                            for k in 0..N {
+                                acc[r][k] = _mm512_fmadd_ps(v, m_j[k], acc[r][k]);
+                            }
+                        }
+                    }
+                }
+                // g = ((0 + part 0) + part 1) + …, kept in `scratch`.
+                for r in 0..R {
+                    for k in 0..chunks {
+                        let at = scratch.as_mut_ptr().add(r * width + c0 + 16 * k);
+                        let before = if h == 0 {
+                            _mm512_setzero_ps()
+                        } else {
+                            _mm512_loadu_ps(at)
+                        };
+                        _mm512_storeu_ps(at, _mm512_add_ps(before, acc[r][k]));
+                    }
+                }
+            }
+        }
+        let mut squares = _mm512_setzero_ps();
+        let (lr, l2) = (_mm512_set1_ps(lr), _mm512_set1_ps(l2));
+        for r in 0..R {
+            for k in 0..width / 16 {
+                let g = _mm512_loadu_ps(scratch.as_ptr().add(r * width + 16 * k));
+                squares = _mm512_add_ps(squares, _mm512_mul_ps(g, g));
+                let at = w.as_mut_ptr().add((p0 + r) * width + 16 * k);
+                let wv = _mm512_loadu_ps(at);
+                let step = _mm512_mul_ps(lr, _mm512_add_ps(g, _mm512_mul_ps(l2, wv)));
+                _mm512_storeu_ps(at, _mm512_sub_ps(wv, step));
+            }
+        }
+        let mut lanes = [0.0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), squares);
+        let empty: f32 = [0.0f32; 0].iter().sum();
+        lanes.iter().sum::<f32>() + empty
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +405,7 @@ mod tests {
     #[test]
     fn the_fused_step_gives_the_bits_of_the_block_loop() {
         let parts_rows: [&[usize]; 5] = [&[32, 32], &[1], &[0, 3], &[31, 32, 5], &[70, 64]];
-        for width in [16, 32, 48, 64, 20, 80] {
+        for width in [16, 32, 48, 64, 80, 128, 176, 20, 100] {
             for cols in [1, 3, 4, 30, 784] {
                 for rows in parts_rows {
                     let data = parts_data(rows, cols, width);
@@ -373,7 +457,7 @@ mod tests {
                     // The fused path itself, where it applies (so that a CPU on which it
                     // does not run cannot make this test compare the loop with itself).
                     #[cfg(target_arch = "x86_64")]
-                    if has_avx512() && width <= 64 && width.is_multiple_of(16) {
+                    if has_avx512() && width.is_multiple_of(16) {
                         let mut fused = w0.clone();
                         scratch.fill(f32::NAN);
                         // SAFETY: AVX-512F is present; the sizes are those checked above.
