@@ -179,6 +179,56 @@ unsafe fn fused_avx512(
     total
 }
 
+/// `acc[r][k] += x[j, p0 + r] · d[j, c0 + 16k..]` (16 columns, under `lanes[k]`) for every
+/// row j in which a column p0..p0 + R of `x` is non-zero, in order of j: one part's products
+/// for one block, as `masked_rows_product` sums them.
+///
+/// SAFETY: `x.vals` holds `x.rows × x.cols` floats, its masks `x.cols` columns of
+/// `mask_words(x.rows)` words, `d` `x.rows × width`; `p0 + R ≤ x.cols` and the columns under
+/// `lanes` lie below `width`. Mask bits at or past `x.rows` are cleared before use, so every
+/// row j read is below `x.rows` (and a part with no rows reads nothing).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::needless_range_loop)] // r and k index several arrays in step
+unsafe fn add_part<const R: usize, const N: usize>(
+    acc: &mut [[__m512; N]; R],
+    x: &SparseColumns,
+    d: &[f32],
+    (p0, c0, width): (usize, usize, usize),
+    lanes: [__mmask16; N],
+) {
+    // Wrapping: with no rows, `vals` may be empty and these point nowhere; they are read only
+    // for a set bit, that is for a row j < rows.
+    let vals: [*const f32; R] = std::array::from_fn(|r| x.vals.as_ptr().wrapping_add(p0 + r));
+    // SAFETY: as the function's contract says.
+    unsafe {
+        for word in 0..mask_words(x.rows) {
+            let mut bits = 0u64;
+            for r in 0..R {
+                bits |= *x.masks.as_ptr().add((p0 + r) * x.mask_stride + word);
+            }
+            bits &= valid_bits(x.rows, word);
+            while bits != 0 {
+                let j = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let row = d.as_ptr().add(j * width + c0);
+                let mut m_j = [_mm512_setzero_ps(); N];
+                for k in 0..N {
+                    m_j[k] = _mm512_maskz_loadu_ps(lanes[k], row.wrapping_add(16 * k));
+                }
+                let entry = j * x.cols;
+                for r in 0..R {
+                    let v = _mm512_set1_ps(*vals[r].add(entry));
+                    for k in 0..N {
+                        acc[r][k] = _mm512_fmadd_ps(v, m_j[k], acc[r][k]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Rows `p0..p0 + R` of `w`, `16·N` wide: R × N registers of sums, each part's added to the
 /// previous parts' (kept in `scratch`) as the loop would, the last part's squared and applied
 /// without leaving the registers. Returns the block's `sum_of_squares`.
@@ -204,34 +254,7 @@ unsafe fn fused_block<const R: usize, const N: usize>(
     unsafe {
         for (h, (x, d)) in parts.iter().enumerate() {
             let mut acc = [[_mm512_setzero_ps(); N]; R];
-            // Wrapping: with no rows, `vals` may be empty and these point nowhere; they are
-            // read only for a set bit, that is for a row j < rows.
-            let vals: [*const f32; R] =
-                std::array::from_fn(|r| x.vals.as_ptr().wrapping_add(p0 + r));
-            for word in 0..mask_words(x.rows) {
-                let valid = valid_bits(x.rows, word);
-                let mut bits = 0u64;
-                for r in 0..R {
-                    bits |= *x.masks.as_ptr().add((p0 + r) * x.mask_stride + word);
-                }
-                bits &= valid;
-                while bits != 0 {
-                    let j = word * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    let row = d.as_ptr().add(j * width);
-                    let mut m_j = [_mm512_setzero_ps(); N];
-                    for k in 0..N {
-                        m_j[k] = _mm512_loadu_ps(row.add(16 * k));
-                    }
-                    let entry = j * x.cols;
-                    for r in 0..R {
-                        let v = _mm512_set1_ps(*vals[r].add(entry));
-                        for k in 0..N {
-                            acc[r][k] = _mm512_fmadd_ps(v, m_j[k], acc[r][k]);
-                        }
-                    }
-                }
-            }
+            add_part(&mut acc, x, d, (p0, 0, width), [0xFFFF; N]);
             // g = ((0 + part 0) + part 1) + …: the sums of the parts before in `scratch`.
             for r in 0..R {
                 for k in 0..N {
@@ -297,31 +320,7 @@ unsafe fn fused_block_wide<const R: usize>(
             let lanes = |k: usize| -> __mmask16 { if k < chunks { 0xFFFF } else { 0 } };
             for (h, (x, d)) in parts.iter().enumerate() {
                 let mut acc = [[_mm512_setzero_ps(); N]; R];
-                let vals: [*const f32; R] =
-                    std::array::from_fn(|r| x.vals.as_ptr().wrapping_add(p0 + r));
-                for word in 0..mask_words(x.rows) {
-                    let mut bits = 0u64;
-                    for r in 0..R {
-                        bits |= *x.masks.as_ptr().add((p0 + r) * x.mask_stride + word);
-                    }
-                    bits &= valid_bits(x.rows, word);
-                    while bits != 0 {
-                        let j = word * 64 + bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        let row = d.as_ptr().add(j * width + c0);
-                        let mut m_j = [_mm512_setzero_ps(); N];
-                        for k in 0..N {
-                            m_j[k] = _mm512_maskz_loadu_ps(lanes(k), row.wrapping_add(16 * k));
-                        }
-                        let entry = j * x.cols;
-                        for r in 0..R {
-                            let v = _mm512_set1_ps(*vals[r].add(entry));
-                            for k in 0..N {
-                                acc[r][k] = _mm512_fmadd_ps(v, m_j[k], acc[r][k]);
-                            }
-                        }
-                    }
-                }
+                add_part(&mut acc, x, d, (p0, c0, width), std::array::from_fn(lanes));
                 // g = ((0 + part 0) + part 1) + …, kept in `scratch`.
                 for r in 0..R {
                     for k in 0..chunks {
