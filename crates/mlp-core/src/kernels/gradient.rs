@@ -35,10 +35,10 @@ pub struct SparseColumns<'a> {
 /// `g = 0`, then `masked_rows_product` of each part's columns into `g`, in order; then
 /// `sum_of_squares(g) as f64` added to the total and `w −= lr·(g + l2·w)` (the rounding of
 /// mlp-train's `Sgd::update_weights`: the two must change together). That loop is also the
-/// path taken when the fused one does not apply. The fused path, for widths of 16, 32, 48 or
-/// 64 on AVX-512, keeps the last part's sums in registers and squares and applies them there:
-/// one call for the whole matrix instead of a product call per part and two more passes per
-/// block.
+/// path taken when the fused one does not apply. The fused path, for widths that are multiples
+/// of 16 on AVX-512, walks every block in one call instead of a product call per part and two
+/// more passes per block; up to 64 columns wide it keeps the last part's sums in registers and
+/// squares and applies them there.
 ///
 /// `scratch` holds at least [`MAX_BLOCK_ROWS`]` × width` floats; `union`, used by the loop
 /// only, is grown as needed.
@@ -270,36 +270,31 @@ unsafe fn fused_block<const R: usize, const N: usize>(
                 }
             }
         }
-        // sum_of_squares over the block's R·width floats: 16 lanes, chunk by chunk in order,
-        // then `lanes.iter().sum() + tail` as `dot` computes it (so the bits follow std's
-        // start value for a sum), the tail being empty.
+        // sum_of_squares over the block's R·width floats: 16 lanes, chunk by chunk in order.
         let mut squares = _mm512_setzero_ps();
         for r in 0..R {
             for k in 0..N {
                 squares = _mm512_add_ps(squares, _mm512_mul_ps(g[r][k], g[r][k]));
             }
         }
-        let mut lanes = [0.0f32; 16];
-        _mm512_storeu_ps(lanes.as_mut_ptr(), squares);
-        let empty: f32 = [0.0f32; 0].iter().sum();
-        let block_squares = lanes.iter().sum::<f32>() + empty;
-        // w ← w − lr·(g + l2·w), with the roundings of the scalar expression.
         let (lr, l2) = (_mm512_set1_ps(lr), _mm512_set1_ps(l2));
         for r in 0..R {
             for k in 0..N {
-                let at = w.as_mut_ptr().add((p0 + r) * width + 16 * k);
-                let wv = _mm512_loadu_ps(at);
-                let step = _mm512_mul_ps(lr, _mm512_add_ps(g[r][k], _mm512_mul_ps(l2, wv)));
-                _mm512_storeu_ps(at, _mm512_sub_ps(wv, step));
+                descend(
+                    w.as_mut_ptr().add((p0 + r) * width + 16 * k),
+                    g[r][k],
+                    lr,
+                    l2,
+                );
             }
         }
-        block_squares
+        lane_sum(squares)
     }
 }
 
 /// A block of R rows of a `w` wider than 64 columns: g is built 64 columns at a time into
-/// `scratch` (the bits loop of [`fused_block`], over a column slice), then squared and applied
-/// from there, chunk by chunk in `sum_of_squares`'s order.
+/// `scratch` ([`add_part`] over a slice of the columns), then squared and applied from there,
+/// chunk by chunk in `sum_of_squares`'s order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)] // r and k index several arrays in step
@@ -341,17 +336,38 @@ unsafe fn fused_block_wide<const R: usize>(
             for k in 0..width / 16 {
                 let g = _mm512_loadu_ps(scratch.as_ptr().add(r * width + 16 * k));
                 squares = _mm512_add_ps(squares, _mm512_mul_ps(g, g));
-                let at = w.as_mut_ptr().add((p0 + r) * width + 16 * k);
-                let wv = _mm512_loadu_ps(at);
-                let step = _mm512_mul_ps(lr, _mm512_add_ps(g, _mm512_mul_ps(l2, wv)));
-                _mm512_storeu_ps(at, _mm512_sub_ps(wv, step));
+                descend(w.as_mut_ptr().add((p0 + r) * width + 16 * k), g, lr, l2);
             }
         }
-        let mut lanes = [0.0f32; 16];
-        _mm512_storeu_ps(lanes.as_mut_ptr(), squares);
-        let empty: f32 = [0.0f32; 0].iter().sum();
-        lanes.iter().sum::<f32>() + empty
+        lane_sum(squares)
     }
+}
+
+/// `w ← w − lr·(g + l2·w)` for the 16 floats at `at`, with the roundings of the scalar
+/// expression (`Sgd::update_weights`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn descend(at: *mut f32, g: __m512, lr: __m512, l2: __m512) {
+    // SAFETY: the caller vouches for 16 floats at `at`.
+    unsafe {
+        let w = _mm512_loadu_ps(at);
+        let step = _mm512_mul_ps(lr, _mm512_add_ps(g, _mm512_mul_ps(l2, w)));
+        _mm512_storeu_ps(at, _mm512_sub_ps(w, step));
+    }
+}
+
+/// `sum_of_squares`'s last step from its 16 lanes: `lanes.iter().sum() + tail` as `dot`
+/// computes it (so the bits follow std's start value for a sum), the tail being empty.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn lane_sum(squares: __m512) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    // SAFETY: `lanes` holds 16 floats.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), squares) };
+    let empty: f32 = [0.0f32; 0].iter().sum();
+    lanes.iter().sum::<f32>() + empty
 }
 
 #[cfg(test)]
