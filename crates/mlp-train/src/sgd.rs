@@ -1,5 +1,6 @@
 //! Stochastic gradient descent with L2 regularisation (weight decay) on the weights.
 
+use mlp_core::kernels::Descent;
 use mlp_core::{Gradients, Mlp};
 
 /// Plain SGD. With the L2 term λ/2·‖W‖² added to the loss, the update of a weight is
@@ -37,9 +38,17 @@ impl Sgd {
     /// W ← W − lr·(dW + λ·W), element by element (any part of a weight tensor).
     #[inline(always)]
     pub fn update_weights(&self, w: &mut [f32], g: &[f32]) {
-        let (lr, l2) = (self.lr, self.l2);
+        let step = self.descent();
         for (w, &g) in w.iter_mut().zip(g) {
-            *w -= lr * (g + l2 * *w);
+            step.apply(w, g);
+        }
+    }
+
+    /// The step on one weight, as the engine's fused kernel takes it.
+    pub fn descent(&self) -> Descent {
+        Descent {
+            lr: self.lr,
+            l2: self.l2,
         }
     }
 

@@ -27,14 +27,31 @@ pub struct SparseColumns<'a> {
     pub mask_stride: usize,
 }
 
+/// The SGD step with L2 on one weight, `w ← w − lr·(g + l2·w)`: written once, here, for the
+/// fused kernel below and for mlp-train's `Sgd`, so that the two round alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Descent {
+    /// Learning rate.
+    pub lr: f32,
+    /// L2 strength λ.
+    pub l2: f32,
+}
+
+impl Descent {
+    /// Applies the step to `w` given its gradient `g`.
+    #[inline(always)]
+    pub fn apply(self, w: &mut f32, g: f32) {
+        *w -= self.lr * (g + self.l2 * *w);
+    }
+}
+
 /// One step of SGD with L2 on `w` (`cols × width`, row-major), whose gradient is
 /// `G = Σ_h x_hᵀ·d_h` over the `parts` of a batch, `(x_h, d_h)` with `d_h` `x_h.rows × width`:
-/// `w ← w − lr·(G + l2·w)` element by element. Returns `Σ G²`.
+/// `step` applied element by element. Returns `Σ G²`.
 ///
 /// Bit for bit the loop it replaces: for each block of [`MAX_BLOCK_ROWS`] rows of `w`,
 /// `g = 0`, then `masked_rows_product` of each part's columns into `g`, in order; then
-/// `sum_of_squares(g) as f64` added to the total and `w −= lr·(g + l2·w)` (the rounding of
-/// mlp-train's `Sgd::update_weights`: the two must change together). That loop is also the
+/// `sum_of_squares(g) as f64` added to the total and [`Descent::apply`] to each weight. That loop is also the
 /// path taken when the fused one does not apply. The fused path, for widths that are multiples
 /// of 16 on AVX-512, walks every block in one call instead of a product call per part and two
 /// more passes per block; up to 64 columns wide it keeps the last part's sums in registers and
@@ -42,13 +59,11 @@ pub struct SparseColumns<'a> {
 ///
 /// `scratch` holds at least [`MAX_BLOCK_ROWS`]` × width` floats; `union`, used by the loop
 /// only, is grown as needed.
-#[allow(clippy::too_many_arguments)]
 pub fn sparse_gradient_step(
     parts: &[(SparseColumns, &[f32])],
     width: usize,
     w: &mut [f32],
-    lr: f32,
-    l2: f32,
+    step: Descent,
     scratch: &mut [f32],
     union: &mut Vec<u64>,
 ) -> f64 {
@@ -84,9 +99,9 @@ pub fn sparse_gradient_step(
     #[cfg(target_arch = "x86_64")]
     if has_avx512() && width > 0 && width.is_multiple_of(16) && !parts.is_empty() {
         // SAFETY: AVX-512F is present; every size was checked above.
-        return unsafe { fused_avx512(parts, width, w, lr, l2, scratch) };
+        return unsafe { fused_avx512(parts, width, w, step, scratch) };
     }
-    step_by_blocks(parts, width, w, lr, l2, scratch, union)
+    step_by_blocks(parts, width, w, step, scratch, union)
 }
 
 /// The bits of mask word `word` that stand for rows below `rows`.
@@ -102,8 +117,7 @@ fn step_by_blocks(
     parts: &[(SparseColumns, &[f32])],
     width: usize,
     w: &mut [f32],
-    lr: f32,
-    l2: f32,
+    step: Descent,
     scratch: &mut [f32],
     union: &mut Vec<u64>,
 ) -> f64 {
@@ -139,7 +153,7 @@ fn step_by_blocks(
         }
         total += sum_of_squares(g) as f64;
         for (w, &g) in w[p0 * width..][..r * width].iter_mut().zip(&*g) {
-            *w -= lr * (g + l2 * *w);
+            step.apply(w, g);
         }
     }
     total
@@ -151,8 +165,7 @@ unsafe fn fused_avx512(
     parts: &[(SparseColumns, &[f32])],
     width: usize,
     w: &mut [f32],
-    lr: f32,
-    l2: f32,
+    step: Descent,
     scratch: &mut [f32],
 ) -> f64 {
     let cols = parts[0].0.cols;
@@ -162,11 +175,11 @@ unsafe fn fused_avx512(
         macro_rules! dispatch {
             ($($r:literal, $n:literal);*) => {
                 match (r, width / 16) {
-                    $(($r, $n) => fused_block::<$r, $n>(parts, p0, w, lr, l2, scratch),)*
-                    (1, _) => fused_block_wide::<1>(parts, p0, width, w, (lr, l2), scratch),
-                    (2, _) => fused_block_wide::<2>(parts, p0, width, w, (lr, l2), scratch),
-                    (3, _) => fused_block_wide::<3>(parts, p0, width, w, (lr, l2), scratch),
-                    _ => fused_block_wide::<4>(parts, p0, width, w, (lr, l2), scratch),
+                    $(($r, $n) => fused_block::<$r, $n>(parts, p0, w, step, scratch),)*
+                    (1, _) => fused_block_wide::<1>(parts, p0, width, w, step, scratch),
+                    (2, _) => fused_block_wide::<2>(parts, p0, width, w, step, scratch),
+                    (3, _) => fused_block_wide::<3>(parts, p0, width, w, step, scratch),
+                    _ => fused_block_wide::<4>(parts, p0, width, w, step, scratch),
                 }
             };
         }
@@ -240,8 +253,7 @@ unsafe fn fused_block<const R: usize, const N: usize>(
     parts: &[(SparseColumns, &[f32])],
     p0: usize,
     w: &mut [f32],
-    lr: f32,
-    l2: f32,
+    step: Descent,
     scratch: &mut [f32],
 ) -> f32 {
     let width = 16 * N;
@@ -277,7 +289,7 @@ unsafe fn fused_block<const R: usize, const N: usize>(
                 squares = _mm512_add_ps(squares, _mm512_mul_ps(g[r][k], g[r][k]));
             }
         }
-        let (lr, l2) = (_mm512_set1_ps(lr), _mm512_set1_ps(l2));
+        let (lr, l2) = (_mm512_set1_ps(step.lr), _mm512_set1_ps(step.l2));
         for r in 0..R {
             for k in 0..N {
                 descend(
@@ -303,7 +315,7 @@ unsafe fn fused_block_wide<const R: usize>(
     p0: usize,
     width: usize,
     w: &mut [f32],
-    (lr, l2): (f32, f32),
+    step: Descent,
     scratch: &mut [f32],
 ) -> f32 {
     const N: usize = 4;
@@ -331,7 +343,7 @@ unsafe fn fused_block_wide<const R: usize>(
             }
         }
         let mut squares = _mm512_setzero_ps();
-        let (lr, l2) = (_mm512_set1_ps(lr), _mm512_set1_ps(l2));
+        let (lr, l2) = (_mm512_set1_ps(step.lr), _mm512_set1_ps(step.l2));
         for r in 0..R {
             for k in 0..width / 16 {
                 let g = _mm512_loadu_ps(scratch.as_ptr().add(r * width + 16 * k));
@@ -343,8 +355,7 @@ unsafe fn fused_block_wide<const R: usize>(
     }
 }
 
-/// `w ← w − lr·(g + l2·w)` for the 16 floats at `at`, with the roundings of the scalar
-/// expression (`Sgd::update_weights`).
+/// [`Descent::apply`] to the 16 floats at `at`, with the roundings of the scalar expression.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]

@@ -47,7 +47,7 @@ mod mask;
 mod product;
 
 pub use dense::{combine_rows, dot_rows};
-pub use gradient::{SparseColumns, sparse_gradient_step};
+pub use gradient::{Descent, SparseColumns, sparse_gradient_step};
 pub use mask::{mask_words, nonzero_mask, row_and_column_masks};
 pub use product::{MAX_BLOCK_ROWS, SparseBlock, masked_rows_product};
 

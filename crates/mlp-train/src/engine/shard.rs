@@ -350,8 +350,7 @@ impl Shard {
                 &parts,
                 w,
                 &mut self.w1,
-                sgd.lr,
-                sgd.l2,
+                sgd.descent(),
                 &mut self.dw1_rows,
                 &mut self.fwd.block.union,
             );

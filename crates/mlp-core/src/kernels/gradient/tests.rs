@@ -71,13 +71,12 @@ fn the_fused_step_gives_the_bits_of_the_block_loop() {
                 let case = format!("width {width}, {cols} columns, parts {rows:?}");
                 let mut looped = w0.clone();
                 let mut scratch = vec![0.0; MAX_BLOCK_ROWS * width];
-                let (lr, l2) = (0.1, 1e-3);
+                let step = Descent { lr: 0.1, l2: 1e-3 };
                 let expected = step_by_blocks(
                     &parts,
                     width,
                     &mut looped,
-                    lr,
-                    l2,
+                    step,
                     &mut scratch,
                     &mut Vec::new(),
                 );
@@ -89,8 +88,7 @@ fn the_fused_step_gives_the_bits_of_the_block_loop() {
                     &parts,
                     width,
                     &mut public,
-                    lr,
-                    l2,
+                    step,
                     &mut scratch,
                     &mut Vec::new(),
                 );
@@ -105,7 +103,7 @@ fn the_fused_step_gives_the_bits_of_the_block_loop() {
                     scratch.fill(f32::NAN);
                     // SAFETY: AVX-512F is present; the sizes are those checked above.
                     let squares =
-                        unsafe { fused_avx512(&parts, width, &mut fused, lr, l2, &mut scratch) };
+                        unsafe { fused_avx512(&parts, width, &mut fused, step, &mut scratch) };
                     assert_eq!(
                         squares.to_bits(),
                         expected.to_bits(),
