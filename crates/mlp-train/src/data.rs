@@ -25,7 +25,26 @@ pub trait LabelledData: Sync {
     /// trainer calls it one batch ahead, so a data set larger than the cache does not stall
     /// each step on memory. The default does nothing.
     fn prefetch(&self, _indices: &[usize]) {}
+    /// The same examples as bytes, if the data set stores them so: the training engine then
+    /// gathers batches as bytes (a quarter of the memory written per batch) and reads them
+    /// through [`PIXEL_VALUES`]. Must give the very features [`LabelledData::gather`] writes.
+    /// The default is `None`.
+    fn byte_images(&self) -> Option<ByteImages<'_>> {
+        None
+    }
 }
+
+/// What each byte of a [`ByteImages`] pixel stands for: `PIXEL_VALUES[p] = p / 255`, the same
+/// bits as the division in [`LabelledData::gather`] (a test checks all 256).
+pub static PIXEL_VALUES: [f32; 256] = {
+    let mut table = [0.0; 256];
+    let mut p = 0;
+    while p < 256 {
+        table[p] = p as f32 / 255.0;
+        p += 1;
+    }
+    table
+};
 
 /// Images stored as bytes (0–255) with byte labels, normalised to [0, 1] as rows are
 /// gathered: a quarter of the memory of `f32` features, and the conversion is cheap next to
@@ -85,6 +104,10 @@ impl LabelledData for ByteImages<'_> {
         self.classes
     }
 
+    fn byte_images(&self) -> Option<ByteImages<'_>> {
+        Some(*self)
+    }
+
     fn gather(&self, indices: &[usize], x: &mut [f32], y: &mut [usize]) {
         #[cfg(target_arch = "x86_64")]
         if mlp_core::kernels::has_avx512() {
@@ -113,6 +136,17 @@ impl LabelledData for ByteImages<'_> {
 }
 
 impl ByteImages<'_> {
+    /// Copies the images at `indices` into `x` (`indices.len()` rows of `features()` bytes),
+    /// unconverted, and their labels into `y`: [`LabelledData::gather`] without the
+    /// normalisation, which [`PIXEL_VALUES`] gives.
+    pub fn gather_bytes(&self, indices: &[usize], x: &mut [u8], y: &mut [usize]) {
+        let f = self.features;
+        for ((&i, row), label) in indices.iter().zip(x.chunks_exact_mut(f)).zip(y.iter_mut()) {
+            row.copy_from_slice(&self.pixels[i * f..(i + 1) * f]);
+            *label = self.labels[i] as usize;
+        }
+    }
+
     /// The same loop compiled for AVX-512, where the division is replaced by a multiply and
     /// an FMA correction: 16 pixels at a time, several times the throughput of a division,
     /// and exactly `p / 255` for every byte (a test checks all 256).
@@ -263,5 +297,23 @@ mod tests {
             assert_eq!(*v, p as f32 / 255.0, "byte {p}");
         }
         assert_eq!(y, [3]);
+    }
+
+    #[test]
+    fn bytes_read_through_the_table_are_the_gathered_features() {
+        let pixels: Vec<u8> = (0..=255).rev().collect();
+        let images = ByteImages::new(&pixels, &[7], 256, 10).unwrap();
+        let (mut x, mut y) = (vec![0.0f32; 256], vec![0; 1]);
+        images.gather(&[0], &mut x, &mut y);
+        let (mut bytes, mut y_bytes) = (vec![0u8; 256], vec![0; 1]);
+        let same = images.byte_images().expect("byte images have bytes");
+        same.gather_bytes(&[0], &mut bytes, &mut y_bytes);
+        let via_table: Vec<u32> = bytes
+            .iter()
+            .map(|&p| PIXEL_VALUES[usize::from(p)].to_bits())
+            .collect();
+        let gathered: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(via_table, gathered);
+        assert_eq!(y_bytes, y);
     }
 }

@@ -31,7 +31,7 @@ pub mod trainer;
 
 pub use checkpoint::{CheckpointError, PartialEpoch, TrainState, load_checkpoint, save_checkpoint};
 pub use config::{CheckedConfig, ConfigError, TrainConfig};
-pub use data::{ByteImages, InMemoryData, LabelledData};
+pub use data::{ByteImages, InMemoryData, LabelledData, PIXEL_VALUES};
 pub use engine::{Engine, StepStats};
 pub use evaluate::{Evaluation, Evaluator, evaluate};
 pub use fsio::{WriteError, write_atomic, write_json_atomic};

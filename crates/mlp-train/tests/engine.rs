@@ -270,3 +270,66 @@ fn gathering_ahead_never_changes_a_result() {
         assert_eq!(ahead.w2, plain.w2, "parallel {parallel}");
     }
 }
+
+/// Byte images are gathered as bytes and read through `PIXEL_VALUES`; pins that this trains
+/// the same bits as the same features gathered as `f32`s, on one thread and two, with batches
+/// gathered ahead, an odd batch, and a switch between the two kinds of data mid-run.
+#[test]
+fn byte_images_train_the_bits_of_their_features_as_floats() {
+    let (n, inputs, classes) = (150, 784, 10);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let pixels: Vec<u8> = (0..n * inputs)
+        .map(|_| {
+            if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random_range(1..=255)
+            }
+        })
+        .collect();
+    let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..classes as u8)).collect();
+    let bytes = mlp_train::ByteImages::new(&pixels, &labels, inputs, classes).unwrap();
+    let mut x = Array2::zeros((n, inputs));
+    let mut y = vec![0; n];
+    let all: Vec<usize> = (0..n).collect();
+    bytes.gather(&all, x.as_slice_mut().unwrap(), &mut y);
+    let floats = InMemoryData::new(x, y, classes).unwrap();
+
+    let shape = Shape {
+        inputs,
+        hidden: 96,
+        classes,
+    };
+    let start = Mlp::new(shape, Activation::Relu, &mut rng).unwrap();
+    let sgd = Sgd::new(0.1, 1e-4);
+    let batches: Vec<Vec<usize>> = (0..6)
+        .map(|b| {
+            let len = if b == 4 { 33 } else { 64 };
+            (0..len).map(|k| (b * 41 + k * 7) % n).collect()
+        })
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for parallel in [false, true] {
+        // `kinds[b]`: whether batch b comes from the byte images.
+        let run = |kinds: [bool; 6]| {
+            let mut engine = Engine::new(&start, 64, parallel);
+            let data = |b: usize| -> &dyn LabelledData { if kinds[b] { &bytes } else { &floats } };
+            let mut stats = Vec::new();
+            pool.install(|| {
+                for (b, batch) in batches.iter().enumerate() {
+                    let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
+                    let step = engine.train_step(data(b), batch, next, &sgd);
+                    stats.push((step.metrics.loss_sum.to_bits(), step.grad_norm.to_bits()));
+                }
+            });
+            (engine.to_model(), stats)
+        };
+        let expected = run([false; 6]);
+        assert_eq!(run([true; 6]), expected, "parallel {parallel}: bytes");
+        let mixed = [true, false, false, true, true, false];
+        assert_eq!(run(mixed), expected, "parallel {parallel}: mixed");
+    }
+}

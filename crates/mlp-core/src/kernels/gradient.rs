@@ -4,19 +4,22 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::entries::{Read, with_read};
 use super::{
-    MAX_BLOCK_ROWS, SparseBlock, fits, has_avx512, mask_words, masked_rows_product, sum_of_squares,
+    Entries, MAX_BLOCK_ROWS, SparseBlock, fits, has_avx512, mask_words, masked_rows_product,
+    sum_of_squares,
 };
 
 /// A row-major `rows × cols` matrix read by columns, in place: entry i of column p is
-/// `vals[i * cols + p]`, and the column's non-zero rows are the set bits of
+/// `vals.get(i * cols + p)`, and the column's non-zero rows are the set bits of
 /// `masks[p * mask_stride..][..mask_words(rows)]` (from
 /// [`row_and_column_masks`](super::row_and_column_masks)). Bits at or past `rows` in the
 /// last word, and the words from `mask_words(rows)` to `mask_stride`, are ignored.
 #[derive(Debug, Clone, Copy)]
 pub struct SparseColumns<'a> {
     /// The matrix, row-major.
-    pub vals: &'a [f32],
+    pub vals: Entries<'a>,
     /// Its rows (the entries of a column).
     pub rows: usize,
     /// Its columns.
@@ -196,24 +199,22 @@ unsafe fn fused_avx512(
 /// row j in which a column p0..p0 + R of `x` is non-zero, in order of j: one part's products
 /// for one block, as `masked_rows_product` sums them.
 ///
-/// SAFETY: `x.vals` holds `x.rows × x.cols` floats, its masks `x.cols` columns of
-/// `mask_words(x.rows)` words, `d` `x.rows × width`; `p0 + R ≤ x.cols` and the columns under
+/// SAFETY: `vals` reads `x.vals`, which holds `x.rows × x.cols` entries; its masks hold
+/// `x.cols` columns of `mask_words(x.rows)` words, `d` `x.rows × width`; `p0 + R ≤ x.cols` and the columns under
 /// `lanes` lie below `width`. Mask bits at or past `x.rows` are cleared before use, so every
 /// row j read is below `x.rows` (and a part with no rows reads nothing).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::needless_range_loop)] // r and k index several arrays in step
-unsafe fn add_part<const R: usize, const N: usize>(
+unsafe fn add_part<const R: usize, const N: usize, V: Read>(
     acc: &mut [[__m512; N]; R],
     x: &SparseColumns,
+    vals: V,
     d: &[f32],
     (p0, c0, width): (usize, usize, usize),
     lanes: [__mmask16; N],
 ) {
-    // Wrapping: with no rows, `vals` may be empty and these point nowhere; they are read only
-    // for a set bit, that is for a row j < rows.
-    let vals: [*const f32; R] = std::array::from_fn(|r| x.vals.as_ptr().wrapping_add(p0 + r));
     // SAFETY: as the function's contract says.
     unsafe {
         for word in 0..mask_words(x.rows) {
@@ -232,7 +233,7 @@ unsafe fn add_part<const R: usize, const N: usize>(
                 }
                 let entry = j * x.cols;
                 for r in 0..R {
-                    let v = _mm512_set1_ps(*vals[r].add(entry));
+                    let v = _mm512_set1_ps(vals.read(entry + p0 + r));
                     for k in 0..N {
                         acc[r][k] = _mm512_fmadd_ps(v, m_j[k], acc[r][k]);
                     }
@@ -266,7 +267,9 @@ unsafe fn fused_block<const R: usize, const N: usize>(
     unsafe {
         for (h, (x, d)) in parts.iter().enumerate() {
             let mut acc = [[_mm512_setzero_ps(); N]; R];
-            add_part(&mut acc, x, d, (p0, 0, width), [0xFFFF; N]);
+            with_read!(x.vals, |vals| {
+                add_part(&mut acc, x, vals, d, (p0, 0, width), [0xFFFF; N])
+            });
             // g = ((0 + part 0) + part 1) + …: the sums of the parts before in `scratch`.
             for r in 0..R {
                 for k in 0..N {
@@ -327,7 +330,10 @@ unsafe fn fused_block_wide<const R: usize>(
             let lanes = |k: usize| -> __mmask16 { if k < chunks { 0xFFFF } else { 0 } };
             for (h, (x, d)) in parts.iter().enumerate() {
                 let mut acc = [[_mm512_setzero_ps(); N]; R];
-                add_part(&mut acc, x, d, (p0, c0, width), std::array::from_fn(lanes));
+                let lanes = std::array::from_fn(lanes);
+                with_read!(x.vals, |vals| {
+                    add_part(&mut acc, x, vals, d, (p0, c0, width), lanes)
+                });
                 // g = ((0 + part 0) + part 1) + …, kept in `scratch`.
                 for r in 0..R {
                     for k in 0..chunks {

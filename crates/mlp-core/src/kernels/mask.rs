@@ -3,7 +3,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::{fits, has_avx512};
+use super::{Entries, fits, has_avx512};
 
 /// Words of a bit mask over `len` entries: one bit per entry, 64 to a word.
 pub fn mask_words(len: usize) -> usize {
@@ -60,11 +60,12 @@ unsafe fn nonzero_mask_avx512(values: &[f32], mask: &mut [u64]) {
 
 /// The bit masks of a row-major `rows × cols` matrix's non-zeros, both ways, in one pass:
 /// row r's mask, as [`nonzero_mask`] gives it, into `row_masks[r * mask_words(cols)..]`, and
-/// column c's (bit r, of word r / 64, set exactly when `src[r * cols + c] != 0`) into
-/// `column_masks[c * column_stride..]`. With the column masks a kernel can read the columns
-/// in place (`SparseBlock::step`), without writing the transpose.
+/// column c's (bit r, of word r / 64, set exactly when entry `r * cols + c` of `src` is
+/// non-zero, see [`Entries::is_nonzero`]) into `column_masks[c * column_stride..]`. With the
+/// column masks a kernel can read the columns in place (`SparseBlock::step`), without writing
+/// the transpose.
 pub fn row_and_column_masks(
-    src: &[f32],
+    src: Entries,
     rows: usize,
     cols: usize,
     row_masks: &mut [u64],
@@ -87,19 +88,86 @@ pub fn row_and_column_masks(
     );
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
+        let out = (row_masks, column_masks, column_stride);
         // SAFETY: the CPU has AVX-512F; the sizes were checked above.
-        unsafe { masks_avx512(src, rows, cols, row_masks, column_masks, column_stride) };
+        unsafe {
+            match src {
+                Entries::F32(values) => masks_avx512(Floats(values.as_ptr()), rows, cols, out),
+                Entries::Bytes { bytes, .. } => {
+                    masks_avx512(Bytes(bytes.as_ptr()), rows, cols, out)
+                }
+            }
+        };
         return;
     }
+    row_masks[..rows * row_words].fill(0);
     for c in 0..cols {
         column_masks[c * column_stride..][..column_words].fill(0);
     }
     for r in 0..rows {
-        let row = &src[r * cols..][..cols];
-        nonzero_mask_portable(row, &mut row_masks[r * row_words..][..row_words]);
-        for (c, &v) in row.iter().enumerate() {
-            column_masks[c * column_stride + r / 64] |= u64::from(v != 0.0) << (r % 64);
+        for c in 0..cols {
+            let bit = u64::from(src.is_nonzero(r * cols + c));
+            row_masks[r * row_words + c / 64] |= bit << (c % 64);
+            column_masks[c * column_stride + r / 64] |= bit << (r % 64);
         }
+    }
+}
+
+/// Which of 16 consecutive entries are non-zero, for [`masks_avx512`]: one implementation per
+/// kind of [`Entries`].
+#[cfg(target_arch = "x86_64")]
+trait NonZero16: Copy {
+    /// Bit k set when entry `i + k` is non-zero, for the lanes k in `lanes` (0 elsewhere).
+    ///
+    /// # Safety
+    /// The entries under `lanes` from `i` on exist; the CPU has AVX-512F.
+    unsafe fn nonzero16(self, i: usize, lanes: __mmask16) -> __mmask16;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Floats(*const f32);
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Bytes(*const u8);
+
+#[cfg(target_arch = "x86_64")]
+impl NonZero16 for Floats {
+    #[inline(always)]
+    unsafe fn nonzero16(self, i: usize, lanes: __mmask16) -> __mmask16 {
+        // SAFETY: the load is masked to entries that exist.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(lanes, self.0.add(i));
+            _mm512_mask_cmpneq_ps_mask(lanes, v, _mm512_setzero_ps())
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl NonZero16 for Bytes {
+    #[inline(always)]
+    unsafe fn nonzero16(self, i: usize, lanes: __mmask16) -> __mmask16 {
+        // A 16-byte load and compare (SSE2); a partial group goes through a zeroed copy, since
+        // a masked byte load would need AVX-512BW.
+        let mut tail = [0u8; 16];
+        let at = if lanes == 0xFFFF {
+            // SAFETY: all 16 entries exist.
+            unsafe { self.0.add(i) }
+        } else {
+            let len = lanes.count_ones() as usize;
+            // SAFETY: the first `len` entries exist (lanes are a run from bit 0).
+            unsafe { std::ptr::copy_nonoverlapping(self.0.add(i), tail.as_mut_ptr(), len) };
+            tail.as_ptr()
+        };
+        // SAFETY: `at` points to 16 readable bytes.
+        let zeros = unsafe {
+            _mm_movemask_epi8(_mm_cmpeq_epi8(
+                _mm_loadu_si128(at.cast()),
+                _mm_setzero_si128(),
+            ))
+        };
+        !(zeros as u16) & lanes
     }
 }
 
@@ -109,12 +177,10 @@ pub fn row_and_column_masks(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn masks_avx512(
-    src: &[f32],
+    src: impl NonZero16,
     rows: usize,
     cols: usize,
-    row_masks: &mut [u64],
-    column_masks: &mut [u64],
-    column_stride: usize,
+    (row_masks, column_masks, column_stride): (&mut [u64], &mut [u64], usize),
 ) {
     let row_words = mask_words(cols);
     // Whole words are cleared, since only the 16-bit pieces that hold columns are written.
@@ -135,8 +201,7 @@ unsafe fn masks_avx512(
                 // c0 / 16 of row r's mask inside `row_masks` (checked by the caller). Pieces
                 // are little-endian u16s of the u64 words, as on every x86-64.
                 let nonzero = unsafe {
-                    let v = _mm512_maskz_loadu_ps(lanes, src.as_ptr().add(r * cols + c0));
-                    let nonzero = _mm512_mask_cmpneq_ps_mask(lanes, v, _mm512_setzero_ps());
+                    let nonzero = src.nonzero16(r * cols + c0, lanes);
                     *pieces.add(r * row_words * 4 + c0 / 16) = nonzero;
                     nonzero
                 };
@@ -208,7 +273,15 @@ mod tests {
                 let stride = mask_words(rows) + 1;
                 let mut row_masks = vec![u64::MAX; rows * mask_words(cols)];
                 let mut column_masks = vec![u64::MAX; cols * stride];
-                row_and_column_masks(&src, rows, cols, &mut row_masks, &mut column_masks, stride);
+                let entries = Entries::F32(&src);
+                row_and_column_masks(
+                    entries,
+                    rows,
+                    cols,
+                    &mut row_masks,
+                    &mut column_masks,
+                    stride,
+                );
                 let bit =
                     |masks: &[u64], start: usize, j: usize| masks[start + j / 64] >> (j % 64) & 1;
                 for r in 0..rows {

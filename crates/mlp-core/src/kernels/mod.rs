@@ -10,7 +10,8 @@
 //! backward, pixel p:    dW1[p, :] =           Σ_{i: x[i,p] ≠ 0} x[i,p] · dz1[i, :]
 //! ```
 //! A sparse vector is its dense values plus a bit mask of the non-zeros ([`nonzero_mask`]);
-//! the kernels visit set bits only. The backward product reads the batch's columns in place
+//! the kernels visit set bits only. The values are [`Entries`]: `f32`s, or bytes read through
+//! a table (images as they are stored, gathered without converting). The backward product reads the batch's columns in place
 //! (a [`SparseBlock`] with a `step`), with their masks from [`row_and_column_masks`].
 
 /// Whether the AVX-512 kernels can run on this CPU (checked once, then cached by std).
@@ -42,11 +43,13 @@ pub(crate) fn fits(len: usize, start: usize, count: usize, stride: usize, extra:
 }
 
 mod dense;
+mod entries;
 mod gradient;
 mod mask;
 mod product;
 
 pub use dense::{combine_rows, dot_rows};
+pub use entries::Entries;
 pub use gradient::{Descent, SparseColumns, sparse_gradient_step};
 pub use mask::{mask_words, nonzero_mask, row_and_column_masks};
 pub use product::{MAX_BLOCK_ROWS, SparseBlock, masked_rows_product};

@@ -3,7 +3,9 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::{fits, has_avx512};
+#[cfg(target_arch = "x86_64")]
+use super::entries::{Read, with_read};
+use super::{Entries, fits, has_avx512};
 
 /// Largest block of rows taken at once: 4 rows × 4 registers of accumulators, plus the 4
 /// registers of a matrix row, fit the 32 AVX-512 registers.
@@ -13,7 +15,7 @@ pub const MAX_BLOCK_ROWS: usize = 4;
 const COLUMNS: usize = 64;
 
 /// A block of sparse rows and the dense matrix they multiply. Entry j of row r of the block
-/// is `vals[rows[r] + j * step]`, and the rows' non-zero positions are among the set bits of
+/// is `vals.get(rows[r] + j * step)`, and the rows' non-zero positions are among the set bits of
 /// `union` (the OR of their masks from [`nonzero_mask`](super::nonzero_mask)). Row j of the
 /// matrix is `m[j * ld..]`.
 ///
@@ -29,7 +31,7 @@ const COLUMNS: usize = 64;
 #[derive(Debug, Clone, Copy)]
 pub struct SparseBlock<'a> {
     /// The rows' dense values.
-    pub vals: &'a [f32],
+    pub vals: Entries<'a>,
     /// Where each row of the block starts in `vals`: one to [`MAX_BLOCK_ROWS`] rows.
     pub rows: &'a [usize],
     /// Distance in `vals` between consecutive entries of a row (at least 1).
@@ -112,7 +114,7 @@ pub fn masked_rows_product(block: &SparseBlock, out: &mut [f32], out_rows: &[usi
             bits &= bits - 1;
             let m_row = &block.m[j * block.ld..][..width];
             for (&row, &out_row) in block.rows.iter().zip(out_rows) {
-                let v = block.vals[row + j * block.step];
+                let v = block.vals.get(row + j * block.step);
                 for (o, &x) in out[out_row..][..width].iter_mut().zip(m_row) {
                     *o += v * x;
                 }
@@ -121,7 +123,8 @@ pub fn masked_rows_product(block: &SparseBlock, out: &mut [f32], out_rows: &[usi
     }
 }
 
-/// Dispatches to the instantiation for the block's rows and ⌈cols / 16⌉ registers (cols ≤ 64).
+/// Dispatches to the instantiation for the kind of entries, the block's rows and ⌈cols / 16⌉
+/// registers (cols ≤ 64).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn block_avx512(
@@ -133,10 +136,10 @@ unsafe fn block_avx512(
 ) {
     macro_rules! dispatch {
         ($($r:literal, $n:literal);*) => {
-            match (block.rows.len(), cols.div_ceil(16)) {
-                $(($r, $n) => block_n::<$r, $n>(block, c0, cols, out, out_rows),)*
+            with_read!(block.vals, |read| match (block.rows.len(), cols.div_ceil(16)) {
+                $(($r, $n) => block_n::<$r, $n, _>(block, read, c0, cols, out, out_rows),)*
                 _ => unreachable!("rows ≤ 4 and cols ≤ 64 are checked by the caller"),
-            }
+            })
         };
     }
     // SAFETY: forwarded from the caller.
@@ -151,8 +154,9 @@ unsafe fn block_avx512(
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::needless_range_loop)] // r and k index several arrays in step
-unsafe fn block_n<const R: usize, const N: usize>(
+unsafe fn block_n<const R: usize, const N: usize, V: Read>(
     b: &SparseBlock,
+    vals: V,
     c0: usize,
     cols: usize,
     out: *mut f32,
@@ -170,7 +174,7 @@ unsafe fn block_n<const R: usize, const N: usize>(
     // stores are masked to `cols` columns.
     unsafe {
         let m = b.m.as_ptr().add(c0);
-        let vals: [*const f32; R] = std::array::from_fn(|r| b.vals.as_ptr().add(b.rows[r]));
+        let starts: [usize; R] = std::array::from_fn(|r| b.rows[r]);
         for (w, &word) in b.union.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -183,7 +187,7 @@ unsafe fn block_n<const R: usize, const N: usize>(
                 }
                 let entry = j * b.step;
                 for r in 0..R {
-                    let v = _mm512_set1_ps(*vals[r].add(entry));
+                    let v = _mm512_set1_ps(vals.read(starts[r] + entry));
                     for k in 0..N {
                         acc[r][k] = _mm512_fmadd_ps(v, m_j[k], acc[r][k]);
                     }
@@ -234,8 +238,8 @@ mod tests {
             for k in 0..width {
                 g[r * width + k] = start[out_rows[r] + k] as f64;
                 for j in 0..len {
-                    g[r * width + k] +=
-                        block.vals[row + j * block.step] as f64 * block.m[j * block.ld + k] as f64;
+                    g[r * width + k] += block.vals.get(row + j * block.step) as f64
+                        * block.m[j * block.ld + k] as f64;
                 }
             }
         }
@@ -273,7 +277,7 @@ mod tests {
                             zero_every,
                         );
                         let block = SparseBlock {
-                            vals: &vals,
+                            vals: (&vals).into(),
                             rows: &starts,
                             step,
                             union: &union_of(&vals, &starts, step, len),
@@ -314,7 +318,7 @@ mod tests {
             let product = |rows: &[usize]| {
                 let union = mask_of(rows);
                 let block = SparseBlock {
-                    vals: &vals,
+                    vals: (&vals).into(),
                     rows,
                     step: 1,
                     union: &union,
@@ -346,7 +350,7 @@ mod tests {
         let vals = [1.0f32; 10];
         let m = [1.0f32; 8 * 2];
         let block = SparseBlock {
-            vals: &vals,
+            vals: Entries::F32(&vals),
             rows: &[0, 6],
             step: 1,
             union: &[0b1000_0001],

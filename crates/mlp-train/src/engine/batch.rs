@@ -2,15 +2,20 @@
 //! masks of the batch's columns (pixels) for the backward pass, and which examples were
 //! gathered ahead.
 
-use mlp_core::kernels::{SparseColumns, mask_words, nonzero_mask, row_and_column_masks};
+use mlp_core::kernels::{Entries, SparseColumns, mask_words, nonzero_mask, row_and_column_masks};
 
-use crate::data::LabelledData;
+use crate::data::{LabelledData, PIXEL_VALUES};
 
 /// A gathered batch: its rows with the masks of their non-zeros, and for training the masks
 /// of each pixel's non-zeros in two halves of the rows, as the backward pass reads them.
+/// The rows are bytes read through a table when the data set has them
+/// ([`LabelledData::byte_images`]), else `f32`s.
 #[derive(Debug)]
 pub(super) struct Batch {
-    pub(super) x: Vec<f32>,
+    x: Vec<f32>,
+    x_bytes: Vec<u8>,
+    /// What the bytes stand for, when the rows are in `x_bytes`.
+    table: Option<&'static [f32; 256]>,
     pub(super) y: Vec<usize>,
     pub(super) x_masks: Vec<u64>,
     /// The rows in the order the forward pass takes them (see [`BlockOrder`]).
@@ -27,6 +32,8 @@ impl Batch {
         let half = batch_size.div_ceil(2);
         Self {
             x: vec![0.0; batch_size * inputs],
+            x_bytes: vec![0; batch_size * inputs],
+            table: None,
             y: vec![0; batch_size],
             x_masks: vec![0; batch_size * mask_words(inputs)],
             order: BlockOrder::new(inputs, batch_size),
@@ -42,11 +49,17 @@ impl Batch {
         let n = indices.len();
         let words = mask_words(inputs);
         let masks_half = self.pixel_masks.len() / 2;
+        let images = data.byte_images();
+        self.table = images.map(|_| &PIXEL_VALUES);
         for (h, rows) in [0..n / 2, n / 2..n].into_iter().enumerate() {
-            let x = &mut self.x[rows.start * inputs..rows.end * inputs];
-            data.gather(&indices[rows.clone()], x, &mut self.y[rows.clone()]);
+            let (indices, y) = (&indices[rows.clone()], &mut self.y[rows.clone()]);
+            let values = rows.start * inputs..rows.end * inputs;
+            match images {
+                Some(images) => images.gather_bytes(indices, &mut self.x_bytes[values.clone()], y),
+                None => data.gather(indices, &mut self.x[values.clone()], y),
+            }
             row_and_column_masks(
-                x,
+                entries(&self.x, &self.x_bytes, self.table).slice(values),
                 rows.len(),
                 inputs,
                 &mut self.x_masks[rows.start * words..rows.end * words],
@@ -64,13 +77,26 @@ impl Batch {
     pub(super) fn pixels(&self, n: usize, inputs: usize) -> [SparseColumns<'_>; 2] {
         let masks_half = self.pixel_masks.len() / 2;
         let half = |h: usize, rows: std::ops::Range<usize>| SparseColumns {
-            vals: &self.x[rows.start * inputs..rows.end * inputs],
+            vals: self.values().slice(rows.start * inputs..rows.end * inputs),
             rows: rows.len(),
             cols: inputs,
             masks: &self.pixel_masks[h * masks_half..],
             mask_stride: self.pixel_mask_stride,
         };
         [half(0, 0..n / 2), half(1, n / 2..n)]
+    }
+
+    /// The gathered rows, one after the other, as the kernels read them.
+    pub(super) fn values(&self) -> Entries<'_> {
+        entries(&self.x, &self.x_bytes, self.table)
+    }
+}
+
+/// The batch's rows: `bytes` read through `table` if there is one, else `x`.
+fn entries<'a>(x: &'a [f32], bytes: &'a [u8], table: Option<&'a [f32; 256]>) -> Entries<'a> {
+    match table {
+        Some(table) => Entries::Bytes { bytes, table },
+        None => Entries::F32(x),
     }
 }
 
@@ -309,7 +335,7 @@ mod tests {
         let reversed: Vec<usize> = (0..n).rev().collect();
 
         let rows = SparseRows {
-            values: &x,
+            values: (&x).into(),
             masks: &masks,
             len: inputs,
             stride: inputs,

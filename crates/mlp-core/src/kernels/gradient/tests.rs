@@ -24,7 +24,7 @@ fn parts_data(rows: &[usize], cols: usize, width: usize) -> Vec<Part> {
             let stride = words + 1;
             let mut row_masks = vec![0; n * mask_words(cols)];
             let mut masks = vec![0; cols * stride];
-            row_and_column_masks(&x, n, cols, &mut row_masks, &mut masks, stride);
+            row_and_column_masks((&x).into(), n, cols, &mut row_masks, &mut masks, stride);
             for column in masks.chunks_exact_mut(stride) {
                 column[words] = u64::MAX;
                 if n % 64 != 0 {
@@ -57,7 +57,7 @@ fn the_fused_step_gives_the_bits_of_the_block_loop() {
                     .zip(rows)
                     .map(|(part, &n)| {
                         let columns = SparseColumns {
-                            vals: &part.x,
+                            vals: (&part.x).into(),
                             rows: n,
                             cols,
                             masks: &part.masks,
