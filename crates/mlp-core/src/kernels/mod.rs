@@ -31,6 +31,20 @@ pub fn has_avx512() -> bool {
     }
 }
 
+/// Whether the CPU also has AVX-512BW (byte and word instructions), which the masks of
+/// byte entries use.
+#[inline]
+pub fn has_avx512bw() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx512() && is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether `start + count·stride + extra ≤ len` without overflowing on the way (a sum that
 /// overflows does not fit): the bounds checks before the kernels' raw-pointer loops, which
 /// must hold for any sizes a caller passes, however large.
