@@ -242,8 +242,16 @@ impl Shard {
         // (the same bits as `bias + dot`: addition commutes).
         let z2_part = &mut z2_part[..n * classes];
         dot_rows(a1, n, &self.w2t, classes, w, dot_scratch, z2_part);
-        for (z, c) in z2_part.iter_mut().zip((0..classes).cycle()) {
-            *z += b2.map_or(0.0, |b| b[c]);
+        // (Adding 0.0 where there is no bias turns −0.0 into +0.0, as `bias + dot` would.)
+        match b2 {
+            Some(b2) => {
+                for row in z2_part.chunks_exact_mut(classes) {
+                    for (z, &b) in row.iter_mut().zip(b2) {
+                        *z += b;
+                    }
+                }
+            }
+            None => z2_part.iter_mut().for_each(|z| *z += 0.0),
         }
     }
 
