@@ -145,10 +145,10 @@ pub(super) use with_read;
 
 #[cfg(test)]
 mod tests {
-    use crate::kernels::test_data::{on_both_paths, pseudo_random};
+    use crate::kernels::test_data::{masks_of, on_both_paths, pseudo_random};
     use crate::kernels::{
         Descent, Entries, MAX_BLOCK_ROWS, SparseBlock, SparseColumns, mask_words,
-        masked_rows_product, row_and_column_masks, sparse_gradient_step,
+        masked_rows_product, sparse_gradient_step,
     };
 
     /// `table[p] = p / 255`, as image pixels are read.
@@ -191,19 +191,7 @@ mod tests {
                 };
                 let as_floats = Entries::F32(&floats);
                 let stride = mask_words(rows);
-                let masks = |entries| {
-                    let mut row_masks = vec![u64::MAX; rows * mask_words(cols)];
-                    let mut column_masks = vec![u64::MAX; cols * stride];
-                    row_and_column_masks(
-                        entries,
-                        rows,
-                        cols,
-                        &mut row_masks,
-                        &mut column_masks,
-                        stride,
-                    );
-                    (row_masks, column_masks)
-                };
+                let masks = |entries| masks_of(entries, rows, cols, stride);
                 let (row_masks, column_masks) = masks(as_floats);
                 assert_eq!(masks(as_bytes), (row_masks.clone(), column_masks.clone()));
 

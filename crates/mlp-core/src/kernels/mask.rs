@@ -214,7 +214,7 @@ unsafe fn byte_masks_avx512bw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_data::pseudo_random;
+    use crate::kernels::test_data::{masks_of, pseudo_random};
 
     #[test]
     fn nonzero_mask_marks_exactly_the_non_zero_entries() {
@@ -261,17 +261,7 @@ mod tests {
                     }
                 }
                 let stride = mask_words(rows) + 1;
-                let mut row_masks = vec![u64::MAX; rows * mask_words(cols)];
-                let mut column_masks = vec![u64::MAX; cols * stride];
-                let entries = Entries::F32(&src);
-                row_and_column_masks(
-                    entries,
-                    rows,
-                    cols,
-                    &mut row_masks,
-                    &mut column_masks,
-                    stride,
-                );
+                let (row_masks, column_masks) = masks_of(Entries::F32(&src), rows, cols, stride);
                 let bit =
                     |masks: &[u64], start: usize, j: usize| masks[start + j / 64] >> (j % 64) & 1;
                 for r in 0..rows {

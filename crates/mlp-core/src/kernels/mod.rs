@@ -123,6 +123,27 @@ pub(crate) mod test_data {
         PORTABLE.with(|p| p.set(false));
     }
 
+    /// The row and column masks of `rows × cols` entries, made into buffers of set bits (so
+    /// that a word left unwritten shows), column masks `stride` words apart.
+    pub(crate) fn masks_of(
+        entries: super::Entries,
+        rows: usize,
+        cols: usize,
+        stride: usize,
+    ) -> (Vec<u64>, Vec<u64>) {
+        let mut row_masks = vec![u64::MAX; rows * super::mask_words(cols)];
+        let mut column_masks = vec![u64::MAX; cols * stride];
+        super::row_and_column_masks(
+            entries,
+            rows,
+            cols,
+            &mut row_masks,
+            &mut column_masks,
+            stride,
+        );
+        (row_masks, column_masks)
+    }
+
     /// Deterministic pseudo-random values in [-1, 1), every `zero_every`-th about 0.
     pub(super) fn pseudo_random(n: usize, seed: u32, zero_every: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(747796405).wrapping_add(2891336453);
