@@ -4,18 +4,31 @@
 //!
 //! Inputs are synthetic "images": a random ellipse of non-zero pixels on a zero background,
 //! covering about half of the 784 pixels like Fashion-MNIST's objects (49.8 % non-zero), so
-//! the sparse kernels see realistic structure without needing the data files.
+//! the sparse kernels see realistic structure without needing the data files. They are
+//! bytes ([`ByteImages`]), as the `mlp` binary feeds Fashion-MNIST to the engine.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mlp_core::{Activation, Mlp, Shape, Workspace};
-use mlp_train::{Engine, InMemoryData, LabelledData, Sgd};
+use mlp_train::{ByteImages, Engine, LabelledData, Sgd};
 use ndarray::Array2;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn synthetic_images(n: usize, rng: &mut impl Rng) -> InMemoryData {
-    let mut x = Array2::<f32>::zeros((n, 784));
-    for mut image in x.rows_mut() {
+/// The pixels and labels of `n` synthetic images.
+struct Synthetic {
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+}
+
+impl Synthetic {
+    fn images(&self) -> ByteImages<'_> {
+        ByteImages::new(&self.pixels, &self.labels, 784, 10).expect("consistent sizes")
+    }
+}
+
+fn synthetic_images(n: usize, rng: &mut impl Rng) -> Synthetic {
+    let mut pixels = vec![0u8; n * 784];
+    for image in pixels.chunks_exact_mut(784) {
         let (cy, cx) = (
             rng.random_range(11.0..17.0f32),
             rng.random_range(11.0..17.0f32),
@@ -27,17 +40,18 @@ fn synthetic_images(n: usize, rng: &mut impl Rng) -> InMemoryData {
         for (p, v) in image.iter_mut().enumerate() {
             let (y, x) = ((p / 28) as f32, (p % 28) as f32);
             if ((y - cy) / ry).powi(2) + ((x - cx) / rx).powi(2) < 1.0 {
-                *v = rng.random_range(1..=255) as f32 / 255.0;
+                *v = rng.random_range(1..=255);
             }
         }
     }
-    let y = (0..n).map(|_| rng.random_range(0..10)).collect();
-    InMemoryData::new(x, y, 10).expect("consistent sizes")
+    let labels = (0..n).map(|_| rng.random_range(0..10)).collect();
+    Synthetic { pixels, labels }
 }
 
 fn bench_reference_passes(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let data = synthetic_images(256, &mut rng);
+    let synthetic = synthetic_images(256, &mut rng);
+    let data = synthetic.images();
     let mut group = c.benchmark_group("reference");
     for hidden in [128, 512] {
         let model = Mlp::new(Shape::fashion_mnist(hidden), Activation::Relu, &mut rng).unwrap();
@@ -65,7 +79,8 @@ fn bench_reference_passes(c: &mut Criterion) {
 
 fn bench_engine_step(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let data = synthetic_images(4096, &mut rng);
+    let synthetic = synthetic_images(4096, &mut rng);
+    let data = synthetic.images();
     let sgd = Sgd::new(0.01, 1e-4);
     let mut group = c.benchmark_group("engine_step");
     for hidden in [128, 512] {
@@ -103,7 +118,8 @@ fn bench_engine_step(c: &mut Criterion) {
 
 fn bench_inference(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let data = synthetic_images(10_000, &mut rng);
+    let synthetic = synthetic_images(10_000, &mut rng);
+    let data = synthetic.images();
     let model = Mlp::new(Shape::fashion_mnist(128), Activation::Relu, &mut rng).unwrap();
     let mut group = c.benchmark_group("inference");
     group.throughput(Throughput::Elements(data.len() as u64));
