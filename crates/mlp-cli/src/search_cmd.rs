@@ -99,10 +99,14 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let pending: Vec<&TrainConfig> = trials
+    let mut pending: Vec<&TrainConfig> = trials
         .iter()
         .filter(|t| read_result(&trial_dir(&dir, t)).is_none())
         .collect();
+    // The longest trials first (a trial's time grows with its hidden layer and epochs), so
+    // that the workers finish together instead of one training the last big trial alone.
+    // The order changes no result: each trial's seed comes from its settings.
+    pending.sort_by_key(|t| std::cmp::Reverse(t.hidden.saturating_mul(t.epochs)));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or(cores).clamp(1, pending.len().max(1));
     if !args.quiet {
