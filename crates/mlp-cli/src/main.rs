@@ -12,6 +12,7 @@ mod predict_cmd;
 mod progress;
 mod run_dir;
 mod search_cmd;
+mod search_results;
 mod test_cmd;
 mod train_cmd;
 
