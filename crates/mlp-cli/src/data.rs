@@ -6,7 +6,8 @@ use mlp_train::ByteImages;
 
 use crate::cli::{DEFAULT_DATA_DIR, DataArgs};
 
-/// A Fashion-MNIST split as the trainer sees it: pixels normalised as they are gathered.
+/// A Fashion-MNIST split as the trainer sees it: bytes, which stand for p / 255
+/// (`mlp_train::PIXEL_VALUES`).
 pub fn images(data: &Dataset) -> ByteImages<'_> {
     ByteImages::new(
         data.pixels(),

@@ -9,7 +9,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mlp_core::{Activation, Mlp, Shape, Workspace};
-use mlp_train::{ByteImages, Engine, LabelledData, Sgd};
+use mlp_train::{ByteImages, Engine, InMemoryData, LabelledData, Sgd};
 use ndarray::Array2;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -80,37 +80,50 @@ fn bench_reference_passes(c: &mut Criterion) {
 fn bench_engine_step(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let synthetic = synthetic_images(4096, &mut rng);
-    let data = synthetic.images();
+    let bytes = synthetic.images();
+    // The same images as `f32`s: the path of data that is not bytes (`InMemoryData`).
+    let mut x = Array2::zeros((bytes.len(), 784));
+    let mut y = vec![0; bytes.len()];
+    let all: Vec<usize> = (0..bytes.len()).collect();
+    bytes.gather(&all, x.as_slice_mut().unwrap(), &mut y);
+    let floats = InMemoryData::new(x, y, 10).expect("consistent sizes");
     let sgd = Sgd::new(0.01, 1e-4);
     let mut group = c.benchmark_group("engine_step");
-    for hidden in [128, 512] {
+    // (hidden, batch, as f32s): every size on bytes, as the `mlp` binary trains, and the
+    // default size on `f32`s too.
+    let cases = [
+        (128, 64, false),
+        (128, 64, true),
+        (128, 256, false),
+        (512, 64, false),
+        (512, 256, false),
+    ];
+    for (hidden, batch, as_f32) in cases {
         let model = Mlp::new(Shape::fashion_mnist(hidden), Activation::Relu, &mut rng).unwrap();
-        for batch in [64, 256] {
-            let order: Vec<usize> = (0..data.len()).collect();
-            let batches: Vec<&[usize]> = order.chunks_exact(batch).collect();
-            group.throughput(Throughput::Elements(batch as u64));
-            for threads in [1, 2] {
-                let mut engine = Engine::new(&model, batch, threads == 2);
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let id = format!("hidden{hidden}/batch{batch}/threads{threads}");
-                let mut k = 0;
-                group.bench_function(BenchmarkId::new("sgd_step", id), |b| {
-                    pool.install(|| {
-                        b.iter(|| {
-                            k = (k + 1) % batches.len();
-                            engine.train_step(
-                                &data,
-                                batches[k],
-                                batches[(k + 1) % batches.len()],
-                                &sgd,
-                            )
-                        })
+        let (data, name): (&dyn LabelledData, _) = if as_f32 {
+            (&floats, "sgd_step_f32")
+        } else {
+            (&bytes, "sgd_step")
+        };
+        let order: Vec<usize> = (0..data.len()).collect();
+        let batches: Vec<&[usize]> = order.chunks_exact(batch).collect();
+        group.throughput(Throughput::Elements(batch as u64));
+        for threads in [1, 2] {
+            let mut engine = Engine::new(&model, batch, threads == 2);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let id = format!("hidden{hidden}/batch{batch}/threads{threads}");
+            let mut k = 0;
+            group.bench_function(BenchmarkId::new(name, id), |b| {
+                pool.install(|| {
+                    b.iter(|| {
+                        k = (k + 1) % batches.len();
+                        engine.train_step(data, batches[k], batches[(k + 1) % batches.len()], &sgd)
                     })
-                });
-            }
+                })
+            });
         }
     }
     group.finish();

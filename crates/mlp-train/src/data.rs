@@ -1,7 +1,8 @@
 //! What the trainer needs from a data set, and an in-memory implementation.
 //!
 //! The trainer only ever asks for rows by index into a buffer it owns, so any storage works:
-//! `u8` images normalised on the fly (as the `mlp` binary does for Fashion-MNIST), features
+//! `u8` images (as the `mlp` binary has Fashion-MNIST: the training engine gathers their
+//! bytes and reads them through [`PIXEL_VALUES`]; `gather` normalises them), features
 //! already in `f32`, or something generated.
 
 use ndarray::Array2;
@@ -46,9 +47,11 @@ pub static PIXEL_VALUES: [f32; 256] = {
     table
 };
 
-/// Images stored as bytes (0–255) with byte labels, normalised to [0, 1] as rows are
-/// gathered: a quarter of the memory of `f32` features, and the conversion is cheap next to
-/// the matrix products. This is how the `mlp` binary feeds Fashion-MNIST to the trainer.
+/// Images stored as bytes (0–255) with byte labels, standing for p / 255 in [0, 1]: a
+/// quarter of the memory of `f32` features. The training engine gathers the bytes
+/// ([`ByteImages::gather_bytes`]) and reads them through [`PIXEL_VALUES`]; [`LabelledData::gather`]
+/// (evaluation, the reference passes) converts them. This is how the `mlp` binary feeds
+/// Fashion-MNIST to the trainer.
 #[derive(Debug, Clone, Copy)]
 pub struct ByteImages<'a> {
     pixels: &'a [u8],
@@ -139,10 +142,23 @@ impl ByteImages<'_> {
     /// Copies the images at `indices` into `x` (`indices.len()` rows of `features()` bytes),
     /// unconverted, and their labels into `y`: [`LabelledData::gather`] without the
     /// normalisation, which [`PIXEL_VALUES`] gives.
+    ///
+    /// # Panics
+    /// If `x` holds fewer than `indices.len() × features()` bytes, `y` fewer than
+    /// `indices.len()` labels, or an index is past the last image.
     pub fn gather_bytes(&self, indices: &[usize], x: &mut [u8], y: &mut [usize]) {
         let f = self.features;
-        for ((&i, row), label) in indices.iter().zip(x.chunks_exact_mut(f)).zip(y.iter_mut()) {
-            row.copy_from_slice(&self.pixels[i * f..(i + 1) * f]);
+        assert!(
+            indices
+                .len()
+                .checked_mul(f)
+                .is_some_and(|need| x.len() >= need)
+                && y.len() >= indices.len(),
+            "room for {} images is needed",
+            indices.len()
+        );
+        for (k, (&i, label)) in indices.iter().zip(y.iter_mut()).enumerate() {
+            x[k * f..(k + 1) * f].copy_from_slice(&self.pixels[i * f..(i + 1) * f]);
             *label = self.labels[i] as usize;
         }
     }

@@ -4,16 +4,22 @@
 //! Bytes are how images arrive (pixels 0–255). Read through a table (`table[p] = p / 255`,
 //! say), a batch gathered as bytes is a quarter of the memory of the same batch converted to
 //! `f32`, and gathering it is a copy: the conversion happens as the kernels broadcast each
-//! value, where an extra load costs nothing next to the FMAs it feeds.
+//! value, one more (dependent) load per broadcast. That costs the dW1 kernel about 1 µs a
+//! step, which the quicker gather more than pays for (docs/PERFORMANCE.md).
+
+#[cfg(target_arch = "x86_64")]
+use std::marker::PhantomData;
 
 /// A read-only sequence of `f32` entries.
 #[derive(Debug, Clone, Copy)]
 pub enum Entries<'a> {
     /// The entries themselves.
     F32(&'a [f32]),
-    /// Entry i is `table[bytes[i]]`. Masks of bytes ([`row_and_column_masks`]) mark the non-zero
-    /// *bytes*, so `table[0]` should be 0 and the other entries non-zero for a mask to mark
-    /// exactly the non-zero entries (a kernel only multiplies what the masks mark).
+    /// Entry i is `table[bytes[i]]`. Masks of bytes ([`row_and_column_masks`]) mark the
+    /// non-zero *bytes*, so `table[0]` must be 0 (and the other entries non-zero, for the
+    /// masks to skip every zero): the products multiply every entry under a block's union of
+    /// masks, and they are independent of how rows are grouped only because the entries
+    /// outside a row's own mask are 0.
     ///
     /// [`row_and_column_masks`]: super::row_and_column_masks
     Bytes {
@@ -90,21 +96,42 @@ pub(super) trait Read: Copy {
     unsafe fn read(self, i: usize) -> f32;
 }
 
-/// Reads `f32` entries (from [`Entries::F32`]).
+/// Reads `f32` entries (from [`Entries::F32`]): a pointer to the slice it was made from,
+/// which it borrows.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-pub(super) struct ReadF32(pub(super) *const f32);
+pub(super) struct ReadF32<'a>(*const f32, PhantomData<&'a [f32]>);
 
-/// Reads byte entries through their table (from [`Entries::Bytes`]).
+/// Reads byte entries through their table (from [`Entries::Bytes`]), both borrowed; the table
+/// has 256 entries, so any byte indexes it.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-pub(super) struct ReadBytes {
-    pub(super) bytes: *const u8,
-    pub(super) table: *const f32,
+pub(super) struct ReadBytes<'a> {
+    bytes: *const u8,
+    table: *const f32,
+    borrows: PhantomData<(&'a [u8], &'a [f32; 256])>,
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Read for ReadF32 {
+impl<'a> ReadF32<'a> {
+    pub(super) fn new(values: &'a [f32]) -> Self {
+        Self(values.as_ptr(), PhantomData)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> ReadBytes<'a> {
+    pub(super) fn new(bytes: &'a [u8], table: &'a [f32; 256]) -> Self {
+        Self {
+            bytes: bytes.as_ptr(),
+            table: table.as_ptr(),
+            borrows: PhantomData,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Read for ReadF32<'_> {
     #[inline(always)]
     unsafe fn read(self, i: usize) -> f32 {
         // SAFETY: the caller keeps i inside the entries.
@@ -113,7 +140,7 @@ impl Read for ReadF32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Read for ReadBytes {
+impl Read for ReadBytes<'_> {
     #[inline(always)]
     unsafe fn read(self, i: usize) -> f32 {
         // SAFETY: the caller keeps i inside the bytes; every byte indexes the 256-entry table.
@@ -127,14 +154,11 @@ macro_rules! with_read {
     ($entries:expr, |$r:ident| $body:expr) => {
         match $entries {
             $crate::kernels::Entries::F32(values) => {
-                let $r = $crate::kernels::entries::ReadF32(values.as_ptr());
+                let $r = $crate::kernels::entries::ReadF32::new(values);
                 $body
             }
             $crate::kernels::Entries::Bytes { bytes, table } => {
-                let $r = $crate::kernels::entries::ReadBytes {
-                    bytes: bytes.as_ptr(),
-                    table: table.as_ptr(),
-                };
+                let $r = $crate::kernels::entries::ReadBytes::new(bytes, table);
                 $body
             }
         }
@@ -177,12 +201,14 @@ mod tests {
     }
 
     /// Masks, products and the fused step, each given bytes and then the floats they stand
-    /// for: the same masks and the same bits, on the AVX-512 and the portable paths.
+    /// for: the same masks and the same bits, on the AVX-512 and the portable paths, at the
+    /// widths that take each of the kernels' paths.
     #[test]
     fn every_kernel_reads_bytes_as_the_floats_they_stand_for() {
         let table = unit_table();
         on_both_paths(|| {
-            // Columns 784 (whole 16-lane groups) and 30 (a partial group at each row's end).
+            // Columns 784 (whole 16-lane groups), 30 and 17 (a partial group at each row's
+            // end); 70 rows (two mask words).
             for (rows, cols) in [(32, 784), (33, 30), (70, 17)] {
                 let (bytes, floats) = bytes_and_floats(rows * cols, (rows + cols) as u32, &table);
                 let as_bytes = Entries::Bytes {
@@ -190,60 +216,90 @@ mod tests {
                     table: &table,
                 };
                 let as_floats = Entries::F32(&floats);
-                let stride = mask_words(rows);
-                let masks = |entries| masks_of(entries, rows, cols, stride);
-                let (row_masks, column_masks) = masks(as_floats);
-                assert_eq!(masks(as_bytes), (row_masks.clone(), column_masks.clone()));
+                let case = format!("{rows} × {cols}");
 
-                // Rows 3, 0, 2 (the first three, reordered) times a matrix, as the forward
-                // pass multiplies them.
-                let width = 40;
-                let m = pseudo_random(cols * width, 5, 1_000_000);
-                let product = |vals| {
-                    let starts = [3 * cols, 0, 2 * cols];
-                    let mut union = vec![0; mask_words(cols)];
-                    for &s in &starts {
-                        let row = &row_masks[s / cols * mask_words(cols)..][..mask_words(cols)];
-                        union.iter_mut().zip(row).for_each(|(u, r)| *u |= r);
+                // Rows 3, 0, 2 times a matrix, as the forward pass multiplies them; and
+                // columns 5, 1 read as rows, as the block loop of the backward pass does.
+                let words = mask_words(cols);
+                let (row_masks, _) = masks_of(as_floats, rows, cols, mask_words(rows));
+                for width in [40, 100] {
+                    let m = pseudo_random(cols.max(rows) * width, 5, 1_000_000);
+                    let product = |vals, starts: &[usize], step: usize, union: &[u64]| {
+                        let block = SparseBlock {
+                            vals,
+                            rows: starts,
+                            step,
+                            union,
+                            m: &m,
+                            ld: width,
+                        };
+                        let out_rows: Vec<usize> = (0..starts.len()).map(|r| r * width).collect();
+                        let mut out = vec![0.5f32; starts.len() * width];
+                        masked_rows_product(&block, &mut out, &out_rows, width);
+                        bits(&out)
+                    };
+                    let mut union = vec![0; words];
+                    for r in [3, 0, 2] {
+                        let mask = &row_masks[r * words..][..words];
+                        union.iter_mut().zip(mask).for_each(|(u, m)| *u |= m);
                     }
-                    let block = SparseBlock {
-                        vals,
-                        rows: &starts,
-                        step: 1,
-                        union: &union,
-                        m: &m,
-                        ld: width,
-                    };
-                    let mut out = vec![0.5f32; 3 * width];
-                    masked_rows_product(&block, &mut out, &[0, width, 2 * width], width);
-                    bits(&out)
-                };
-                assert_eq!(product(as_bytes), product(as_floats), "{rows} × {cols}");
-
-                // The fused step over the whole matrix, as the backward pass takes it.
-                let width = 32;
-                let d = pseudo_random(rows * width, 6, 3);
-                let step = |vals| {
-                    let x = SparseColumns {
-                        vals,
-                        rows,
-                        cols,
-                        masks: &column_masks,
-                        mask_stride: stride,
-                    };
-                    let mut w = pseudo_random(cols * width, 7, 1_000_000);
-                    let mut scratch = vec![0.0; MAX_BLOCK_ROWS * width];
-                    let squares = sparse_gradient_step(
-                        &[(x, &d)],
-                        width,
-                        &mut w,
-                        Descent { lr: 0.1, l2: 1e-3 },
-                        &mut scratch,
-                        &mut Vec::new(),
+                    let starts = [3 * cols, 0, 2 * cols];
+                    assert_eq!(
+                        product(as_bytes, &starts, 1, &union),
+                        product(as_floats, &starts, 1, &union),
+                        "{case}, width {width}: rows"
                     );
-                    (squares.to_bits(), bits(&w))
-                };
-                assert_eq!(step(as_bytes), step(as_floats), "{rows} × {cols}");
+                    let all_rows: Vec<u64> = (0..mask_words(rows))
+                        .map(|w| u64::MAX >> (64 - (rows - 64 * w).min(64)))
+                        .collect();
+                    let columns = [5 % cols, 1 % cols];
+                    assert_eq!(
+                        product(as_bytes, &columns, cols, &all_rows),
+                        product(as_floats, &columns, cols, &all_rows),
+                        "{case}, width {width}: columns"
+                    );
+                }
+
+                // The fused step over the matrix in two parts of rows, as the backward pass
+                // takes a batch: widths for the block loop (24), the fused blocks held in
+                // registers (32, 64) and the wide ones built in scratch (80).
+                let half = rows / 2;
+                let parts = [(0, half), (half, rows)];
+                let part_masks: Vec<Vec<u64>> = parts
+                    .iter()
+                    .map(|&(a, b)| masks_of(as_floats.slice(a * cols..b * cols), b - a, cols, 2).1)
+                    .collect();
+                for width in [24, 32, 64, 80] {
+                    let d = pseudo_random(rows * width, 6, 3);
+                    let step = |vals: Entries| {
+                        let parts: Vec<(SparseColumns, &[f32])> = parts
+                            .iter()
+                            .zip(&part_masks)
+                            .map(|(&(a, b), masks)| {
+                                let x = SparseColumns {
+                                    vals: vals.slice(a * cols..b * cols),
+                                    rows: b - a,
+                                    cols,
+                                    masks,
+                                    mask_stride: 2,
+                                };
+                                (x, &d[a * width..b * width])
+                            })
+                            .collect();
+                        let mut w = pseudo_random(cols * width, 7, 1_000_000);
+                        let mut scratch = vec![0.0; MAX_BLOCK_ROWS * width];
+                        let squares = sparse_gradient_step(
+                            &parts,
+                            width,
+                            &mut w,
+                            Descent { lr: 0.1, l2: 1e-3 },
+                            &mut scratch,
+                            &mut Vec::new(),
+                        );
+                        (squares.to_bits(), bits(&w))
+                    };
+                    assert_eq!(step(as_bytes), step(as_floats), "{case}, width {width}");
+                }
             }
         });
     }

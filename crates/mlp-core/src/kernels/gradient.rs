@@ -200,8 +200,8 @@ unsafe fn fused_avx512(
 /// for one block, as `masked_rows_product` sums them.
 ///
 /// SAFETY: `vals` reads `x.vals`, which holds `x.rows × x.cols` entries; its masks hold
-/// `x.cols` columns of `mask_words(x.rows)` words, `d` `x.rows × width`; `p0 + R ≤ x.cols` and the columns under
-/// `lanes` lie below `width`. Mask bits at or past `x.rows` are cleared before use, so every
+/// `x.cols` columns of `mask_words(x.rows)` words, `d` `x.rows × width`; `p0 + R ≤ x.cols`
+/// and the columns under `lanes` lie below `width`. Mask bits at or past `x.rows` are cleared before use, so every
 /// row j read is below `x.rows` (and a part with no rows reads nothing).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -327,10 +327,10 @@ unsafe fn fused_block_wide<const R: usize>(
     unsafe {
         for c0 in (0..width).step_by(16 * N) {
             let chunks = ((width - c0) / 16).min(N);
-            let lanes = |k: usize| -> __mmask16 { if k < chunks { 0xFFFF } else { 0 } };
+            let lanes: [__mmask16; N] =
+                std::array::from_fn(|k| if k < chunks { 0xFFFF } else { 0 });
             for (h, (x, d)) in parts.iter().enumerate() {
                 let mut acc = [[_mm512_setzero_ps(); N]; R];
-                let lanes = std::array::from_fn(lanes);
                 with_read!(x.vals, |vals| {
                     add_part(&mut acc, x, vals, d, (p0, c0, width), lanes)
                 });

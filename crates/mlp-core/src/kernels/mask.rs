@@ -59,7 +59,8 @@ unsafe fn nonzero_mask_avx512(values: &[f32], mask: &mut [u64]) {
 }
 
 /// The bit masks of a row-major `rows × cols` matrix's non-zeros, both ways, in one pass:
-/// row r's mask, as [`nonzero_mask`] gives it, into `row_masks[r * mask_words(cols)..]`, and
+/// row r's mask (bit c set when entry `r * cols + c` is non-zero, as [`nonzero_mask`] marks
+/// `f32`s) into `row_masks[r * mask_words(cols)..]`, and
 /// column c's (bit r, of word r / 64, set exactly when entry `r * cols + c` of `src` is
 /// non-zero, see [`Entries::is_nonzero`]) into `column_masks[c * column_stride..]`. With the
 /// column masks a kernel can read the columns in place (`SparseBlock::step`), without writing
@@ -168,8 +169,9 @@ unsafe fn masks_avx512(
 }
 
 /// The masks of bytes, 64 columns at a time: one compare gives a row's 64 bits, which are its
-/// mask word, and bit r goes to the 64 columns' words under eight masked ORs (a quarter of
-/// the instructions of the 16-column loop above, which `f32`s need).
+/// mask word as they stand, and bit r goes to the 64 columns' words under eight masked ORs.
+/// A quarter of the loads, compares and stores of the 16-column loop above (which `f32`s
+/// need, 16 to a register); the ORs are as many.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn byte_masks_avx512bw(
@@ -239,17 +241,22 @@ mod tests {
         }
     }
 
+    /// For `f32`s and for bytes (0 exactly where the `f32`s are 0), on both paths: the byte
+    /// path's kernel takes 64 columns at a time, hence the shapes past 64 both ways.
     #[test]
     fn row_and_column_masks_mark_exactly_the_non_zeros_of_each_row_and_column() {
         crate::kernels::test_data::on_both_paths(|| {
             for (rows, cols) in [
                 (0, 5),
+                (5, 0),
                 (1, 1),
                 (32, 784),
                 (33, 17),
                 (64, 16),
+                (64, 128),
                 (65, 30),
                 (130, 7),
+                (130, 200),
             ] {
                 let mut src = pseudo_random(rows * cols, (rows * cols) as u32 + 1, 2);
                 // -0.0 is a zero and NaN is not (as `v != 0.0` says).
@@ -260,8 +267,19 @@ mod tests {
                         _ => {}
                     }
                 }
+                let bytes: Vec<u8> = src.iter().map(|&v| u8::from(v != 0.0)).collect();
+                let table = std::array::from_fn(|p| p as f32);
                 let stride = mask_words(rows) + 1;
                 let (row_masks, column_masks) = masks_of(Entries::F32(&src), rows, cols, stride);
+                let of_bytes = Entries::Bytes {
+                    bytes: &bytes,
+                    table: &table,
+                };
+                assert_eq!(
+                    masks_of(of_bytes, rows, cols, stride),
+                    (row_masks.clone(), column_masks.clone()),
+                    "{rows} × {cols}: bytes"
+                );
                 let bit =
                     |masks: &[u64], start: usize, j: usize| masks[start + j / 64] >> (j % 64) & 1;
                 for r in 0..rows {

@@ -11,8 +11,9 @@
 //! ```
 //! A sparse vector is its dense values plus a bit mask of the non-zeros ([`nonzero_mask`]);
 //! the kernels visit set bits only. The values are [`Entries`]: `f32`s, or bytes read through
-//! a table (images as they are stored, gathered without converting). The backward product reads the batch's columns in place
-//! (a [`SparseBlock`] with a `step`), with their masks from [`row_and_column_masks`].
+//! a table (images as they are stored, gathered without converting). The backward product
+//! reads the batch's columns in place (a [`SparseBlock`] with a `step`), with their masks
+//! from [`row_and_column_masks`].
 
 /// Whether the AVX-512 kernels can run on this CPU (checked once, then cached by std).
 #[inline]
@@ -34,7 +35,7 @@ pub fn has_avx512() -> bool {
 /// Whether the CPU also has AVX-512BW (byte and word instructions), which the masks of
 /// byte entries use.
 #[inline]
-pub fn has_avx512bw() -> bool {
+pub(crate) fn has_avx512bw() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         has_avx512() && is_x86_feature_detected!("avx512bw")

@@ -90,8 +90,8 @@ impl SparseBlock<'_> {
     }
 }
 
-/// `out[out_rows[r] + k] += Σ_{j ∈ union} vals[rows[r] + j·step] · m[j][k]` for every row r
-/// of the block and `k < width`.
+/// `out[out_rows[r] + k] += Σ_{j ∈ union} vals.get(rows[r] + j·step) · m[j][k]` for every
+/// row r of the block and `k < width`.
 pub fn masked_rows_product(block: &SparseBlock, out: &mut [f32], out_rows: &[usize], width: usize) {
     block.check(out_rows, out.len(), width);
     // Nothing to add; and `check` vouched for no row of `m`, so form no pointer into it.
@@ -225,7 +225,7 @@ mod tests {
         union
     }
 
-    /// `start + Σ_j vals[rows[r] + j·step]·m[j][k]` in f64, for every block row r.
+    /// `start + Σ_j vals.get(rows[r] + j·step)·m[j][k]` in f64, for every block row r.
     fn naive(
         block: &SparseBlock,
         len: usize,

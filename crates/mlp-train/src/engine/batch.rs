@@ -14,8 +14,8 @@ use crate::data::{LabelledData, PIXEL_VALUES};
 pub(super) struct Batch {
     x: Vec<f32>,
     x_bytes: Vec<u8>,
-    /// What the bytes stand for, when the rows are in `x_bytes`.
-    table: Option<&'static [f32; 256]>,
+    /// Whether the rows are in `x_bytes` (standing for [`PIXEL_VALUES`]) rather than `x`.
+    as_bytes: bool,
     pub(super) y: Vec<usize>,
     pub(super) x_masks: Vec<u64>,
     /// The rows in the order the forward pass takes them (see [`BlockOrder`]).
@@ -33,7 +33,7 @@ impl Batch {
         Self {
             x: vec![0.0; batch_size * inputs],
             x_bytes: vec![0; batch_size * inputs],
-            table: None,
+            as_bytes: false,
             y: vec![0; batch_size],
             x_masks: vec![0; batch_size * mask_words(inputs)],
             order: BlockOrder::new(inputs, batch_size),
@@ -50,16 +50,19 @@ impl Batch {
         let words = mask_words(inputs);
         let masks_half = self.pixel_masks.len() / 2;
         let images = data.byte_images();
-        self.table = images.map(|_| &PIXEL_VALUES);
+        self.as_bytes = images.is_some();
         for (h, rows) in [0..n / 2, n / 2..n].into_iter().enumerate() {
             let (indices, y) = (&indices[rows.clone()], &mut self.y[rows.clone()]);
             let values = rows.start * inputs..rows.end * inputs;
             match images {
-                Some(images) => images.gather_bytes(indices, &mut self.x_bytes[values.clone()], y),
+                Some(images) => {
+                    assert_eq!(images.features(), inputs, "byte images of another size");
+                    images.gather_bytes(indices, &mut self.x_bytes[values.clone()], y)
+                }
                 None => data.gather(indices, &mut self.x[values.clone()], y),
             }
             row_and_column_masks(
-                entries(&self.x, &self.x_bytes, self.table).slice(values),
+                entries(&self.x, &self.x_bytes, self.as_bytes).slice(values),
                 rows.len(),
                 inputs,
                 &mut self.x_masks[rows.start * words..rows.end * words],
@@ -88,15 +91,19 @@ impl Batch {
 
     /// The gathered rows, one after the other, as the kernels read them.
     pub(super) fn values(&self) -> Entries<'_> {
-        entries(&self.x, &self.x_bytes, self.table)
+        entries(&self.x, &self.x_bytes, self.as_bytes)
     }
 }
 
-/// The batch's rows: `bytes` read through `table` if there is one, else `x`.
-fn entries<'a>(x: &'a [f32], bytes: &'a [u8], table: Option<&'a [f32; 256]>) -> Entries<'a> {
-    match table {
-        Some(table) => Entries::Bytes { bytes, table },
-        None => Entries::F32(x),
+/// The batch's rows: `bytes` read through [`PIXEL_VALUES`] if `as_bytes`, else `x`.
+fn entries<'a>(x: &'a [f32], bytes: &'a [u8], as_bytes: bool) -> Entries<'a> {
+    if as_bytes {
+        Entries::Bytes {
+            bytes,
+            table: &PIXEL_VALUES,
+        }
+    } else {
+        Entries::F32(x)
     }
 }
 

@@ -18,8 +18,8 @@
 //!   rows, masks their non-zeros by row (for the forward pass) and by pixel (the backward
 //!   pass reads x's columns in place), and orders the rows for the forward pass. Images
 //!   stored as bytes are copied as bytes and read through a table by the kernels: a quarter
-//!   of the memory written per batch, and the gather 2.4× faster (10.5 → 4.4 µs per thread
-//!   and step), for about 1 µs more in the dW1 kernel (docs/PERFORMANCE.md).
+//!   of the memory written per batch, and the gather 2–2.5× faster (10.5–13 → 4.4–6 µs per
+//!   thread and step), for about 1 µs more in the dW1 kernel (docs/PERFORMANCE.md).
 //!   In training each thread gathers the whole batch into buffers of its own, right after its
 //!   backward pass of the step before, so the passes read only what their own core wrote and
 //!   a step needs no gather phase of its own. Sharing one copy, half gathered by each core,

@@ -12,7 +12,8 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 use crate::sgd::Sgd;
 
 /// Rows of `len` values with the bit masks of their non-zeros: row r is entries
-/// `r * stride..` (`len` of them) of `values` and its mask `masks[r * mask_stride..][..mask_words(len)]`.
+/// `r * stride..` (`len` of them) of `values`, and its mask
+/// `masks[r * mask_stride..][..mask_words(len)]`.
 /// The forward pass reads the batch this way (the backward pass reads its columns, as
 /// `mlp_core::kernels::SparseColumns`).
 pub(super) struct SparseRows<'a> {
@@ -242,7 +243,6 @@ impl Shard {
         // (the same bits as `bias + dot`: addition commutes).
         let z2_part = &mut z2_part[..n * classes];
         dot_rows(a1, n, &self.w2t, classes, w, dot_scratch, z2_part);
-        // (Adding 0.0 where there is no bias turns −0.0 into +0.0, as `bias + dot` would.)
         match b2 {
             Some(b2) => {
                 for row in z2_part.chunks_exact_mut(classes) {
@@ -251,6 +251,8 @@ impl Shard {
                     }
                 }
             }
+            // Not a no-op: it turns a −0.0 logit into +0.0, as the loop that added
+            // `b2.map_or(0.0, ..)` did, and so keeps the bits of every model trained so far.
             None => z2_part.iter_mut().for_each(|z| *z += 0.0),
         }
     }
