@@ -201,8 +201,9 @@ unsafe fn fused_avx512(
 ///
 /// SAFETY: `vals` reads `x.vals`, which holds `x.rows × x.cols` entries; its masks hold
 /// `x.cols` columns of `mask_words(x.rows)` words, `d` `x.rows × width`; `p0 + R ≤ x.cols`
-/// and the columns under `lanes` lie below `width`. Mask bits at or past `x.rows` are cleared before use, so every
-/// row j read is below `x.rows` (and a part with no rows reads nothing).
+/// and the columns under `lanes` lie below `width`. Mask bits at or past `x.rows` are
+/// cleared before use, so every row j read is below `x.rows` (and a part with no rows reads
+/// nothing).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
