@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use fmnist_data::{Verify, load_fashion_mnist};
-use mlp_core::{Activation, Mlp, Shape};
+use mlp_core::{Activation, Mlp, Shape, SimdLevel};
 use mlp_train::{ByteImages, Engine, Sgd};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -38,16 +38,33 @@ pub struct BenchOptions<'a> {
     pub skip_peak: bool,
 }
 
-/// Runs the benchmark and prints its report.
+/// The CPU's model name, from /proc/cpuinfo where there is one.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
+}
+
+/// Runs the benchmark and prints its report: every SIMD level this CPU has, fastest first,
+/// or only the one `MLP_SIMD` names.
 pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let levels = match std::env::var("MLP_SIMD") {
+        Ok(name) => vec![SimdLevel::choose(Some(&name)).context("MLP_SIMD")?],
+        Err(_) => SimdLevel::supported(),
+    };
+    let names: Vec<&str> = SimdLevel::supported().iter().map(|l| l.name()).collect();
     println!(
-        "machine: {cores} cores, AVX-512 {}",
-        if mlp_core::kernels::has_avx512() {
-            "yes"
-        } else {
-            "no"
-        }
+        "machine: {}, {cores} cores; SIMD levels it runs: {} (best {})",
+        cpu_name(),
+        names.join(", "),
+        SimdLevel::best()
     );
     // (None with --skip-peak: the report then leaves out the ratios to it.)
     let peaks = (!opts.skip_peak).then(|| (sgemm_gflops(1), sgemm_gflops(2.min(cores))));
@@ -90,11 +107,14 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
     let sgd = Sgd::new(0.05, 1e-4);
     let mut order: Vec<usize> = (0..50_000).collect();
 
-    for threads in [2.min(cores), 1] {
+    for (level, threads) in levels
+        .iter()
+        .flat_map(|&level| [(level, 2.min(cores)), (level, 1)])
+    {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()?;
-        let mut engine = Engine::new(&model, opts.batch_size, threads > 1);
+        let mut engine = Engine::with_level(&model, opts.batch_size, threads > 1, level)?;
         let mut times = Vec::new();
         pool.install(|| {
             for epoch in 0..=opts.epochs {
@@ -122,7 +142,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
             format!(" = {:.2} × the sgemm peak", gflops / peak)
         });
         println!(
-            "train {shape} batch {}, {threads} thread(s): {median:.4} s per 50,000-image epoch (median of {}; best {:.4}), \
+            "{level:>6}: train {shape} batch {}, {threads} thread(s): {median:.4} s per 50,000-image epoch (median of {}; best {:.4}), \
              {:.0} images/s, {gflops:.1} dense-equivalent GFLOP/s{of_peak}",
             opts.batch_size,
             times.len(),
@@ -140,7 +160,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         });
         let per = t.elapsed().as_secs_f64() / reps as f64;
         println!(
-            "  inference on the 10,000 test images: {per:.4} s, {:.0} images/s (accuracy {accuracy:.4})",
+            "{level:>6}:   inference on the 10,000 test images: {per:.4} s, {:.0} images/s (accuracy {accuracy:.4})",
             10_000.0 / per
         );
     }

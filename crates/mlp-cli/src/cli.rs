@@ -140,6 +140,7 @@ impl TrainArgs {
             seed: self.seed,
             threads: self.threads,
             patience: self.patience,
+            simd: None,
         }
     }
 }

@@ -51,6 +51,12 @@ fn restore_default_sigpipe() {
     }
 }
 
+/// The SIMD level `MLP_SIMD` names (checked against this CPU), or the best one.
+pub(crate) fn simd_level() -> anyhow::Result<mlp_core::SimdLevel> {
+    let requested = std::env::var("MLP_SIMD").ok();
+    mlp_core::SimdLevel::choose(requested.as_deref()).map_err(|e| anyhow::anyhow!("MLP_SIMD: {e}"))
+}
+
 /// The error and its causes on one line, skipping causes whose text the message already
 /// includes (our library errors spell out their source).
 pub(crate) fn one_line(err: &anyhow::Error) -> String {

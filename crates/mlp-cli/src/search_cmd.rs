@@ -122,6 +122,7 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     }
     // With several trials at once each trains on one thread; alone, a trial takes both.
     let threads = if jobs > 1 { 1 } else { 0 };
+    let simd = Some(crate::simd_level()?);
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(pending.len() as u64);
         let style = ProgressStyle::with_template("trials [{bar:30}] {pos}/{len} eta {eta}")
@@ -138,6 +139,7 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
                 while let Some(config) = pending.get(next.fetch_add(1, Ordering::SeqCst)) {
                     let config = TrainConfig {
                         threads,
+                        simd,
                         ..TrainConfig::clone(config)
                     };
                     match run_trial(&dir, &config, &train_set, &val_set) {
@@ -211,6 +213,7 @@ fn grid(args: &SearchArgs) -> Vec<TrainConfig> {
                         seed: 0,
                         threads: 0,
                         patience: None,
+                        simd: None,
                     };
                     config.seed = trial_seed(args.seed, &trial_id(&config));
                     // A value listed twice would train the same trial twice, into one folder.
@@ -249,6 +252,7 @@ fn trial_seed(search_seed: u64, id: &str) -> u64 {
 fn trial_dir(dir: &Path, config: &TrainConfig) -> PathBuf {
     dir.join("trials").join(trial_id(&TrainConfig {
         threads: 0,
+        simd: None,
         ..config.clone()
     }))
 }
@@ -272,6 +276,7 @@ fn run_trial(
     let mut result = TrialResult {
         id: trial_id(&TrainConfig {
             threads: 0,
+            simd: None,
             ..config.clone()
         }),
         lr: config.lr,
@@ -301,6 +306,7 @@ fn run_trial(
                 &tdir.join("config.json"),
                 &TrainConfig {
                     threads: 0,
+                    simd: None,
                     ..config.clone()
                 },
             )?;

@@ -37,6 +37,8 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
+    // The SIMD level, like the thread count, is this machine's: it never changes a result.
+    let simd = Some(crate::simd_level()?);
     // A fresh run takes its settings from the flags; a resumed one from its folder.
     let (start, data_args, val_size, dir) = match &args.resume {
         Some(path) => {
@@ -54,11 +56,13 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
             let start =
                 if checkpoint.exists() {
                     let mut state = load_checkpoint(&checkpoint)?;
-                    state.config.threads = threads; // results do not depend on it
+                    // Results depend on neither.
+                    (state.config.threads, state.config.simd) = (threads, simd);
                     Start::Resume(Box::new(state))
                 } else {
                     let config = mlp_train::TrainConfig {
                         threads,
+                        simd,
                         ..saved.train.clone()
                     };
                     Start::Fresh(config.validate().map_err(|e| {
@@ -72,7 +76,11 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
             (start, data_args, saved.val_size, dir)
         }
         None => {
-            let checked = args.config().validate().map_err(|e| {
+            let config = mlp_train::TrainConfig {
+                simd,
+                ..args.config()
+            };
+            let checked = config.validate().map_err(|e| {
                 let flag = format!("--{}", e.setting().replace('_', "-"));
                 anyhow::anyhow!("{}", e.to_string().replacen(e.setting(), &flag, 1))
             })?;

@@ -3,6 +3,7 @@
 //! Each variant is a pair: `forward` computes a = f(z) element-wise, `backward` turns the
 //! gradient with respect to a into the gradient with respect to z (dz = da ⊙ f'(z)). The
 //! derivative is written in terms of whichever of z or a makes it cheapest (tanh' = 1 − a²).
+//! `tanh` and `exp` come from `libm`, so that every machine gives the same bits.
 
 use std::fmt;
 use std::str::FromStr;
@@ -54,8 +55,8 @@ impl Activation {
                     LEAKY_RELU_SLOPE * z
                 }
             }
-            Self::Tanh => z.tanh(),
-            Self::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+            Self::Tanh => libm::tanhf(z),
+            Self::Sigmoid => 1.0 / (1.0 + libm::expf(-z)),
         }
     }
 
@@ -77,7 +78,7 @@ impl Activation {
     }
 
     /// a = f(z), element-wise. `z` and `a` have the same shape. (`inline(always)`, like the
-    /// kernels' helpers, so that the engine's AVX-512 passes compile it as their own.)
+    /// kernels, so that the engine's passes compile it for their SIMD level.)
     #[inline(always)]
     pub fn forward(self, z: ArrayView2<f32>, a: ArrayViewMut2<f32>) {
         // One loop per variant, so the match is outside the loop and each loop vectorises.

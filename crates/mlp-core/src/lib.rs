@@ -25,11 +25,13 @@ pub mod linear;
 pub mod loss;
 mod model;
 mod pass;
+pub mod simd;
 
 pub use activation::{Activation, UnknownActivation};
 pub use loss::BatchMetrics;
 pub use model::{Mlp, ModelError, Shape};
 pub use pass::{Gradients, Workspace};
+pub use simd::{SimdLevel, SimdLevelError};
 
 /// The README's example, compiled and run as a test so that it cannot go stale.
 #[cfg(doctest)]

@@ -5,6 +5,9 @@
 //! takes the log of an underflowed zero, unlike −log(softmax(z)_y + ε).
 //!
 //! The gradient of the batch-mean loss is the textbook one: dL/dz = (p − onehot(y)) / n.
+//!
+//! `exp` and `log` come from `libm` (pure Rust), not the platform's libc, which may choose
+//! another implementation per CPU: the same logits give the same bits on every machine.
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
@@ -59,7 +62,7 @@ pub fn softmax_cross_entropy(mut logits: ArrayViewMut2<f32>, labels: &[usize]) -
             let predicted = argmax_slice(row);
             let z_y = row[y];
             let (max, sum) = softmax_slice(row);
-            add(predicted, (z_y - max) - sum.ln(), y);
+            add(predicted, (z_y - max) - libm::logf(sum), y);
         }
     } else {
         for (row, &y) in logits.axis_iter_mut(Axis(0)).zip(labels) {
@@ -115,7 +118,7 @@ pub fn softmax(mut logits: ArrayViewMut2<f32>) {
 fn softmax_row(row: ArrayViewMut1<f32>, y: usize) -> f32 {
     let z_y = row[y];
     let (max, sum) = softmax_in_place(row);
-    (z_y - max) - sum.ln()
+    (z_y - max) - libm::logf(sum)
 }
 
 /// p = e^(z − max) / Σ e^(z − max), in place; returns (max, Σ) for the log-likelihood.
@@ -123,7 +126,7 @@ fn softmax_in_place(mut row: ArrayViewMut1<f32>) -> (f32, f32) {
     let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
+        *v = libm::expf(*v - max);
         sum += *v;
     }
     let inv_sum = 1.0 / sum;
@@ -136,7 +139,7 @@ fn softmax_slice(row: &mut [f32]) -> (f32, f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
+        *v = libm::expf(*v - max);
         sum += *v;
     }
     let inv_sum = 1.0 / sum;

@@ -1,9 +1,10 @@
 //! The network's parameters: W1 (inputs × hidden), b1, W2 (hidden × classes), b2, and the
-//! hidden activation. Initialisation is He et al. (2015): weights ~ N(0, 2 / fan_in), biases 0.
+//! hidden activation. Initialisation is He et al. (2015): weights ~ N(0, 2 / fan_in), biases 0,
+//! the normal deviates drawn by Marsaglia's polar method with `libm`'s logarithm, so that a
+//! seed gives the same weights on every machine (a libc may choose its `log` per CPU).
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, RngExt};
-use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
@@ -63,6 +64,32 @@ pub enum ModelError {
     NonFinite(&'static str),
 }
 
+/// Standard normal deviates by Marsaglia's polar method: a uniform point (u, v) in the unit
+/// disc gives two independent deviates u·f and v·f, f = √(−2 ln s / s), s = u² + v².
+#[derive(Debug, Default)]
+struct StandardNormal {
+    /// The second deviate of the last pair.
+    spare: Option<f64>,
+}
+
+impl StandardNormal {
+    fn sample<R: Rng + ?Sized>(&mut self, rng: &mut R) -> f64 {
+        if let Some(v) = self.spare.take() {
+            return v;
+        }
+        loop {
+            let u = 2.0 * rng.random::<f64>() - 1.0;
+            let v = 2.0 * rng.random::<f64>() - 1.0;
+            let s = u * u + v * v;
+            if s > 0.0 && s < 1.0 {
+                let f = (-2.0 * libm::log(s) / s).sqrt();
+                self.spare = Some(v * f);
+                return u * f;
+            }
+        }
+    }
+}
+
 /// A three-layer perceptron: input → hidden (activation) → softmax output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp {
@@ -93,10 +120,11 @@ impl Mlp {
         if inputs == 0 || hidden == 0 || classes == 0 {
             return Err(ModelError::EmptyLayer(shape));
         }
+        let mut normal = StandardNormal::default();
         let mut he = |fan_in: usize, fan_out: usize| {
             let std = (2.0 / fan_in as f64).sqrt();
             Array2::from_shape_simple_fn((fan_in, fan_out), || {
-                (rng.sample::<f64, _>(StandardNormal) * std) as f32
+                (normal.sample(&mut *rng) * std) as f32
             })
         };
         let w1 = he(inputs, hidden);

@@ -61,7 +61,7 @@ fn check_tensor(
 }
 
 fn check_activation(activation: Activation) {
-    let (model, x, labels) = problem(activation, 17);
+    let (model, x, labels) = problem(activation, 18);
     let mut ws = Workspace::new(SHAPE, BATCH);
     model.forward(x.view(), &labels, &mut ws);
     // A kink of ReLU within ±H of some z1 would make the finite difference meaningless there.

@@ -44,6 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: 7,
         threads: 1,
         patience: None,
+        simd: None,
     };
     let outcome = train(&config.validate()?, &train_set, &val_set, |r| {
         if r.epoch % 40 == 0 {

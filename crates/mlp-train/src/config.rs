@@ -1,6 +1,6 @@
 //! Training hyperparameters, checked once into a [`CheckedConfig`] that the trainer trusts.
 
-use mlp_core::Activation;
+use mlp_core::{Activation, SimdLevel, SimdLevelError};
 use serde::{Deserialize, Serialize};
 
 /// Hyperparameters of a training run, as a user writes them.
@@ -29,6 +29,10 @@ pub struct TrainConfig {
     /// Stop early after this many epochs without a better validation accuracy (None: never).
     #[serde(default)]
     pub patience: Option<usize>,
+    /// The SIMD level the training step runs on (None: the best this CPU has). Results do not
+    /// depend on it; the `mlp` binary records the level a run used.
+    #[serde(default)]
+    pub simd: Option<SimdLevel>,
 }
 
 impl Default for TrainConfig {
@@ -48,6 +52,7 @@ impl Default for TrainConfig {
             seed: 0,
             threads: 0,
             patience: None,
+            simd: None,
         }
     }
 }
@@ -84,6 +89,9 @@ pub enum ConfigError {
         /// The allowed range, in words.
         expected: &'static str,
     },
+    /// A SIMD level this CPU cannot run.
+    #[error(transparent)]
+    Simd(SimdLevelError),
 }
 
 impl ConfigError {
@@ -91,6 +99,7 @@ impl ConfigError {
     pub fn setting(&self) -> &'static str {
         match self {
             Self::OutOfRange { name, .. } | Self::BadNumber { name, .. } => name,
+            Self::Simd(_) => "simd",
         }
     }
 }
@@ -148,6 +157,11 @@ impl TrainConfig {
         )?;
         if let Some(patience) = self.patience {
             int("patience", patience, 1, 1_000_000)?;
+        }
+        if let Some(level) = self.simd
+            && !level.is_supported()
+        {
+            return Err(ConfigError::Simd(SimdLevelError::Unsupported { level }));
         }
         Ok(CheckedConfig(self.clone()))
     }

@@ -112,12 +112,13 @@ impl LabelledData for ByteImages<'_> {
     }
 
     fn gather(&self, indices: &[usize], x: &mut [f32], y: &mut [usize]) {
-        #[cfg(target_arch = "x86_64")]
-        if mlp_core::kernels::has_avx512() {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { self.gather_avx512(indices, x, y) };
+        let f = self.features;
+        for ((&i, row), label) in indices.iter().zip(x.chunks_exact_mut(f)).zip(y.iter_mut()) {
+            for (v, &p) in row.iter_mut().zip(&self.pixels[i * f..(i + 1) * f]) {
+                *v = PIXEL_VALUES[usize::from(p)];
+            }
+            *label = self.labels[i] as usize;
         }
-        self.gather_body(indices, x, y, div255)
     }
 
     fn prefetch(&self, indices: &[usize]) {
@@ -162,48 +163,6 @@ impl ByteImages<'_> {
             *label = self.labels[i] as usize;
         }
     }
-
-    /// The same loop compiled for AVX-512, where the division is replaced by a multiply and
-    /// an FMA correction: 16 pixels at a time, several times the throughput of a division,
-    /// and exactly `p / 255` for every byte (a test checks all 256).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn gather_avx512(&self, indices: &[usize], x: &mut [f32], y: &mut [usize]) {
-        self.gather_body(indices, x, y, div255_fma)
-    }
-
-    #[inline(always)]
-    fn gather_body(
-        &self,
-        indices: &[usize],
-        x: &mut [f32],
-        y: &mut [usize],
-        normalise: impl Fn(f32) -> f32,
-    ) {
-        let f = self.features;
-        for ((&i, row), label) in indices.iter().zip(x.chunks_exact_mut(f)).zip(y.iter_mut()) {
-            for (v, &p) in row.iter_mut().zip(&self.pixels[i * f..(i + 1) * f]) {
-                *v = normalise(p as f32);
-            }
-            *label = self.labels[i] as usize;
-        }
-    }
-}
-
-/// `p / 255` by division: the definition, and the path for CPUs without AVX-512.
-#[inline(always)]
-fn div255(p: f32) -> f32 {
-    p / 255.0
-}
-
-/// `p / 255` without a division: q = p·(1/255) is within an ulp, and one Newton step on the
-/// residual p − 255·q (exact under FMA) rounds it correctly for every p in 0..=255.
-#[inline(always)]
-fn div255_fma(p: f32) -> f32 {
-    const INV: f32 = 1.0 / 255.0;
-    let q = p * INV;
-    let residual = (-q).mul_add(255.0, p);
-    residual.mul_add(INV, q)
 }
 
 /// Features and labels held in memory.
@@ -296,15 +255,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_division_free_normalisation_is_exact_for_every_byte() {
-        for p in 0..=255u8 {
-            assert_eq!(div255_fma(p as f32), p as f32 / 255.0, "byte {p}");
-        }
-    }
-
-    #[test]
     fn gathered_pixels_are_exactly_byte_over_255() {
-        // One image holding every byte value, gathered on this CPU's path.
+        // One image holding every byte value.
         let pixels: Vec<u8> = (0..=255).collect();
         let images = ByteImages::new(&pixels, &[3], 256, 10).unwrap();
         let (mut x, mut y) = (vec![0.0; 256], vec![0; 1]);

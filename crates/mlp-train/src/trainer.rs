@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use mlp_core::{BatchMetrics, Mlp, ModelError, Shape};
+use mlp_core::{BatchMetrics, Mlp, ModelError, Shape, SimdLevel, SimdLevelError};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -53,6 +53,9 @@ pub enum TrainError {
     /// A saved state does not fit this data or is inconsistent.
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// The configured SIMD level cannot run on this CPU (a run resumed on another machine).
+    #[error(transparent)]
+    Simd(#[from] SimdLevelError),
     /// The worker threads could not be started.
     #[error("cannot start {threads} training threads: {reason}")]
     Threads {
@@ -189,7 +192,8 @@ fn train_loop(
     // The optimised step computes Mlp::forward, Mlp::backward and Sgd::step (see engine/);
     // it owns every buffer the loop needs, allocated once.
     let batch_size = config.batch_size.min(train_data.len());
-    let mut engine = Engine::new(&state.model, batch_size, parallel);
+    let level = config.simd.unwrap_or_else(SimdLevel::best);
+    let mut engine = Engine::with_level(&state.model, batch_size, parallel, level)?;
     let mut order: Vec<usize> = (0..train_data.len()).collect();
     let batches = order.len().div_ceil(batch_size);
 

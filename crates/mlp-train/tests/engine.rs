@@ -346,3 +346,79 @@ fn byte_images_train_the_bits_of_their_features_as_floats() {
         );
     }
 }
+
+/// The same bits on every SIMD level this CPU can run: models, each step's loss and gradient
+/// norm, and the evaluation, at hidden sizes whose shards end in partial vectors (40: 32 + 8
+/// columns; 200: 112 + 88), for a piecewise-linear and a smooth activation, on one thread
+/// and two, from byte images and from `f32` features.
+#[test]
+fn every_simd_level_trains_the_same_bits() {
+    use mlp_core::SimdLevel;
+    let (n, inputs, classes) = (120, 784, 10);
+    let floats = sparse_data(n, inputs, classes, 21);
+    let mut rng = ChaCha8Rng::seed_from_u64(22);
+    let pixels: Vec<u8> = (0..n * inputs)
+        .map(|_| {
+            if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random_range(1..=255)
+            }
+        })
+        .collect();
+    let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..classes as u8)).collect();
+    let bytes = mlp_train::ByteImages::new(&pixels, &labels, inputs, classes).unwrap();
+    let sgd = Sgd::new(0.1, 1e-4);
+    let batches: Vec<Vec<usize>> = (0..4)
+        .map(|b| {
+            let len = if b == 3 { 27 } else { 64 };
+            (0..len).map(|k| (b * 41 + k * 7) % n).collect()
+        })
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let levels = SimdLevel::supported();
+    assert!(levels.len() >= 2, "{levels:?}");
+    for (hidden, activation) in [(40, Activation::Relu), (200, Activation::Tanh)] {
+        let shape = Shape {
+            inputs,
+            hidden,
+            classes,
+        };
+        let start = Mlp::new(shape, activation, &mut ChaCha8Rng::seed_from_u64(23)).unwrap();
+        for (data, kind) in [(&bytes as &dyn LabelledData, "bytes"), (&floats, "floats")] {
+            let run = |level: SimdLevel, parallel: bool| {
+                let mut engine = Engine::with_level(&start, 64, parallel, level).unwrap();
+                assert_eq!(engine.level(), level);
+                pool.install(|| {
+                    let mut stats = Vec::new();
+                    for (b, batch) in batches.iter().enumerate() {
+                        let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
+                        let step = engine.train_step(data, batch, next, &sgd);
+                        stats.push((step.metrics.loss_sum.to_bits(), step.grad_norm.to_bits()));
+                    }
+                    let eval = engine.evaluate(data);
+                    (
+                        engine.to_model(),
+                        stats,
+                        eval.loss.to_bits(),
+                        eval.confusion,
+                    )
+                })
+            };
+            let expected = run(levels[0], true);
+            for &level in &levels {
+                for parallel in [false, true] {
+                    assert!(
+                        run(level, parallel) == expected,
+                        "hidden {hidden} {activation}, {kind}: {level}, parallel {parallel} \
+                         differs from {}",
+                        levels[0]
+                    );
+                }
+            }
+        }
+    }
+}

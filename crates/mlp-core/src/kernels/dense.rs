@@ -1,20 +1,23 @@
-//! The second layer's small dense products, many at once, with the bits of the simple loops
+//! The second layer's small dense products, many at once, with the bits of the plain loops
 //! ([`dot`], [`axpy`]) they replace: vectorised across products instead of within one.
 
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
+use fearless_simd::{Simd, SimdBase, SimdFloat, f32x16};
 
-use super::{axpy, dot, fits, has_avx512};
+use super::fits;
+use super::vector::{F32s, load_padded, store_padded};
+#[cfg(doc)]
+use super::{axpy, dot};
 
 /// `out[i * m + c] = dot(a_i, b_c)` for the `n` rows a_i of `a` and the `m` rows b_c of `b`
-/// (rows of `width` values), bit for bit what [`dot`] gives.
+/// (rows of `width` values), bit for bit what [`dot`] gives: each a sum in order from 0.
 ///
-/// `dot` sums 16 lanes and then adds the lanes together one at a time: 15 dependent scalar
-/// additions per product, which dominated the logits (640 products of 64 per shard and step).
-/// Here `b` is first laid out by column into `scratch`, 16 of its rows at a time, so that the
-/// 16 lanes of a register hold 16 different products: lane k of all of them is one register,
-/// and the final sum is 15 additions of whole registers, in `dot`'s order.
-pub fn dot_rows(
+/// A dot product alone is a chain of dependent additions. Here `b` is first laid out by
+/// column into `scratch`, 16 of its rows at a time, so that the 16 lanes of a vector hold 16
+/// different products, and four rows of `a` run side by side: 4 × 16 independent sums.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // the shapes of two matrices, the simd token, scratch
+pub fn dot_rows<S: Simd>(
+    simd: S,
     a: &[f32],
     n: usize,
     b: &[f32],
@@ -31,26 +34,30 @@ pub fn dot_rows(
     if n == 0 {
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        for c0 in (0..m).step_by(16) {
-            let cols = (m - c0).min(16);
-            by_column(&b[c0 * width..], cols, width, scratch);
-            // SAFETY: AVX-512F is present; the sizes were checked above.
-            unsafe { dot_rows_avx512(a, n, width, scratch, cols, &mut out[c0..], m) };
-        }
-        return;
-    }
-    let _ = scratch;
-    for i in 0..n {
-        for c in 0..m {
-            out[i * m + c] = dot(&a[i * width..][..width], &b[c * width..][..width]);
+    const R: usize = 4;
+    for c0 in (0..m).step_by(16) {
+        let cols = (m - c0).min(16);
+        by_column(&b[c0 * width..], cols, width, scratch);
+        for i0 in (0..n).step_by(R) {
+            // Rows past n repeat the last one; their sums are not stored.
+            let rows: [&[f32]; R] =
+                std::array::from_fn(|r| &a[(i0 + r).min(n - 1) * width..][..width]);
+            let mut sums = [f32x16::splat(simd, 0.0); R];
+            for (j, column) in scratch.iter().enumerate() {
+                let column = f32x16::from_slice(simd, column);
+                for (sum, row) in sums.iter_mut().zip(&rows) {
+                    *sum = f32x16::splat(simd, row[j]).mul_add_precise(column, *sum);
+                }
+            }
+            for (r, sum) in sums.iter().enumerate().take(n - i0) {
+                out[(i0 + r) * m + c0..][..cols].copy_from_slice(&sum.as_slice()[..cols]);
+            }
         }
     }
 }
 
 /// `scratch[j][c] = b[c * width + j]` for the first `cols` (≤ 16) rows of `b`, zeros after.
-#[cfg(target_arch = "x86_64")]
+#[inline(always)]
 fn by_column(b: &[f32], cols: usize, width: usize, scratch: &mut Vec<[f32; 16]>) {
     scratch.clear();
     scratch.resize(width, [0.0; 16]);
@@ -61,61 +68,19 @@ fn by_column(b: &[f32], cols: usize, width: usize, scratch: &mut Vec<[f32; 16]>)
     }
 }
 
-/// The products of every row of `a` with the `cols` rows laid out in `columns`, into
-/// `out[i * out_stride..][..cols]`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn dot_rows_avx512(
-    a: &[f32],
-    n: usize,
-    width: usize,
-    columns: &[[f32; 16]],
-    cols: usize,
-    out: &mut [f32],
-    out_stride: usize,
-) {
-    // `dot`'s sums start from the empty sum, whatever std makes it (-0.0 or 0.0).
-    let empty: f32 = [0.0f32; 0].iter().sum();
-    let chunks = width / 16;
-    let lanes_out: __mmask16 = if cols == 16 { 0xFFFF } else { (1 << cols) - 1 };
-    for i in 0..n {
-        let row = &a[i * width..][..width];
-        // lanes[k], lane c: lane k of dot(a_i, b_c), as `dot` accumulates it.
-        let mut lanes = [_mm512_setzero_ps(); 16];
-        for q in 0..chunks {
-            for (k, lane) in lanes.iter_mut().enumerate() {
-                let j = 16 * q + k;
-                // SAFETY: `columns[j]` is 16 floats.
-                let column = unsafe { _mm512_loadu_ps(columns[j].as_ptr()) };
-                let product = _mm512_mul_ps(_mm512_set1_ps(row[j]), column);
-                *lane = _mm512_add_ps(*lane, product);
-            }
-        }
-        let mut sum = _mm512_set1_ps(empty);
-        for lane in lanes {
-            sum = _mm512_add_ps(sum, lane);
-        }
-        let mut tail = _mm512_set1_ps(empty);
-        for j in 16 * chunks..width {
-            // SAFETY: as above.
-            let column = unsafe { _mm512_loadu_ps(columns[j].as_ptr()) };
-            tail = _mm512_add_ps(tail, _mm512_mul_ps(_mm512_set1_ps(row[j]), column));
-        }
-        let dst = &mut out[i * out_stride..][..cols];
-        // SAFETY: the store is masked to the `cols` floats of `dst`.
-        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), lanes_out, _mm512_add_ps(sum, tail)) };
-    }
-}
-
 /// `out[o * width..][..width] = Σ_t coeffs[o * stride.0 + t * stride.1] · rows[t * width..]`
 /// for `o < outputs` and `t < terms`, each sum started from 0 and taken in order of t, one
-/// multiplication and one addition per term: bit for bit the loop
+/// fused multiply-add per term: bit for bit the loop
 /// `out_o.fill(0.0); for t { axpy(coeff(o, t), row_t, out_o) }`.
 ///
 /// The engine's backward pass is two of these: da1 = dz2·W2ᵀ (o a batch row, t a class) and
 /// dW2ᵀ = dz2ᵀ·a1 (o a class, t a batch row). As `axpy` loops they reloaded and stored the
-/// sums at every term; here the sums of 64 columns stay in registers across the terms.
-pub fn combine_rows(
+/// sums at every term; here the sums of four vectors of columns stay in registers across the
+/// terms.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // two strided operands and their shapes
+pub fn combine_rows<S: Simd>(
+    simd: S,
     coeffs: &[f32],
     stride: (usize, usize),
     rows: &[f32],
@@ -136,63 +101,24 @@ pub fn combine_rows(
         fits(rows.len(), 0, terms, width, 0) && fits(out.len(), 0, outputs, width, 0),
         "rows of {width}"
     );
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: AVX-512F is present; the sizes were checked above.
-        unsafe { combine_rows_avx512(coeffs, stride, rows, terms, width, out, outputs) };
-        return;
-    }
+    const N: usize = 4;
+    let lanes = F32s::<S>::LEN;
     for o in 0..outputs {
-        let out = &mut out[o * width..][..width];
-        out.fill(0.0);
-        for t in 0..terms {
-            let coeff = coeffs[o * stride.0 + t * stride.1];
-            axpy(coeff, &rows[t * width..][..width], out);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn combine_rows_avx512(
-    coeffs: &[f32],
-    stride: (usize, usize),
-    rows: &[f32],
-    terms: usize,
-    width: usize,
-    out: &mut [f32],
-    outputs: usize,
-) {
-    const REGISTERS: usize = 4;
-    for o in 0..outputs {
-        for k0 in (0..width).step_by(16 * REGISTERS) {
-            let lanes = |r: usize| -> __mmask16 {
-                let left = width.saturating_sub(k0 + 16 * r);
-                if left >= 16 { 0xFFFF } else { (1 << left) - 1 }
-            };
-            let mut sums = [_mm512_setzero_ps(); REGISTERS];
+        let dst = &mut out[o * width..][..width];
+        for c0 in (0..width).step_by(N * lanes) {
+            let cols = (width - c0).min(N * lanes);
+            let used = |k: usize| cols.saturating_sub(k * lanes).min(lanes);
+            let at = |k: usize| c0 + (k * lanes).min(cols);
+            let mut sums = [F32s::<S>::splat(simd, 0.0); N];
             for t in 0..terms {
-                let c = _mm512_set1_ps(coeffs[o * stride.0 + t * stride.1]);
+                let c = F32s::<S>::splat(simd, coeffs[o * stride.0 + t * stride.1]);
                 let row = &rows[t * width..][..width];
-                for (r, sum) in sums.iter_mut().enumerate() {
-                    // SAFETY: the load is masked to the columns of `row` from k0 + 16r on
-                    // (none when that is past the end).
-                    let x = unsafe {
-                        _mm512_maskz_loadu_ps(lanes(r), row.as_ptr().add((k0 + 16 * r).min(width)))
-                    };
-                    *sum = _mm512_add_ps(*sum, _mm512_mul_ps(c, x));
+                for (k, sum) in sums.iter_mut().enumerate() {
+                    *sum = c.mul_add_precise(load_padded(simd, row, at(k), used(k)), *sum);
                 }
             }
-            let dst = &mut out[o * width..][..width];
-            for (r, sum) in sums.iter().enumerate() {
-                // SAFETY: as for the loads.
-                unsafe {
-                    _mm512_mask_storeu_ps(
-                        dst.as_mut_ptr().add((k0 + 16 * r).min(width)),
-                        lanes(r),
-                        *sum,
-                    )
-                };
+            for (k, sum) in sums.iter().enumerate() {
+                store_padded::<S>(*sum, dst, at(k), used(k));
             }
         }
     }
@@ -201,30 +127,31 @@ fn combine_rows_avx512(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_data::{on_both_paths, pseudo_random};
+    use crate::kernels::test_data::{bits, on_every_level, pseudo_random};
+    use crate::kernels::{axpy, dot};
 
     #[test]
-    fn dot_rows_gives_the_bits_of_dot() {
-        on_both_paths(check_dot_rows);
+    fn dot_rows_gives_the_bits_of_dot_on_every_level() {
+        on_every_level(|level, name| fearless_simd::dispatch!(level, s => check_dot_rows(s, name)));
     }
 
-    fn check_dot_rows() {
+    fn check_dot_rows<S: Simd>(simd: S, level: &str) {
         for width in [0, 1, 15, 16, 17, 64, 100] {
             for m in [1, 10, 16, 17, 40] {
-                for n in [0, 7] {
+                for n in [0, 1, 7, 8] {
                     let (a, b) = (
                         pseudo_random(n * width, 3, 4),
                         pseudo_random(m * width, 4, 9),
                     );
                     let mut out = vec![f32::NAN; n * m];
-                    dot_rows(&a, n, &b, m, width, &mut Vec::new(), &mut out);
+                    dot_rows(simd, &a, n, &b, m, width, &mut Vec::new(), &mut out);
                     for i in 0..n {
                         for c in 0..m {
                             let expected = dot(&a[i * width..][..width], &b[c * width..][..width]);
                             assert_eq!(
                                 out[i * m + c].to_bits(),
                                 expected.to_bits(),
-                                "width {width}, {m} rows of b, ({i}, {c})"
+                                "{level}: width {width}, {m} rows of b, ({i}, {c})"
                             );
                         }
                     }
@@ -234,33 +161,37 @@ mod tests {
     }
 
     #[test]
-    fn combine_rows_gives_the_bits_of_the_axpy_loop() {
-        on_both_paths(|| {
-            for width in [0, 1, 15, 16, 64, 65, 100] {
-                for (outputs, terms) in [(1, 1), (7, 10), (10, 7), (64, 10)] {
-                    let rows = pseudo_random(terms * width, 5, 7);
-                    let coeffs = pseudo_random(outputs * terms, 6, 5);
-                    // Coefficients by output (stride (terms, 1)) and by term (stride (1, outputs)).
-                    for stride in [(terms, 1), (1, outputs)] {
-                        let mut out = vec![f32::NAN; outputs * width];
-                        combine_rows(&coeffs, stride, &rows, terms, width, &mut out, outputs);
-                        for o in 0..outputs {
-                            let mut expected = vec![0.0; width];
-                            for t in 0..terms {
-                                let c = coeffs[o * stride.0 + t * stride.1];
-                                axpy(c, &rows[t * width..][..width], &mut expected);
-                            }
-                            let bits =
-                                |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                            assert_eq!(
-                                bits(&out[o * width..][..width]),
-                                bits(&expected),
-                                "width {width}, {outputs} × {terms}, stride {stride:?}, output {o}"
-                            );
+    fn combine_rows_gives_the_bits_of_the_axpy_loop_on_every_level() {
+        on_every_level(
+            |level, name| fearless_simd::dispatch!(level, s => check_combine_rows(s, name)),
+        );
+    }
+
+    fn check_combine_rows<S: Simd>(simd: S, level: &str) {
+        for width in [0, 1, 15, 16, 64, 65, 100] {
+            for (outputs, terms) in [(1, 1), (7, 10), (10, 7), (64, 10)] {
+                let rows = pseudo_random(terms * width, 5, 7);
+                let coeffs = pseudo_random(outputs * terms, 6, 5);
+                // Coefficients by output (stride (terms, 1)) and by term (stride (1, outputs)).
+                for stride in [(terms, 1), (1, outputs)] {
+                    let mut out = vec![f32::NAN; outputs * width];
+                    combine_rows(
+                        simd, &coeffs, stride, &rows, terms, width, &mut out, outputs,
+                    );
+                    for o in 0..outputs {
+                        let mut expected = vec![0.0; width];
+                        for t in 0..terms {
+                            let c = coeffs[o * stride.0 + t * stride.1];
+                            axpy(c, &rows[t * width..][..width], &mut expected);
                         }
+                        assert_eq!(
+                            bits(&out[o * width..][..width]),
+                            bits(&expected),
+                            "{level}: width {width}, {outputs} × {terms}, stride {stride:?}, output {o}"
+                        );
                     }
                 }
             }
-        });
+        }
     }
 }

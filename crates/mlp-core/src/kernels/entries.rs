@@ -7,9 +7,6 @@
 //! value, one more (dependent) load per broadcast. That costs the dW1 kernel about 1 µs a
 //! step, which the quicker gather more than pays for (docs/PERFORMANCE.md).
 
-#[cfg(target_arch = "x86_64")]
-use std::marker::PhantomData;
-
 /// A read-only sequence of `f32` entries.
 #[derive(Debug, Clone, Copy)]
 pub enum Entries<'a> {
@@ -85,95 +82,64 @@ impl<'a> Entries<'a> {
     }
 }
 
-/// Unchecked reads for the AVX-512 loops, one type per kind of [`Entries`], so that each loop
-/// is compiled for its kind (no branch per entry).
-#[cfg(target_arch = "x86_64")]
+/// Reads of one kind of [`Entries`], one type per kind, so that each kernel loop is compiled
+/// for its kind (no branch per entry).
 pub(super) trait Read: Copy {
-    /// Entry `i`.
-    ///
-    /// # Safety
-    /// `i` is less than the length of the entries this was made from.
-    unsafe fn read(self, i: usize) -> f32;
+    /// Entry `i` (panics past the end).
+    fn read(self, i: usize) -> f32;
 }
 
-/// Reads `f32` entries (from [`Entries::F32`]): a pointer to the slice it was made from,
-/// which it borrows.
-#[cfg(target_arch = "x86_64")]
+/// Reads `f32` entries (from [`Entries::F32`]).
 #[derive(Clone, Copy)]
-pub(super) struct ReadF32<'a>(*const f32, PhantomData<&'a [f32]>);
+pub(super) struct ReadF32<'a>(pub(super) &'a [f32]);
 
-/// Reads byte entries through their table (from [`Entries::Bytes`]), both borrowed; the table
-/// has 256 entries, so any byte indexes it.
-#[cfg(target_arch = "x86_64")]
+/// Reads byte entries through their table (from [`Entries::Bytes`]); any byte indexes the
+/// 256-entry table, so only the byte's index is checked.
 #[derive(Clone, Copy)]
 pub(super) struct ReadBytes<'a> {
-    bytes: *const u8,
-    table: *const f32,
-    borrows: PhantomData<(&'a [u8], &'a [f32; 256])>,
+    pub(super) bytes: &'a [u8],
+    pub(super) table: &'a [f32; 256],
 }
 
-#[cfg(target_arch = "x86_64")]
-impl<'a> ReadF32<'a> {
-    pub(super) fn new(values: &'a [f32]) -> Self {
-        Self(values.as_ptr(), PhantomData)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl<'a> ReadBytes<'a> {
-    pub(super) fn new(bytes: &'a [u8], table: &'a [f32; 256]) -> Self {
-        Self {
-            bytes: bytes.as_ptr(),
-            table: table.as_ptr(),
-            borrows: PhantomData,
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
 impl Read for ReadF32<'_> {
     #[inline(always)]
-    unsafe fn read(self, i: usize) -> f32 {
-        // SAFETY: the caller keeps i inside the entries.
-        unsafe { *self.0.add(i) }
+    fn read(self, i: usize) -> f32 {
+        self.0[i]
     }
 }
 
-#[cfg(target_arch = "x86_64")]
 impl Read for ReadBytes<'_> {
     #[inline(always)]
-    unsafe fn read(self, i: usize) -> f32 {
-        // SAFETY: the caller keeps i inside the bytes; every byte indexes the 256-entry table.
-        unsafe { *self.table.add(usize::from(*self.bytes.add(i))) }
+    fn read(self, i: usize) -> f32 {
+        self.table[usize::from(self.bytes[i])]
     }
 }
 
 /// Calls `$body` with `$r` bound to the [`Read`] for `$entries`, compiled once per kind.
-#[cfg(target_arch = "x86_64")]
 macro_rules! with_read {
     ($entries:expr, |$r:ident| $body:expr) => {
         match $entries {
             $crate::kernels::Entries::F32(values) => {
-                let $r = $crate::kernels::entries::ReadF32::new(values);
+                let $r = $crate::kernels::entries::ReadF32(values);
                 $body
             }
             $crate::kernels::Entries::Bytes { bytes, table } => {
-                let $r = $crate::kernels::entries::ReadBytes::new(bytes, table);
+                let $r = $crate::kernels::entries::ReadBytes { bytes, table };
                 $body
             }
         }
     };
 }
-#[cfg(target_arch = "x86_64")]
 pub(super) use with_read;
 
 #[cfg(test)]
 mod tests {
-    use crate::kernels::test_data::{masks_of, on_both_paths, pseudo_random};
+    use crate::kernels::test_data::{bits, masks_of, on_every_level, pseudo_random};
     use crate::kernels::{
         Descent, Entries, MAX_BLOCK_ROWS, SparseBlock, SparseColumns, mask_words,
         masked_rows_product, sparse_gradient_step,
     };
+    use fearless_simd::Simd;
 
     /// `table[p] = p / 255`, as image pixels are read.
     fn unit_table() -> [f32; 256] {
@@ -196,17 +162,17 @@ mod tests {
         (bytes, floats)
     }
 
-    fn bits(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|x| x.to_bits()).collect()
-    }
-
     /// Masks, products and the fused step, each given bytes and then the floats they stand
-    /// for: the same masks and the same bits, on the AVX-512 and the portable paths, at the
-    /// widths that take each of the kernels' paths.
+    /// for: the same masks and the same bits, on every level, at widths with whole and
+    /// partial tiles.
     #[test]
     fn every_kernel_reads_bytes_as_the_floats_they_stand_for() {
+        on_every_level(|level, name| fearless_simd::dispatch!(level, s => check_bytes(s, name)));
+    }
+
+    fn check_bytes<S: Simd>(simd: S, level: &str) {
         let table = unit_table();
-        on_both_paths(|| {
+        {
             // Columns 784 (whole 16-lane groups), 30 and 17 (a partial group at each row's
             // end); 70 rows (two mask words).
             for (rows, cols) in [(32, 784), (33, 30), (70, 17)] {
@@ -216,12 +182,12 @@ mod tests {
                     table: &table,
                 };
                 let as_floats = Entries::F32(&floats);
-                let case = format!("{rows} × {cols}");
+                let case = format!("{level}, {rows} × {cols}");
 
                 // Rows 3, 0, 2 times a matrix, as the forward pass multiplies them; and
                 // columns 5, 1 read as rows, as the block loop of the backward pass does.
                 let words = mask_words(cols);
-                let (row_masks, _) = masks_of(as_floats, rows, cols, mask_words(rows));
+                let (row_masks, _) = masks_of(simd, as_floats, rows, cols, mask_words(rows));
                 for width in [40, 100] {
                     let m = pseudo_random(cols.max(rows) * width, 5, 1_000_000);
                     let product = |vals, starts: &[usize], step: usize, union: &[u64]| {
@@ -235,7 +201,14 @@ mod tests {
                         };
                         let out_rows: Vec<usize> = (0..starts.len()).map(|r| r * width).collect();
                         let mut out = vec![0.5f32; starts.len() * width];
-                        masked_rows_product(&block, &mut out, &out_rows, width);
+                        masked_rows_product(
+                            simd,
+                            &block,
+                            &mut out,
+                            &out_rows,
+                            width,
+                            &mut Default::default(),
+                        );
                         bits(&out)
                     };
                     let mut union = vec![0; words];
@@ -267,7 +240,9 @@ mod tests {
                 let parts = [(0, half), (half, rows)];
                 let part_masks: Vec<Vec<u64>> = parts
                     .iter()
-                    .map(|&(a, b)| masks_of(as_floats.slice(a * cols..b * cols), b - a, cols, 2).1)
+                    .map(|&(a, b)| {
+                        masks_of(simd, as_floats.slice(a * cols..b * cols), b - a, cols, 2).1
+                    })
                     .collect();
                 for width in [24, 32, 64, 80] {
                     let d = pseudo_random(rows * width, 6, 3);
@@ -289,18 +264,19 @@ mod tests {
                         let mut w = pseudo_random(cols * width, 7, 1_000_000);
                         let mut scratch = vec![0.0; MAX_BLOCK_ROWS * width];
                         let squares = sparse_gradient_step(
+                            simd,
                             &parts,
                             width,
                             &mut w,
                             Descent { lr: 0.1, l2: 1e-3 },
                             &mut scratch,
-                            &mut Vec::new(),
+                            (&mut Vec::new(), &mut Default::default()),
                         );
                         (squares.to_bits(), bits(&w))
                     };
                     assert_eq!(step(as_bytes), step(as_floats), "{case}, width {width}");
                 }
             }
-        });
+        }
     }
 }

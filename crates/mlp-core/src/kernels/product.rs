@@ -1,18 +1,14 @@
 //! Sparse rows times a dense matrix, a block of rows at a time.
 
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
+use fearless_simd::{Simd, SimdBase, SimdFloat};
 
-#[cfg(target_arch = "x86_64")]
 use super::entries::{Read, with_read};
-use super::{Entries, fits, has_avx512};
+use super::vector::{F32s, load, load_padded, registers_per_row, store_padded};
+use super::{Entries, fits};
 
-/// Largest block of rows taken at once: 4 rows × 4 registers of accumulators, plus the 4
-/// registers of a matrix row, fit the 32 AVX-512 registers.
+/// Largest block of rows taken at once: 4 rows × 4 vectors of sums, plus the 4 vectors of a
+/// matrix row, fit AVX-512's 32 registers (AVX2's 16 take 4 rows × 2).
 pub const MAX_BLOCK_ROWS: usize = 4;
-
-/// Columns handled per pass over a block's non-zeros (4 registers of 16 floats).
-const COLUMNS: usize = 64;
 
 /// A block of sparse rows and the dense matrix they multiply. Entry j of row r of the block
 /// is `vals.get(rows[r] + j * step)`, and the rows' non-zero positions are among the set bits of
@@ -90,119 +86,150 @@ impl SparseBlock<'_> {
     }
 }
 
-/// `out[out_rows[r] + k] += Σ_{j ∈ union} vals.get(rows[r] + j·step) · m[j][k]` for every
-/// row r of the block and `k < width`.
-pub fn masked_rows_product(block: &SparseBlock, out: &mut [f32], out_rows: &[usize], width: usize) {
-    block.check(out_rows, out.len(), width);
-    // Nothing to add; and `check` vouched for no row of `m`, so form no pointer into it.
-    if block.rows.is_empty() || width == 0 || block.last_bit().is_none() {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        for c0 in (0..width).step_by(COLUMNS) {
-            let cols = (width - c0).min(COLUMNS);
-            // SAFETY: AVX-512F is present; every index was checked above.
-            unsafe { block_avx512(block, c0, cols, out.as_mut_ptr().add(c0), out_rows) };
-        }
-        return;
-    }
-    for (w, &word) in block.union.iter().enumerate() {
-        let mut bits = word;
-        while bits != 0 {
-            let j = w * 64 + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let m_row = &block.m[j * block.ld..][..width];
-            for (&row, &out_row) in block.rows.iter().zip(out_rows) {
-                let v = block.vals.get(row + j * block.step);
-                for (o, &x) in out[out_row..][..width].iter_mut().zip(m_row) {
-                    *o += v * x;
-                }
-            }
-        }
-    }
+/// A block's non-zero positions and its rows' entries there, read once per product and then
+/// used by every tile of columns: the reusable buffers of [`masked_rows_product`].
+///
+/// Reading an entry is a dependent load (a byte, then its table entry) and each tile of
+/// columns needs them all again: with AVX2's 16-column tiles a 64-column product read every
+/// entry four times, and those reads took 40 % of the step. Packed, a tile reads each set
+/// bit's index and its [`MAX_BLOCK_ROWS`] values from two contiguous arrays.
+#[derive(Debug, Clone, Default)]
+pub struct PackedBlock {
+    /// The set bits of the union, in order.
+    js: Vec<u32>,
+    /// For the t-th set bit, the block's rows' entries there at `MAX_BLOCK_ROWS * t..`.
+    vals: Vec<f32>,
 }
 
-/// Dispatches to the instantiation for the kind of entries, the block's rows and ⌈cols / 16⌉
-/// registers (cols ≤ 64).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn block_avx512(
-    block: &SparseBlock,
-    c0: usize,
-    cols: usize,
-    out: *mut f32,
-    out_rows: &[usize],
-) {
-    macro_rules! dispatch {
-        ($($r:literal, $n:literal);*) => {
-            with_read!(block.vals, |read| match (block.rows.len(), cols.div_ceil(16)) {
-                $(($r, $n) => block_n::<$r, $n, _>(block, read, c0, cols, out, out_rows),)*
-                _ => unreachable!("rows ≤ 4 and cols ≤ 64 are checked by the caller"),
-            })
-        };
+impl PackedBlock {
+    /// Buffers for unions of up to `bits` set bits (they grow if a union has more).
+    pub fn with_capacity(bits: usize) -> Self {
+        Self {
+            js: Vec::with_capacity(bits),
+            vals: Vec::with_capacity(bits * MAX_BLOCK_ROWS),
+        }
     }
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        dispatch!(1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4; 3, 1; 3, 2; 3, 3; 3, 4; 4, 1; 4, 2; 4, 3; 4, 4)
-    }
-}
 
-/// R rows × N registers of accumulators; each matrix row's N registers are loaded once per
-/// set bit and used by all R rows.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-#[allow(clippy::needless_range_loop)] // r and k index several arrays in step
-unsafe fn block_n<const R: usize, const N: usize, V: Read>(
-    b: &SparseBlock,
-    vals: V,
-    c0: usize,
-    cols: usize,
-    out: *mut f32,
-    out_rows: &[usize],
-) {
-    let tail = cols - (N - 1) * 16;
-    let tail_mask: __mmask16 = if tail == 16 {
-        0xFFFF
-    } else {
-        (1u16 << tail) - 1
-    };
-    let lanes = |k: usize| if k + 1 < N { 0xFFFF } else { tail_mask };
-    let mut acc = [[_mm512_setzero_ps(); N]; R];
-    // SAFETY: the caller checked every row of `m`, `vals` and `out` used here; loads and
-    // stores are masked to `cols` columns.
-    unsafe {
-        let m = b.m.as_ptr().add(c0);
-        let starts: [usize; R] = std::array::from_fn(|r| b.rows[r]);
-        for (w, &word) in b.union.iter().enumerate() {
+    /// Packs `block` (whose indices `check` vouched for).
+    #[inline(always)]
+    fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
+        self.js.clear();
+        self.vals.clear();
+        for (w, &word) in block.union.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
                 let j = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let row = m.add(j * b.ld);
-                let mut m_j = [_mm512_setzero_ps(); N];
-                for k in 0..N {
-                    m_j[k] = _mm512_maskz_loadu_ps(lanes(k), row.add(16 * k));
+                self.js.push(j as u32);
+                let entry = j * block.step;
+                let mut four = [0.0f32; MAX_BLOCK_ROWS];
+                for (v, &start) in four.iter_mut().zip(block.rows) {
+                    *v = vals.read(start + entry);
                 }
-                let entry = j * b.step;
-                for r in 0..R {
-                    let v = _mm512_set1_ps(vals.read(starts[r] + entry));
-                    for k in 0..N {
-                        acc[r][k] = _mm512_fmadd_ps(v, m_j[k], acc[r][k]);
-                    }
-                }
+                self.vals.extend_from_slice(&four);
             }
         }
-        for r in 0..R {
-            for k in 0..N {
-                let dst = out.add(out_rows[r] + 16 * k);
-                _mm512_mask_storeu_ps(
-                    dst,
-                    lanes(k),
-                    _mm512_add_ps(_mm512_maskz_loadu_ps(lanes(k), dst), acc[r][k]),
-                );
+    }
+}
+
+/// `out[out_rows[r] + k] += Σ_{j ∈ union} vals.get(rows[r] + j·step) · m[j][k]` for every
+/// row r of the block and `k < width`. Bit for bit the loop
+/// `acc = 0; for j in union, in order { acc = v_j.mul_add(m[j][k], acc) }; out = out + acc`,
+/// per output; on every level the vectors hold different k. `packed` is scratch.
+#[inline(always)]
+pub fn masked_rows_product<S: Simd>(
+    simd: S,
+    block: &SparseBlock,
+    out: &mut [f32],
+    out_rows: &[usize],
+    width: usize,
+    packed: &mut PackedBlock,
+) {
+    block.check(out_rows, out.len(), width);
+    // Nothing to add; and `check` vouched for no row of `m`, so read none.
+    if block.rows.is_empty() || width == 0 || block.last_bit().is_none() {
+        return;
+    }
+    with_read!(block.vals, |vals| packed.pack(block, vals));
+    macro_rules! rows {
+        ($($r:literal),*) => {
+            match block.rows.len() {
+                $($r => if registers_per_row::<S>() == 4 {
+                    tiles::<S, $r, 4>(simd, block, packed, out, out_rows, width)
+                } else {
+                    tiles::<S, $r, 2>(simd, block, packed, out, out_rows, width)
+                },)*
+                _ => unreachable!("check allows 1 to MAX_BLOCK_ROWS rows"),
             }
+        };
+    }
+    rows!(1, 2, 3, 4)
+}
+
+/// The block's columns `N` vectors at a time; the last tile may be partial.
+#[inline(always)]
+fn tiles<S: Simd, const R: usize, const N: usize>(
+    simd: S,
+    b: &SparseBlock,
+    packed: &PackedBlock,
+    out: &mut [f32],
+    out_rows: &[usize],
+    width: usize,
+) {
+    let tile = N * F32s::<S>::LEN;
+    let whole = width / tile * tile;
+    for c0 in (0..whole).step_by(tile) {
+        tile_product::<S, R, N, true>(simd, b, packed, c0, tile, out, out_rows);
+    }
+    if whole < width {
+        tile_product::<S, R, N, false>(simd, b, packed, whole, width - whole, out, out_rows);
+    }
+}
+
+/// R rows × N vectors of sums for columns `c0..c0 + cols` (all `N · LEN` of them when
+/// `WHOLE`): each matrix row's N vectors are loaded once per set bit and used by all R rows.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // r and k index several arrays in step
+fn tile_product<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
+    simd: S,
+    b: &SparseBlock,
+    packed: &PackedBlock,
+    c0: usize,
+    cols: usize,
+    out: &mut [f32],
+    out_rows: &[usize],
+) {
+    let lanes = F32s::<S>::LEN;
+    // Lanes of vector k that hold columns.
+    let used = |k: usize| cols.saturating_sub(k * lanes).min(lanes);
+    let zero = F32s::<S>::splat(simd, 0.0);
+    let mut acc = [[zero; N]; R];
+    for (&j, v) in packed
+        .js
+        .iter()
+        .zip(packed.vals.chunks_exact(MAX_BLOCK_ROWS))
+    {
+        let row = &b.m[j as usize * b.ld + c0..][..cols];
+        let m_j: [F32s<S>; N] = std::array::from_fn(|k| {
+            if WHOLE {
+                load(simd, row, k * lanes)
+            } else {
+                load_padded(simd, row, (k * lanes).min(cols), used(k))
+            }
+        });
+        for r in 0..R {
+            let v = F32s::<S>::splat(simd, v[r]);
+            for k in 0..N {
+                acc[r][k] = v.mul_add_precise(m_j[k], acc[r][k]);
+            }
+        }
+    }
+    for r in 0..R {
+        let dst = &mut out[out_rows[r] + c0..][..cols];
+        for k in 0..N {
+            let (at, len) = ((k * lanes).min(cols), used(k));
+            let sum = load_padded(simd, dst, at, len) + acc[r][k];
+            store_padded::<S>(sum, dst, at, len);
         }
     }
 }
@@ -211,7 +238,7 @@ unsafe fn block_n<const R: usize, const N: usize, V: Read>(
 mod tests {
     use super::*;
     use crate::kernels::nonzero_mask;
-    use crate::kernels::test_data::pseudo_random;
+    use crate::kernels::test_data::{bits, on_every_level, pseudo_random};
 
     /// The OR of the masks of `len` entries, `step` apart, from each of `starts` in `vals`.
     fn union_of(vals: &[f32], starts: &[usize], step: usize, len: usize) -> Vec<u64> {
@@ -219,41 +246,41 @@ mod tests {
         for &start in starts {
             let row: Vec<f32> = (0..len).map(|j| vals[start + j * step]).collect();
             let mut mask = vec![0; union.len()];
-            nonzero_mask(&row, &mut mask);
+            nonzero_mask(fearless_simd::Fallback::new(), &row, &mut mask);
             union.iter_mut().zip(&mask).for_each(|(u, m)| *u |= m);
         }
         union
     }
 
-    /// `start + Σ_j vals.get(rows[r] + j·step)·m[j][k]` in f64, for every block row r.
-    fn naive(
-        block: &SparseBlock,
-        len: usize,
-        width: usize,
-        start: &[f32],
-        out_rows: &[usize],
-    ) -> Vec<f64> {
-        let mut g = vec![0.0; block.rows.len() * width];
-        for (r, &row) in block.rows.iter().enumerate() {
+    /// The loop the kernel is defined by, on plain floats.
+    fn defining_loop(block: &SparseBlock, width: usize, out: &mut [f32], out_rows: &[usize]) {
+        for (&row, &out_row) in block.rows.iter().zip(out_rows) {
             for k in 0..width {
-                g[r * width + k] = start[out_rows[r] + k] as f64;
-                for j in 0..len {
-                    g[r * width + k] += block.vals.get(row + j * block.step) as f64
-                        * block.m[j * block.ld + k] as f64;
+                let mut acc = 0.0f32;
+                for (w, &word) in block.union.iter().enumerate() {
+                    for bit in 0..64 {
+                        if word >> bit & 1 == 1 {
+                            let j = w * 64 + bit;
+                            acc = block
+                                .vals
+                                .get(row + j * block.step)
+                                .mul_add(block.m[j * block.ld + k], acc);
+                        }
+                    }
                 }
+                out[out_row + k] += acc;
             }
         }
-        g
     }
 
     #[test]
-    fn masked_rows_product_matches_the_naive_sum_for_all_shapes() {
-        crate::kernels::test_data::on_both_paths(check_product);
+    fn masked_rows_product_gives_the_bits_of_its_loop_on_every_level() {
+        on_every_level(|level, name| fearless_simd::dispatch!(level, s => check_product(s, name)));
     }
 
     /// Every block size and width, with rows read three ways: consecutive rows, rows in
     /// another order, and columns of a row-major matrix read as rows.
-    fn check_product() {
+    fn check_product<S: Simd>(simd: S, level: &str) {
         let (len, ld) = (150, 300);
         let m = pseudo_random(len * ld, 9, 1_000_000);
         let stride = len + 3;
@@ -269,7 +296,7 @@ mod tests {
                 ("columns", (0..rows).map(|r| 5 + 2 * r).collect(), stride),
             ];
             for (layout, starts, step) in layouts {
-                for width in [1, 7, 16, 33, 64, 100, 129, 300] {
+                for width in [1, 7, 8, 16, 33, 64, 100, 129, 300] {
                     for zero_every in [1, 2, 5, 1000] {
                         let vals = pseudo_random(
                             2 * MAX_BLOCK_ROWS * stride.max(len * step),
@@ -288,18 +315,22 @@ mod tests {
                         let out_rows: Vec<usize> =
                             (0..rows).map(|r| (rows - 1 - r) * (width + 5)).collect();
                         let start = pseudo_random(rows * (width + 5), 4, 1_000_000);
-                        let expected = naive(&block, len, width, &start, &out_rows);
+                        let mut expected = start.clone();
+                        defining_loop(&block, width, &mut expected, &out_rows);
                         let mut out = start.clone();
-                        masked_rows_product(&block, &mut out, &out_rows, width);
-                        for r in 0..rows {
-                            for k in 0..width {
-                                let (o, e) = (out[out_rows[r] + k] as f64, expected[r * width + k]);
-                                assert!(
-                                    (o - e).abs() < 1e-3,
-                                    "{layout}: rows {rows} width {width} zeros 1/{zero_every} at ({r}, {k}): {o} vs {e}"
-                                );
-                            }
-                        }
+                        masked_rows_product(
+                            simd,
+                            &block,
+                            &mut out,
+                            &out_rows,
+                            width,
+                            &mut PackedBlock::default(),
+                        );
+                        assert_eq!(
+                            bits(&out),
+                            bits(&expected),
+                            "{level}, {layout}: rows {rows} width {width} zeros 1/{zero_every}"
+                        );
                     }
                 }
             }
@@ -310,38 +341,36 @@ mod tests {
     /// share its block, since the other rows' non-zeros only add zeros (0·m, finite m) to it.
     #[test]
     fn a_rows_result_does_not_depend_on_the_rows_in_its_block() {
-        crate::kernels::test_data::on_both_paths(|| {
-            let (len, width) = (300, 100);
-            let m = pseudo_random(len * width, 11, 1_000_000);
-            let vals = pseudo_random(4 * len, 12, 2);
-            let mask_of = |rows: &[usize]| union_of(&vals, rows, 1, len);
-            let product = |rows: &[usize]| {
-                let union = mask_of(rows);
-                let block = SparseBlock {
-                    vals: (&vals).into(),
-                    rows,
-                    step: 1,
-                    union: &union,
-                    m: &m,
-                    ld: width,
-                };
-                let out_rows: Vec<usize> = (0..rows.len()).map(|r| r * width).collect();
-                let mut out = vec![0.0f32; rows.len() * width];
-                masked_rows_product(&block, &mut out, &out_rows, width);
-                out
+        let (len, width) = (300, 100);
+        let m = pseudo_random(len * width, 11, 1_000_000);
+        let vals = pseudo_random(4 * len, 12, 2);
+        let product = |rows: &[usize]| {
+            let union = union_of(&vals, rows, 1, len);
+            let block = SparseBlock {
+                vals: (&vals).into(),
+                rows,
+                step: 1,
+                union: &union,
+                m: &m,
+                ld: width,
             };
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            // Rows 2, 0, 3, 1 in one block, then each in a block of its own.
-            let order = [2 * len, 0, 3 * len, len];
-            let together = product(&order);
-            for (k, &start) in order.iter().enumerate() {
-                assert_eq!(
-                    bits(&product(&[start])),
-                    bits(&together[k * width..][..width]),
-                    "row at {start}"
-                );
-            }
-        });
+            let out_rows: Vec<usize> = (0..rows.len()).map(|r| r * width).collect();
+            let mut out = vec![0.0f32; rows.len() * width];
+            let level = crate::simd::SimdLevel::best().token().expect("best");
+            let mut packed = PackedBlock::default();
+            fearless_simd::dispatch!(level, s => masked_rows_product(s, &block, &mut out, &out_rows, width, &mut packed));
+            out
+        };
+        // Rows 2, 0, 3, 1 in one block, then each in a block of its own.
+        let order = [2 * len, 0, 3 * len, len];
+        let together = product(&order);
+        for (k, &start) in order.iter().enumerate() {
+            assert_eq!(
+                bits(&product(&[start])),
+                bits(&together[k * width..][..width]),
+                "row at {start}"
+            );
+        }
     }
 
     #[test]
@@ -357,6 +386,13 @@ mod tests {
             m: &m,
             ld: 2,
         };
-        masked_rows_product(&block, &mut [0.0; 4], &[0, 2], 2);
+        masked_rows_product(
+            fearless_simd::Fallback::new(),
+            &block,
+            &mut [0.0; 4],
+            &[0, 2],
+            2,
+            &mut PackedBlock::default(),
+        );
     }
 }

@@ -45,7 +45,13 @@ impl Batch {
     /// Gathers the examples at `indices`, masks the non-zeros of each row and, in each half of
     /// the rows, of each pixel (see [`Batch::pixels`]), and orders the rows for the forward
     /// pass.
-    pub(super) fn fill(&mut self, data: &dyn LabelledData, indices: &[usize], inputs: usize) {
+    pub(super) fn fill(
+        &mut self,
+        token: fearless_simd::Level,
+        data: &dyn LabelledData,
+        indices: &[usize],
+        inputs: usize,
+    ) {
         let n = indices.len();
         let words = mask_words(inputs);
         let masks_half = self.pixel_masks.len() / 2;
@@ -61,14 +67,19 @@ impl Batch {
                 }
                 None => data.gather(indices, &mut self.x[values.clone()], y),
             }
-            row_and_column_masks(
-                entries(&self.x, &self.x_bytes, self.as_bytes).slice(values),
+            let src = entries(&self.x, &self.x_bytes, self.as_bytes).slice(values);
+            let row_masks = &mut self.x_masks[rows.start * words..rows.end * words];
+            let column_masks = &mut self.pixel_masks[h * masks_half..][..masks_half];
+            let stride = self.pixel_mask_stride;
+            fearless_simd::dispatch!(token, simd => row_and_column_masks(
+                simd,
+                src,
                 rows.len(),
                 inputs,
-                &mut self.x_masks[rows.start * words..rows.end * words],
-                &mut self.pixel_masks[h * masks_half..][..masks_half],
-                self.pixel_mask_stride,
-            );
+                row_masks,
+                column_masks,
+                stride,
+            ));
         }
         self.order.sort(&self.x_masks[..n * words]);
     }
@@ -109,6 +120,7 @@ fn entries<'a>(x: &'a [f32], bytes: &'a [u8], as_bytes: bool) -> Entries<'a> {
 
 /// Copies the examples at `indices` into `x` and `y` and masks each row's non-zeros.
 pub(super) fn gather_rows(
+    token: fearless_simd::Level,
     data: &dyn LabelledData,
     indices: &[usize],
     x: &mut [f32],
@@ -118,9 +130,11 @@ pub(super) fn gather_rows(
 ) {
     data.gather(indices, x, y);
     let words = mask_words(inputs);
-    for (row, mask) in x.chunks_exact(inputs).zip(masks.chunks_exact_mut(words)) {
-        nonzero_mask(row, mask);
-    }
+    fearless_simd::dispatch!(token, simd => {
+        for (row, mask) in x.chunks_exact(inputs).zip(masks.chunks_exact_mut(words)) {
+            nonzero_mask(simd, row, mask);
+        }
+    });
 }
 
 /// An order of a batch's rows for the forward pass, which multiplies them four at a time
@@ -265,7 +279,7 @@ mod tests {
             }
         }
         let mut mask = vec![0; mask_words(784)];
-        nonzero_mask(&image, &mut mask);
+        nonzero_mask(fearless_simd::Fallback::new(), &image, &mut mask);
         mask
     }
 
@@ -329,7 +343,7 @@ mod tests {
             .chunks_exact(inputs)
             .zip(masks.chunks_exact_mut(mask_words(inputs)))
         {
-            nonzero_mask(row, mask);
+            nonzero_mask(fearless_simd::Fallback::new(), row, mask);
         }
         let mut sorted = BlockOrder::new(inputs, n);
         sorted.sort(&masks);
@@ -352,7 +366,16 @@ mod tests {
         let run = |order: &[usize]| {
             let mut fwd = ForwardBuffers::new(n, width, inputs);
             let mut z2 = vec![0.0f32; n * classes];
-            shard.forward_into(&mut fwd, &rows, order, Activation::Relu, Some(&b2), &mut z2);
+            let level = mlp_core::SimdLevel::best().token().expect("best");
+            shard.forward_into(
+                level,
+                &mut fwd,
+                &rows,
+                order,
+                Activation::Relu,
+                Some(&b2),
+                &mut z2,
+            );
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             (bits(fwd.z1()), bits(&z2))
         };

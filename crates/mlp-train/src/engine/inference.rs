@@ -45,7 +45,9 @@ impl EvalBuffers {
 
 /// Loss and accuracy counts, and the confusion counts added into `confusion`, of the rows
 /// `rows` of `data`, in chunks of [`CHUNK`] rows.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn evaluate_rows(
+    token: fearless_simd::Level,
     shards: &[Shard; SHARDS],
     b2: &[f32],
     activation: Activation,
@@ -62,6 +64,7 @@ pub(super) fn evaluate_rows(
         b.indices.clear();
         b.indices.extend(start..start + n);
         gather_rows(
+            token,
             data,
             &b.indices,
             &mut b.x[..n * inputs],
@@ -80,6 +83,7 @@ pub(super) fn evaluate_rows(
         for (s, shard) in shards.iter().enumerate() {
             let bias = (s == 0).then_some(b2);
             shard.forward_into(
+                token,
                 &mut b.fwd[s],
                 &x,
                 b.order.rows(),

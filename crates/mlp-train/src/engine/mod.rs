@@ -5,8 +5,11 @@
 //!   only the non-zero entries, found by bit masks ([`mlp_core::kernels`]): half the
 //!   floating-point work of the dense products, which dominate the step.
 //! - **Fused update.** dW1 is applied to W1 four rows at a time as soon as they are computed,
-//!   and their squares summed (`kernels::sparse_gradient_step`; with AVX-512 and shards up to
-//!   64 columns wide, without the sums leaving the registers); dW1 is never stored.
+//!   and their squares summed (`kernels::sparse_gradient_step`); dW1 is never stored.
+//! - **One SIMD level per pass.** Each pass (a shard's forward, its backward and update, a
+//!   batch's masks, an evaluation chunk) enters the engine's [`SimdLevel`] once with
+//!   `fearless_simd::dispatch!`, and every kernel under it is compiled for that level. Every
+//!   level computes the same bits (see `mlp_core::simd`).
 //! - **Two shards of the hidden layer.** Shard s owns some columns of W1 and b1 and the same
 //!   rows of W2. The shards are independent except for the logits,
 //!   z2 = (a1_0·W2_0 + b2) + a1_1·W2_1, so a step is two phases with a join between them:
@@ -31,8 +34,9 @@ mod batch;
 mod inference;
 mod shard;
 
+use fearless_simd::Level;
 use mlp_core::kernels::mask_words;
-use mlp_core::{Activation, BatchMetrics, Mlp, Shape};
+use mlp_core::{Activation, BatchMetrics, Mlp, Shape, SimdLevel, SimdLevelError};
 use ndarray::{Array1, Array2};
 
 use self::batch::{Batch, ReadyBatch};
@@ -60,6 +64,9 @@ pub struct StepStats {
 #[derive(Debug)]
 pub struct Engine {
     shape: Shape,
+    /// The instruction set the passes are compiled for, and its token.
+    level: SimdLevel,
+    token: Level,
     activation: Activation,
     shards: [Shard; SHARDS],
     b2: Vec<f32>,
@@ -76,10 +83,23 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Lays out `model` for training on batches of at most `batch_size` rows. With
-    /// `parallel`, the two shards (and in evaluation, two halves of the rows) run on two
-    /// threads of the current rayon pool.
+    /// Lays out `model` for training on batches of at most `batch_size` rows, on the best
+    /// SIMD level this CPU has. With `parallel`, the two shards (and in evaluation, two halves
+    /// of the rows) run on two threads of the current rayon pool.
     pub fn new(model: &Mlp, batch_size: usize, parallel: bool) -> Self {
+        Self::with_level(model, batch_size, parallel, SimdLevel::best())
+            .expect("the best level is supported")
+    }
+
+    /// [`Engine::new`] on the SIMD level `level` (an error if this CPU lacks it). Every level
+    /// gives the same bits.
+    pub fn with_level(
+        model: &Mlp,
+        batch_size: usize,
+        parallel: bool,
+        level: SimdLevel,
+    ) -> Result<Self, SimdLevelError> {
+        let token = level.token().ok_or(SimdLevelError::Unsupported { level })?;
         let shape = model.shape();
         let Shape {
             inputs,
@@ -105,8 +125,10 @@ impl Engine {
                 .collect();
             Shard::new(w1, b1, w2t, batch_size, classes)
         };
-        Self {
+        Ok(Self {
             shape,
+            level,
+            token,
             activation: model.activation,
             shards: [shard(0..split), shard(split..hidden)],
             b2: model.b2.to_vec(),
@@ -123,7 +145,12 @@ impl Engine {
             ],
             eval: [(); SHARDS].map(|_| EvalBuffers::new(inputs, [split, hidden - split], classes)),
             ready: ReadyBatch::new(batch_size),
-        }
+        })
+    }
+
+    /// The SIMD level the passes run on.
+    pub fn level(&self) -> SimdLevel {
+        self.level
     }
 
     /// Writes the current parameters into `model` (which must have the same shape).
@@ -193,12 +220,14 @@ impl Engine {
     /// Phase 1, training: every thread gathers the whole batch into its own [`Batch`]
     /// (one thread: one copy, read by both shards).
     fn gather_training(&mut self, data: &dyn LabelledData, indices: &[usize]) {
-        let inputs = self.shape.inputs;
+        let (inputs, token) = (self.shape.inputs, self.token);
         let [b0, b1] = &mut self.batches;
         if self.parallel {
-            Self::on_shards(true, [b0, b1], |_, batch| batch.fill(data, indices, inputs));
+            Self::on_shards(true, [b0, b1], |_, batch| {
+                batch.fill(token, data, indices, inputs)
+            });
         } else {
-            b0.fill(data, indices, inputs);
+            b0.fill(token, data, indices, inputs);
         }
     }
 
@@ -230,7 +259,7 @@ impl Engine {
         let [s0, s1] = &mut self.shards;
         let [z0, z1] = &mut self.z2_parts;
         let (activation, b2) = (self.activation, &self.b2);
-        let parallel = self.parallel;
+        let (parallel, token) = (self.parallel, self.token);
         let (first, second) = next.split_at(next.len() / 2);
         Self::on_shards(
             self.parallel,
@@ -243,6 +272,7 @@ impl Engine {
                     (false, _) => {}
                 }
                 shard.forward(
+                    token,
                     &rows[s],
                     batches[s].order.rows(),
                     activation,
@@ -280,7 +310,7 @@ impl Engine {
         }
         self.forward(n, data, next);
 
-        let inputs = self.shape.inputs;
+        let (inputs, token) = (self.shape.inputs, self.token);
         // Until the next batch is complete, the buffers hold no batch anyone can rely on.
         self.ready.clear();
         let z2_parts = [self.z2_parts[0].as_slice(), self.z2_parts[1].as_slice()];
@@ -293,10 +323,11 @@ impl Engine {
             let args = [(s0, Some(b2), batch0), (s1, None, batch1)];
             Self::on_shards(true, args, |_, (shard, b2, batch)| {
                 let pixels = batch.pixels(n, inputs);
+                let labels = &batch.y[..n];
                 let result =
-                    shard.backward_update(z2_parts, &batch.y[..n], &pixels, activation, sgd, b2);
+                    shard.backward_update(token, z2_parts, labels, &pixels, activation, sgd, b2);
                 if !next.is_empty() {
-                    batch.fill(data, next, inputs);
+                    batch.fill(token, data, next, inputs);
                 }
                 result
             })
@@ -304,11 +335,11 @@ impl Engine {
             let batch = &self.batches[0];
             let (pixels, labels) = (batch.pixels(n, inputs), &batch.y[..n]);
             let results = [
-                s0.backward_update(z2_parts, labels, &pixels, activation, sgd, Some(b2)),
-                s1.backward_update(z2_parts, labels, &pixels, activation, sgd, None),
+                s0.backward_update(token, z2_parts, labels, &pixels, activation, sgd, Some(b2)),
+                s1.backward_update(token, z2_parts, labels, &pixels, activation, sgd, None),
             ];
             if !next.is_empty() {
-                self.batches[0].fill(data, next, inputs);
+                self.batches[0].fill(token, data, next, inputs);
             }
             results
         };
@@ -327,11 +358,13 @@ impl Engine {
         // The halves end on whole chunks, so that the chunks are those of one thread.
         let half = (len / 2).next_multiple_of(inference::CHUNK).min(len);
         let (shards, b2, activation) = (&self.shards, self.b2.as_slice(), self.activation);
+        let token = self.token;
         let [e0, e1] = &mut self.eval;
         let args = [(e0, 0..half), (e1, half..len)];
         let [(m0, c0), (m1, c1)] = Self::on_shards(self.parallel, args, |_, (buffers, rows)| {
             let mut confusion = Array2::zeros((classes, classes));
             let metrics = inference::evaluate_rows(
+                token,
                 shards,
                 b2,
                 activation,

@@ -2,9 +2,10 @@
 //! classes × width, so that every product below runs along contiguous memory), and the
 //! per-batch buffers for those columns.
 
+use fearless_simd::{Level, Simd};
 use mlp_core::kernels::{
-    Entries, MAX_BLOCK_ROWS, SparseBlock, SparseColumns, axpy, combine_rows, dot_rows, mask_words,
-    masked_rows_product, sparse_gradient_step, sum_of_squares,
+    Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, SparseColumns, axpy, combine_rows, dot_rows,
+    mask_words, masked_rows_product, sparse_gradient_step, sum_of_squares,
 };
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -104,6 +105,8 @@ pub(super) struct ForwardBuffers {
     block: BlockRows,
     /// Scratch for `dot_rows` (W2's columns laid out anew at every call).
     dot_scratch: Vec<[f32; 16]>,
+    /// Scratch for the sparse products.
+    packed: PackedBlock,
 }
 
 impl ForwardBuffers {
@@ -117,6 +120,7 @@ impl ForwardBuffers {
                 ..BlockRows::default()
             },
             dot_scratch: Vec::with_capacity(width),
+            packed: PackedBlock::with_capacity(rows.max(inputs)),
         }
     }
 
@@ -153,6 +157,7 @@ impl Shard {
     // rows: n = order.len() examples   z2_part: (n, classes)
     pub fn forward(
         &mut self,
+        level: Level,
         rows: &SparseRows,
         order: &[usize],
         activation: Activation,
@@ -160,7 +165,7 @@ impl Shard {
         z2_part: &mut [f32],
     ) {
         let mut fwd = std::mem::take(&mut self.fwd);
-        self.forward_into(&mut fwd, rows, order, activation, b2, z2_part);
+        self.forward_into(level, &mut fwd, rows, order, activation, b2, z2_part);
         self.fwd = fwd;
     }
 
@@ -172,8 +177,10 @@ impl Shard {
     /// them, four at a time (see `BlockOrder`). Every row's results land at its own index,
     /// and are the same bits in any order.
     // rows: n = order.len() examples   z2_part: (n, classes)
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_into(
         &self,
+        level: Level,
         fwd: &mut ForwardBuffers,
         rows: &SparseRows,
         order: &[usize],
@@ -181,33 +188,16 @@ impl Shard {
         b2: Option<&[f32]>,
         z2_part: &mut [f32],
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if mlp_core::kernels::has_avx512() {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { self.forward_avx512(fwd, rows, order, activation, b2, z2_part) };
-        }
-        self.forward_body(fwd, rows, order, activation, b2, z2_part)
-    }
-
-    /// The same code compiled for AVX-512, so that the small loops inlined into it (bias
-    /// copies, layer 2, activations) use 16-lane registers too.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn forward_avx512(
-        &self,
-        fwd: &mut ForwardBuffers,
-        rows: &SparseRows,
-        order: &[usize],
-        activation: Activation,
-        b2: Option<&[f32]>,
-        z2_part: &mut [f32],
-    ) {
-        self.forward_body(fwd, rows, order, activation, b2, z2_part)
+        fearless_simd::dispatch!(level, simd => {
+            self.forward_body(simd, fwd, rows, order, activation, b2, z2_part)
+        })
     }
 
     #[inline(always)]
-    fn forward_body(
+    #[allow(clippy::too_many_arguments)]
+    fn forward_body<S: Simd>(
         &self,
+        simd: S,
         fwd: &mut ForwardBuffers,
         rows: &SparseRows,
         order: &[usize],
@@ -221,6 +211,7 @@ impl Shard {
             a1,
             block,
             dot_scratch,
+            packed,
         } = fwd;
         for i in 0..n {
             z1[i * w..][..w].copy_from_slice(&self.b1);
@@ -232,7 +223,7 @@ impl Shard {
             for (o, &i) in out_rows.iter_mut().zip(group) {
                 *o = i * w;
             }
-            masked_rows_product(&x, z1, &out_rows[..group.len()], w);
+            masked_rows_product(simd, &x, z1, &out_rows[..group.len()], w, packed);
         }
         let z1 = ArrayView2::from_shape((n, w), &z1[..n * w]).expect("buffer sized for n rows");
         activation.forward(
@@ -242,18 +233,13 @@ impl Shard {
         // z2_part = a1·W2[columns, :] + b2: each logit `dot(a1_i, W2ᵀ_c)`, then its bias added
         // (the same bits as `bias + dot`: addition commutes).
         let z2_part = &mut z2_part[..n * classes];
-        dot_rows(a1, n, &self.w2t, classes, w, dot_scratch, z2_part);
-        match b2 {
-            Some(b2) => {
-                for row in z2_part.chunks_exact_mut(classes) {
-                    for (z, &b) in row.iter_mut().zip(b2) {
-                        *z += b;
-                    }
+        dot_rows(simd, a1, n, &self.w2t, classes, w, dot_scratch, z2_part);
+        if let Some(b2) = b2 {
+            for row in z2_part.chunks_exact_mut(classes) {
+                for (z, &b) in row.iter_mut().zip(b2) {
+                    *z += b;
                 }
             }
-            // Not a no-op: it turns a −0.0 logit into +0.0, as the loop that added
-            // `b2.map_or(0.0, ..)` did, and so keeps the bits of every model trained so far.
-            None => z2_part.iter_mut().for_each(|z| *z += 0.0),
         }
     }
 
@@ -261,8 +247,10 @@ impl Shard {
     /// and accuracy counts and the squared norm of this shard's gradients. Shard 0 is also
     /// given b2 to update (its gradient counts towards shard 0's norm).
     // z2_parts: per shard (n, classes)   labels: (n)
+    #[allow(clippy::too_many_arguments)]
     pub fn backward_update(
         &mut self,
+        level: Level,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
         pixels: &[SparseColumns; 2],
@@ -270,33 +258,16 @@ impl Shard {
         sgd: &Sgd,
         b2: Option<&mut [f32]>,
     ) -> (BatchMetrics, f64) {
-        #[cfg(target_arch = "x86_64")]
-        if mlp_core::kernels::has_avx512() {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe {
-                self.backward_update_avx512(z2_parts, labels, pixels, activation, sgd, b2)
-            };
-        }
-        self.backward_update_body(z2_parts, labels, pixels, activation, sgd, b2)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn backward_update_avx512(
-        &mut self,
-        z2_parts: [&[f32]; 2],
-        labels: &[usize],
-        pixels: &[SparseColumns; 2],
-        activation: Activation,
-        sgd: &Sgd,
-        b2: Option<&mut [f32]>,
-    ) -> (BatchMetrics, f64) {
-        self.backward_update_body(z2_parts, labels, pixels, activation, sgd, b2)
+        fearless_simd::dispatch!(level, simd => {
+            self.backward_update_body(simd, z2_parts, labels, pixels, activation, sgd, b2)
+        })
     }
 
     #[inline(always)]
-    fn backward_update_body(
+    #[allow(clippy::too_many_arguments)]
+    fn backward_update_body<S: Simd>(
         &mut self,
+        simd: S,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
         pixels: &[SparseColumns; 2],
@@ -330,8 +301,8 @@ impl Shard {
             // da1 = dz2·W2ᵀ and dW2 = a1ᵀ·dz2 (with W2 still as used in the forward pass).
             // da1[i, :] = Σ_c dz2[i, c]·W2ᵀ[c, :]   dW2ᵀ[c, :] = Σ_i dz2[i, c]·a1[i, :]
             let (w2t, a1) = (&self.w2t, &self.fwd.a1);
-            combine_rows(dz2, (classes, 1), w2t, classes, w, &mut self.dz1, n);
-            combine_rows(dz2, (1, classes), a1, n, w, &mut self.dw2t, classes);
+            combine_rows(simd, dz2, (classes, 1), w2t, classes, w, &mut self.dz1, n);
+            combine_rows(simd, dz2, (1, classes), a1, n, w, &mut self.dw2t, classes);
             // dz1 = da1 ⊙ f'(z1), then db1 = Σ over rows of dz1.
             let z1 = ArrayView2::from_shape((n, w), &self.fwd.z1[..n * w]).expect("sized");
             let a1 = ArrayView2::from_shape((n, w), &self.fwd.a1[..n * w]).expect("sized");
@@ -357,12 +328,13 @@ impl Shard {
                 (pixels[1], &self.dz1[half * w..n * w]),
             ];
             grad_sq += sparse_gradient_step(
+                simd,
                 &parts,
                 w,
                 &mut self.w1,
                 sgd.descent(),
                 &mut self.dw1_rows,
-                &mut self.fwd.block.union,
+                (&mut self.fwd.block.union, &mut self.fwd.packed),
             );
         }
         if let Some(b2) = b2 {

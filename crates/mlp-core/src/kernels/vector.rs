@@ -1,0 +1,109 @@
+//! Loads and stores of a level's native vectors (whole, or the first few lanes of one with
+//! zeros after), and the two reductions whose order every level shares.
+
+use fearless_simd::{Simd, SimdBase};
+
+/// The native `f32` vector of level `S`: 16 lanes with AVX-512, 8 with AVX2, 4 otherwise.
+pub(crate) type F32s<S> = <S as Simd>::f32s;
+
+/// Largest native vector, in lanes.
+pub(crate) const MAX_LANES: usize = 16;
+
+/// Vectors of accumulators per row in the sparse products: as many as leave room for the
+/// operands in the level's registers (32 with AVX-512 and NEON, 16 with AVX2 and SSE2).
+#[inline(always)]
+pub(crate) fn registers_per_row<S: Simd>() -> usize {
+    if F32s::<S>::LEN == 16 || cfg!(target_arch = "aarch64") {
+        4
+    } else {
+        2
+    }
+}
+
+/// `src[at..at + LEN]` as a vector.
+#[inline(always)]
+pub(crate) fn load<S: Simd>(simd: S, src: &[f32], at: usize) -> F32s<S> {
+    F32s::<S>::from_slice(simd, &src[at..at + F32s::<S>::LEN])
+}
+
+/// `src[at..at + len]` (`len` ≤ LEN) in the first lanes of a vector, zeros in the others.
+#[inline(always)]
+pub(crate) fn load_padded<S: Simd>(simd: S, src: &[f32], at: usize, len: usize) -> F32s<S> {
+    let lanes = F32s::<S>::LEN;
+    if len == lanes {
+        return load(simd, src, at);
+    }
+    let mut padded = [0.0f32; MAX_LANES];
+    padded[..len].copy_from_slice(&src[at..at + len]);
+    F32s::<S>::from_slice(simd, &padded[..lanes])
+}
+
+/// `v`'s first `len` lanes into `dst[at..at + len]`.
+#[inline(always)]
+pub(crate) fn store_padded<S: Simd>(v: F32s<S>, dst: &mut [f32], at: usize, len: usize) {
+    let lanes = F32s::<S>::LEN;
+    if len == lanes {
+        v.store_slice(&mut dst[at..at + lanes]);
+    } else {
+        dst[at..at + len].copy_from_slice(&v.as_slice()[..len]);
+    }
+}
+
+/// `((0 + l[0]) + l[1]) + … + l[15]`: how 16 lanes of partial sums become one.
+#[inline(always)]
+pub(crate) fn lane_sum(lanes: &[f32; 16]) -> f32 {
+    lanes.iter().fold(0.0, |sum, &l| sum + l)
+}
+
+/// `Σ a[k]·b[k]`, in order of k from 0: `s = 0; for k { s = a[k].mul_add(b[k], s) }`.
+///
+/// The logits are such sums ([`dot_rows`](super::dot_rows) computes many at once).
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).fold(0.0, |sum, (x, y)| x.mul_add(*y, sum))
+}
+
+/// y ← alpha · x + y, element by element, each a fused multiply-add.
+#[inline(always)]
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = alpha.mul_add(x, *y);
+    }
+}
+
+/// `Σ v[k]²` in 16 lanes: lane k sums `v[k]², v[k + 16]², …` in order (fused
+/// multiply-adds), and the lanes are
+/// added by `lane_sum`. (Sixteen sums side by side vectorise at every level; the lanes are
+/// part of the definition, so every level keeps them.)
+#[inline(always)]
+pub fn sum_of_squares(v: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    for chunk in v.chunks(16) {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = x.mul_add(x, *lane);
+        }
+    }
+    lane_sum(&lanes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_data::pseudo_random;
+
+    #[test]
+    fn dot_and_sum_of_squares_match_the_naive_sums() {
+        for len in [0, 3, 16, 37, 128] {
+            let (a, b) = (pseudo_random(len, 1, 5), pseudo_random(len, 2, 5));
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - naive).abs() < 1e-4, "len {len}");
+            let squares: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
+            assert!(
+                (sum_of_squares(&a) as f64 - squares).abs() < 1e-4,
+                "len {len}"
+            );
+        }
+    }
+}
