@@ -136,8 +136,8 @@ pub(super) use with_read;
 mod tests {
     use crate::kernels::test_data::{bits, masks_of, on_every_level, pseudo_random};
     use crate::kernels::{
-        Descent, Entries, MAX_BLOCK_ROWS, SparseBlock, SparseColumns, mask_words,
-        masked_rows_product, sparse_gradient_step,
+        Descent, Entries, SparseBlock, SparseColumns, mask_words, masked_rows_product,
+        sparse_gradient_step,
     };
     use fearless_simd::Simd;
 
@@ -233,43 +233,27 @@ mod tests {
                     );
                 }
 
-                // The fused step over the matrix in two parts of rows, as the backward pass
-                // takes a batch: widths for the block loop (24), the fused blocks held in
-                // registers (32, 64) and the wide ones built in scratch (80).
-                let half = rows / 2;
-                let parts = [(0, half), (half, rows)];
-                let part_masks: Vec<Vec<u64>> = parts
-                    .iter()
-                    .map(|&(a, b)| {
-                        masks_of(simd, as_floats.slice(a * cols..b * cols), b - a, cols, 2).1
-                    })
-                    .collect();
+                // The fused step, read by columns as the backward pass reads a batch, at
+                // widths with whole and partial tiles.
+                let (_, column_masks) = masks_of(simd, as_floats, rows, cols, 2);
                 for width in [24, 32, 64, 80] {
                     let d = pseudo_random(rows * width, 6, 3);
                     let step = |vals: Entries| {
-                        let parts: Vec<(SparseColumns, &[f32])> = parts
-                            .iter()
-                            .zip(&part_masks)
-                            .map(|(&(a, b), masks)| {
-                                let x = SparseColumns {
-                                    vals: vals.slice(a * cols..b * cols),
-                                    rows: b - a,
-                                    cols,
-                                    masks,
-                                    mask_stride: 2,
-                                };
-                                (x, &d[a * width..b * width])
-                            })
-                            .collect();
+                        let x = SparseColumns {
+                            vals,
+                            rows,
+                            cols,
+                            masks: &column_masks,
+                            mask_stride: 2,
+                        };
                         let mut w = pseudo_random(cols * width, 7, 1_000_000);
-                        let mut scratch = vec![0.0; MAX_BLOCK_ROWS * width];
                         let squares = sparse_gradient_step(
                             simd,
-                            &parts,
+                            &x,
+                            &d,
                             width,
                             &mut w,
                             Descent { lr: 0.1, l2: 1e-3 },
-                            &mut scratch,
                             (&mut Vec::new(), &mut Default::default()),
                         );
                         (squares.to_bits(), bits(&w))

@@ -1,12 +1,12 @@
 //! An SGD step on a weight matrix whose gradient is a sparse product, fused: the first layer's
 //! dW1 = xᵀ·dz1, applied to W1 four rows at a time as it is computed, never stored whole.
 
-use fearless_simd::{Simd, SimdBase, SimdFloat, f32x16};
+use fearless_simd::{Simd, SimdBase, SimdFloat};
 
-use super::vector::{F32s, lane_sum, load};
-use super::{
-    Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, fits, mask_words, masked_rows_product,
-};
+use super::entries::with_read;
+use super::product::{lanes_of, sums};
+use super::vector::{F32s, lane_sum, load_padded, store_padded, tile_vectors};
+use super::{Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, fits, mask_words};
 
 /// A row-major `rows × cols` matrix read by columns, in place: entry i of column p is
 /// `vals.get(i * cols + p)`, and the column's non-zero rows are the set bits of
@@ -47,87 +47,86 @@ impl Descent {
 }
 
 /// One step of SGD with L2 on `w` (`cols × width`, row-major), whose gradient is
-/// `G = Σ_h x_hᵀ·d_h` over the `parts` of a batch, `(x_h, d_h)` with `d_h` `x_h.rows × width`:
-/// [`Descent::apply`] element by element. Returns `Σ G²`.
+/// `G = xᵀ·d` (`d` is `x.rows × width`): [`Descent::apply`] element by element. Returns `Σ G²`.
 ///
-/// G is never stored whole: for each block of [`MAX_BLOCK_ROWS`] rows of `w`, `g = 0`, then
-/// [`masked_rows_product`] of each part's columns into `g`, in order of the parts; then
-/// `g`'s squares are added in 16 lanes (each row of the block in chunks of 16, the last
-/// padded with zeros; the lanes summed by `lane_sum`, the block's total added to the `f64`
-/// result) and the step applied to the block's weights.
+/// G is never stored: for each block of [`MAX_BLOCK_ROWS`] rows `p0..` of `w`, its rows are
+/// `g[q][k] = Σ_j x[j, p0 + q]·d[j][k]` over the rows j where any of the block's columns of x
+/// is non-zero, in order of j, one fused multiply-add per term from 0 (a
+/// [`masked_rows_product`](super::masked_rows_product) of x's columns). Their squares go into
+/// 16 lanes, 16 columns at a time in order and the block's rows in order within each 16
+/// (`lanes = g[q][c..c + 16].mul_add(g[q][c..c + 16], lanes)`, the last 16 padded with zeros);
+/// `lane_sum` of the block's lanes is added to the `f64` result. Then the step is applied
+/// to the block's weights.
 ///
-/// `scratch` holds at least [`MAX_BLOCK_ROWS`]` × width` floats; `union` and `packed` are
-/// reused buffers (grown as needed).
+/// `union` and `packed` are reused buffers (grown as needed).
 #[inline(always)]
 pub fn sparse_gradient_step<S: Simd>(
     simd: S,
-    parts: &[(SparseColumns, &[f32])],
+    x: &SparseColumns,
+    d: &[f32],
     width: usize,
     w: &mut [f32],
     step: Descent,
-    scratch: &mut [f32],
     (union, packed): (&mut Vec<u64>, &mut PackedBlock),
 ) -> f64 {
-    let cols = parts.first().map_or(0, |(x, _)| x.cols);
+    let (rows, cols) = (x.rows, x.cols);
+    let words = mask_words(rows);
     assert!(
         fits(w.len(), 0, cols, width, 0),
         "w is shorter than {cols} × {width}"
     );
     assert!(
-        fits(scratch.len(), 0, MAX_BLOCK_ROWS, width, 0),
-        "scratch is too short"
+        fits(x.vals.len(), 0, rows, cols, 0),
+        "vals is shorter than {rows} × {cols}"
     );
-    for (x, d) in parts {
-        let words = mask_words(x.rows);
-        assert_eq!(x.cols, cols, "every part has the same columns");
-        assert!(
-            fits(x.vals.len(), 0, x.rows, x.cols, 0),
-            "vals is shorter than {} × {}",
-            x.rows,
-            x.cols
-        );
-        assert!(
-            fits(d.len(), 0, x.rows, width, 0),
-            "d is shorter than {} × {width}",
-            x.rows
-        );
-        assert!(
-            x.mask_stride >= words
-                && (cols == 0 || fits(x.masks.len(), 0, cols - 1, x.mask_stride, words)),
-            "masks is too short"
-        );
-    }
-    let out_rows: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| k * width);
+    assert!(
+        fits(d.len(), 0, rows, width, 0),
+        "d is shorter than {rows} × {width}"
+    );
+    assert!(
+        x.mask_stride >= words
+            && (cols == 0 || fits(x.masks.len(), 0, cols - 1, x.mask_stride, words)),
+        "masks is too short"
+    );
     let mut total = 0.0f64;
     for p0 in (0..cols).step_by(MAX_BLOCK_ROWS) {
         let r = MAX_BLOCK_ROWS.min(cols - p0);
-        let g = &mut scratch[..r * width];
-        g.fill(0.0);
-        for (x, d) in parts {
-            let words = mask_words(x.rows);
-            union.clear();
-            union.resize(words, 0);
-            for p in p0..p0 + r {
-                for (u, m) in union.iter_mut().zip(&x.masks[p * x.mask_stride..][..words]) {
-                    *u |= m;
-                }
+        union.clear();
+        union.resize(words, 0);
+        for p in p0..p0 + r {
+            for (u, m) in union.iter_mut().zip(&x.masks[p * x.mask_stride..][..words]) {
+                *u |= m;
             }
-            if let Some(last) = union.last_mut() {
-                *last &= valid_bits(x.rows, words - 1);
-            }
-            let starts: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| p0 + k);
-            let block = SparseBlock {
-                vals: x.vals,
-                rows: &starts[..r],
-                step: x.cols,
-                union,
-                m: d,
-                ld: width,
-            };
-            masked_rows_product(simd, &block, g, &out_rows[..r], width, packed);
         }
-        total += f64::from(block_squares(simd, g, width));
-        descend(simd, &mut w[p0 * width..][..r * width], g, step);
+        if let Some(last) = union.last_mut() {
+            *last &= valid_bits(rows, words - 1);
+        }
+        let starts: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| p0 + k);
+        let block = SparseBlock {
+            vals: x.vals,
+            rows: &starts[..r],
+            step: cols,
+            union,
+            m: d,
+            ld: width,
+        };
+        // Every index was checked above: rows j < x.rows (the union's bits past it are
+        // cleared) and columns p0 + q < cols.
+        with_read!(x.vals, |vals| packed.pack(&block, vals));
+        let w_block = &mut w[p0 * width..][..r * width];
+        macro_rules! rows {
+            ($($r:literal),*) => {
+                match r {
+                    $($r => if tile_vectors::<S>() == 4 {
+                        block_step::<S, $r, 4>(simd, d, width, packed, w_block, step)
+                    } else {
+                        block_step::<S, $r, 2>(simd, d, width, packed, w_block, step)
+                    },)*
+                    _ => unreachable!("blocks have 1 to MAX_BLOCK_ROWS rows"),
+                }
+            };
+        }
+        total += f64::from(rows!(1, 2, 3, 4));
     }
     total
 }
@@ -140,43 +139,55 @@ fn valid_bits(rows: usize, word: usize) -> u64 {
     }
 }
 
-/// `Σ g²` over a block's rows of `width`, in 16 lanes: each row in chunks of 16, the last
-/// padded with zeros, all into the same lanes.
+/// One block of R rows of `w`: each tile of columns summed in registers, its squares added
+/// and its step applied there. Returns the block's `lane_sum`.
 #[inline(always)]
-fn block_squares<S: Simd>(simd: S, g: &[f32], width: usize) -> f32 {
-    let mut lanes = f32x16::splat(simd, 0.0);
-    for row in g.chunks_exact(width) {
-        for chunk in row.chunks(16) {
-            let v = if chunk.len() == 16 {
-                f32x16::from_slice(simd, chunk)
-            } else {
-                let mut padded = [0.0f32; 16];
-                padded[..chunk.len()].copy_from_slice(chunk);
-                f32x16::from_slice(simd, &padded)
-            };
-            lanes = v.mul_add_precise(v, lanes);
-        }
-    }
-    lane_sum(lanes.as_array())
-}
-
-/// [`Descent::apply`] to every weight of `w` with its gradient in `g`, a vector at a time
-/// (the same roundings as the scalar expression).
-#[inline(always)]
-fn descend<S: Simd>(simd: S, w: &mut [f32], g: &[f32], step: Descent) {
+fn block_step<S: Simd, const R: usize, const N: usize>(
+    simd: S,
+    d: &[f32],
+    width: usize,
+    packed: &PackedBlock,
+    w: &mut [f32],
+    step: Descent,
+) -> f32 {
     let lanes = F32s::<S>::LEN;
+    // The 16 lanes of squares, as native vectors (16 / LEN of them).
+    let per16 = 16 / lanes;
+    let mut squares = [F32s::<S>::splat(simd, 0.0); 4];
     let (lr, l2) = (
         F32s::<S>::splat(simd, step.lr),
         F32s::<S>::splat(simd, step.l2),
     );
-    let whole = w.len() / lanes * lanes;
-    for at in (0..whole).step_by(lanes) {
-        let (wv, gv) = (load(simd, w, at), load(simd, g, at));
-        (wv - lr * (gv + l2 * wv)).store_slice(&mut w[at..at + lanes]);
+    let tile = N * lanes;
+    for c0 in (0..width).step_by(tile) {
+        let cols = tile.min(width - c0);
+        let g = if cols == tile {
+            sums::<S, R, N, true>(simd, d, width, packed, c0, cols)
+        } else {
+            sums::<S, R, N, false>(simd, d, width, packed, c0, cols)
+        };
+        // Squares: 16 columns at a time, the block's rows in order within each.
+        for chunk in (0..N).step_by(per16) {
+            for g_q in &g {
+                for (lane, &g) in squares.iter_mut().zip(&g_q[chunk..chunk + per16]) {
+                    *lane = g.mul_add_precise(g, *lane);
+                }
+            }
+        }
+        for (q, g_q) in g.iter().enumerate() {
+            let row = &mut w[q * width + c0..][..cols];
+            for (k, &g) in g_q.iter().enumerate() {
+                let (at, len) = lanes_of(k, lanes, cols);
+                let w = load_padded(simd, row, at, len);
+                store_padded::<S>(w - lr * (g + l2 * w), row, at, len);
+            }
+        }
     }
-    for (w, &g) in w[whole..].iter_mut().zip(&g[whole..]) {
-        step.apply(w, g);
+    let mut all = [0.0f32; 16];
+    for (part, lane) in all.chunks_exact_mut(lanes).zip(&squares) {
+        part.copy_from_slice(lane.as_slice());
     }
+    lane_sum(&all)
 }
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 use fearless_simd::{Simd, SimdBase, SimdFloat};
 
 use super::entries::{Read, with_read};
-use super::vector::{F32s, load, load_padded, registers_per_row, store_padded};
+use super::vector::{F32s, load, load_padded, store_padded, tile_vectors};
 use super::{Entries, fits};
 
-/// Largest block of rows taken at once: 4 rows × 4 vectors of sums, plus the 4 vectors of a
-/// matrix row, fit AVX-512's 32 registers (AVX2's 16 take 4 rows × 2).
+/// Largest block of rows taken at once: 4 rows × 4 vectors of sums (64 columns), plus the 4
+/// vectors of a matrix row, fit AVX-512's 32 registers; AVX2's 16 take 4 rows × 2 vectors
+/// (16 columns).
 pub const MAX_BLOCK_ROWS: usize = 4;
 
 /// A block of sparse rows and the dense matrix they multiply. Entry j of row r of the block
@@ -110,23 +111,43 @@ impl PackedBlock {
         }
     }
 
-    /// Packs `block` (whose indices `check` vouched for).
+    /// Packs `block` (whose indices `check` vouched for). The buffers are sized first and
+    /// then written in place: no capacity check per entry, and no small array stored and
+    /// reloaded whole (which stalls store forwarding).
     #[inline(always)]
-    fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
-        self.js.clear();
-        self.vals.clear();
+    pub(super) fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
+        match block.rows.len() {
+            1 => self.pack_rows::<1, V>(block, vals),
+            2 => self.pack_rows::<2, V>(block, vals),
+            3 => self.pack_rows::<3, V>(block, vals),
+            _ => self.pack_rows::<4, V>(block, vals),
+        }
+    }
+
+    /// [`PackedBlock::pack`] for a block of R rows (the loop over them unrolled).
+    #[inline(always)]
+    fn pack_rows<const R: usize, V: Read>(&mut self, block: &SparseBlock, vals: V) {
+        let starts: [usize; R] = std::array::from_fn(|r| block.rows[r]);
+        let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
+        self.js.resize(bits, 0);
+        self.vals.resize(bits * MAX_BLOCK_ROWS, 0.0);
+        let mut slots = self
+            .js
+            .iter_mut()
+            .zip(self.vals.chunks_exact_mut(MAX_BLOCK_ROWS));
         for (w, &word) in block.union.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
                 let j = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                self.js.push(j as u32);
+                let Some((slot, four)) = slots.next() else {
+                    unreachable!("one slot per set bit")
+                };
+                *slot = j as u32;
                 let entry = j * block.step;
-                let mut four = [0.0f32; MAX_BLOCK_ROWS];
-                for (v, &start) in four.iter_mut().zip(block.rows) {
-                    *v = vals.read(start + entry);
+                for r in 0..R {
+                    four[r] = vals.read(starts[r] + entry);
                 }
-                self.vals.extend_from_slice(&four);
             }
         }
     }
@@ -154,7 +175,7 @@ pub fn masked_rows_product<S: Simd>(
     macro_rules! rows {
         ($($r:literal),*) => {
             match block.rows.len() {
-                $($r => if registers_per_row::<S>() == 4 {
+                $($r => if tile_vectors::<S>() == 4 {
                     tiles::<S, $r, 4>(simd, block, packed, out, out_rows, width)
                 } else {
                     tiles::<S, $r, 2>(simd, block, packed, out, out_rows, width)
@@ -177,31 +198,48 @@ fn tiles<S: Simd, const R: usize, const N: usize>(
     width: usize,
 ) {
     let tile = N * F32s::<S>::LEN;
-    let whole = width / tile * tile;
-    for c0 in (0..whole).step_by(tile) {
-        tile_product::<S, R, N, true>(simd, b, packed, c0, tile, out, out_rows);
-    }
-    if whole < width {
-        tile_product::<S, R, N, false>(simd, b, packed, whole, width - whole, out, out_rows);
+    for c0 in (0..width).step_by(tile) {
+        let cols = tile.min(width - c0);
+        let acc = if cols == tile {
+            sums::<S, R, N, true>(simd, b.m, b.ld, packed, c0, cols)
+        } else {
+            sums::<S, R, N, false>(simd, b.m, b.ld, packed, c0, cols)
+        };
+        for (r, acc) in acc.iter().enumerate() {
+            let dst = &mut out[out_rows[r] + c0..][..cols];
+            for (k, &acc) in acc.iter().enumerate() {
+                let (at, len) = lanes_of(k, F32s::<S>::LEN, cols);
+                let sum = load_padded(simd, dst, at, len) + acc;
+                store_padded::<S>(sum, dst, at, len);
+            }
+        }
     }
 }
 
-/// R rows × N vectors of sums for columns `c0..c0 + cols` (all `N · LEN` of them when
-/// `WHOLE`): each matrix row's N vectors are loaded once per set bit and used by all R rows.
+/// Where vector k of a tile of `cols` columns starts, and how many of its lanes hold columns.
+#[inline(always)]
+pub(super) fn lanes_of(k: usize, lanes: usize, cols: usize) -> (usize, usize) {
+    (
+        (k * lanes).min(cols),
+        cols.saturating_sub(k * lanes).min(lanes),
+    )
+}
+
+/// R rows × N vectors of sums for columns `c0..c0 + cols` of `m` (all `N · LEN` of them when
+/// `WHOLE`, else zeros past `cols`): `acc[r] = Σ_t vals[t][r] · m[js[t]][c0..]` over the
+/// packed set bits in order, one fused multiply-add per term, from 0. Each matrix row's N
+/// vectors are loaded once per set bit and used by all R rows.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r and k index several arrays in step
-fn tile_product<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
+pub(super) fn sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
     simd: S,
-    b: &SparseBlock,
+    m: &[f32],
+    ld: usize,
     packed: &PackedBlock,
     c0: usize,
     cols: usize,
-    out: &mut [f32],
-    out_rows: &[usize],
-) {
+) -> [[F32s<S>; N]; R] {
     let lanes = F32s::<S>::LEN;
-    // Lanes of vector k that hold columns.
-    let used = |k: usize| cols.saturating_sub(k * lanes).min(lanes);
     let zero = F32s::<S>::splat(simd, 0.0);
     let mut acc = [[zero; N]; R];
     for (&j, v) in packed
@@ -209,12 +247,13 @@ fn tile_product<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
         .iter()
         .zip(packed.vals.chunks_exact(MAX_BLOCK_ROWS))
     {
-        let row = &b.m[j as usize * b.ld + c0..][..cols];
+        let row = &m[j as usize * ld + c0..][..cols];
         let m_j: [F32s<S>; N] = std::array::from_fn(|k| {
             if WHOLE {
                 load(simd, row, k * lanes)
             } else {
-                load_padded(simd, row, (k * lanes).min(cols), used(k))
+                let (at, len) = lanes_of(k, lanes, cols);
+                load_padded(simd, row, at, len)
             }
         });
         for r in 0..R {
@@ -224,14 +263,7 @@ fn tile_product<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
             }
         }
     }
-    for r in 0..R {
-        let dst = &mut out[out_rows[r] + c0..][..cols];
-        for k in 0..N {
-            let (at, len) = ((k * lanes).min(cols), used(k));
-            let sum = load_padded(simd, dst, at, len) + acc[r][k];
-            store_padded::<S>(sum, dst, at, len);
-        }
-    }
+    acc
 }
 
 #[cfg(test)]

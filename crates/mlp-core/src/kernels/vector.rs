@@ -9,15 +9,13 @@ pub(crate) type F32s<S> = <S as Simd>::f32s;
 /// Largest native vector, in lanes.
 pub(crate) const MAX_LANES: usize = 16;
 
-/// Vectors of accumulators per row in the sparse products: as many as leave room for the
-/// operands in the level's registers (32 with AVX-512 and NEON, 16 with AVX2 and SSE2).
+/// Vectors of sums per row of a block in the sparse products: 4 (64 columns) with AVX-512,
+/// 2 (16 columns) with AVX2, whose 16 registers hold no more beside a matrix row's; 4 (16
+/// columns) with 4-lane vectors. Tiles are thus whole 16-column chunks, which the dW1 step's
+/// sum of squares takes in order.
 #[inline(always)]
-pub(crate) fn registers_per_row<S: Simd>() -> usize {
-    if F32s::<S>::LEN == 16 || cfg!(target_arch = "aarch64") {
-        4
-    } else {
-        2
-    }
+pub(crate) fn tile_vectors<S: Simd>() -> usize {
+    if F32s::<S>::LEN == 8 { 2 } else { 4 }
 }
 
 /// `src[at..at + LEN]` as a vector.

@@ -7,9 +7,8 @@ use mlp_core::kernels::{Entries, SparseColumns, mask_words, nonzero_mask, row_an
 use crate::data::{LabelledData, PIXEL_VALUES};
 
 /// A gathered batch: its rows with the masks of their non-zeros, and for training the masks
-/// of each pixel's non-zeros in two halves of the rows, as the backward pass reads them.
-/// The rows are bytes read through a table when the data set has them
-/// ([`LabelledData::byte_images`]), else `f32`s.
+/// of each pixel's non-zeros, as the backward pass reads them. The rows are bytes read
+/// through a table when the data set has them ([`LabelledData::byte_images`]), else `f32`s.
 #[derive(Debug)]
 pub(super) struct Batch {
     x: Vec<f32>,
@@ -20,16 +19,15 @@ pub(super) struct Batch {
     pub(super) x_masks: Vec<u64>,
     /// The rows in the order the forward pass takes them (see [`BlockOrder`]).
     pub(super) order: BlockOrder,
-    /// Per half of the rows, per pixel: which of the half's rows are non-zero there.
+    /// Per pixel: which of the batch's rows are non-zero there.
     pixel_masks: Vec<u64>,
-    /// Mask words per pixel in one half.
+    /// Mask words per pixel.
     pixel_mask_stride: usize,
 }
 
 impl Batch {
     /// Buffers for batches of up to `batch_size` rows of `inputs` values.
     pub(super) fn new(inputs: usize, batch_size: usize) -> Self {
-        let half = batch_size.div_ceil(2);
         Self {
             x: vec![0.0; batch_size * inputs],
             x_bytes: vec![0; batch_size * inputs],
@@ -37,14 +35,13 @@ impl Batch {
             y: vec![0; batch_size],
             x_masks: vec![0; batch_size * mask_words(inputs)],
             order: BlockOrder::new(inputs, batch_size),
-            pixel_masks: vec![0; 2 * inputs * mask_words(half)],
-            pixel_mask_stride: mask_words(half),
+            pixel_masks: vec![0; inputs * mask_words(batch_size)],
+            pixel_mask_stride: mask_words(batch_size),
         }
     }
 
-    /// Gathers the examples at `indices`, masks the non-zeros of each row and, in each half of
-    /// the rows, of each pixel (see [`Batch::pixels`]), and orders the rows for the forward
-    /// pass.
+    /// Gathers the examples at `indices`, masks the non-zeros of each row and of each pixel
+    /// (see [`Batch::pixels`]), and orders the rows for the forward pass.
     pub(super) fn fill(
         &mut self,
         token: fearless_simd::Level,
@@ -53,51 +50,36 @@ impl Batch {
         inputs: usize,
     ) {
         let n = indices.len();
-        let words = mask_words(inputs);
-        let masks_half = self.pixel_masks.len() / 2;
+        let values = ..n * inputs;
+        let y = &mut self.y[..n];
         let images = data.byte_images();
         self.as_bytes = images.is_some();
-        for (h, rows) in [0..n / 2, n / 2..n].into_iter().enumerate() {
-            let (indices, y) = (&indices[rows.clone()], &mut self.y[rows.clone()]);
-            let values = rows.start * inputs..rows.end * inputs;
-            match images {
-                Some(images) => {
-                    assert_eq!(images.features(), inputs, "byte images of another size");
-                    images.gather_bytes(indices, &mut self.x_bytes[values.clone()], y)
-                }
-                None => data.gather(indices, &mut self.x[values.clone()], y),
+        match images {
+            Some(images) => {
+                assert_eq!(images.features(), inputs, "byte images of another size");
+                images.gather_bytes(indices, &mut self.x_bytes[values], y)
             }
-            let src = entries(&self.x, &self.x_bytes, self.as_bytes).slice(values);
-            let row_masks = &mut self.x_masks[rows.start * words..rows.end * words];
-            let column_masks = &mut self.pixel_masks[h * masks_half..][..masks_half];
-            let stride = self.pixel_mask_stride;
-            fearless_simd::dispatch!(token, simd => row_and_column_masks(
-                simd,
-                src,
-                rows.len(),
-                inputs,
-                row_masks,
-                column_masks,
-                stride,
-            ));
+            None => data.gather(indices, &mut self.x[values], y),
         }
-        self.order.sort(&self.x_masks[..n * words]);
+        let src = entries(&self.x, &self.x_bytes, self.as_bytes).slice(0..n * inputs);
+        let row_masks = &mut self.x_masks[..n * mask_words(inputs)];
+        let (column_masks, stride) = (&mut self.pixel_masks, self.pixel_mask_stride);
+        fearless_simd::dispatch!(token, simd => {
+            row_and_column_masks(simd, src, n, inputs, row_masks, column_masks, stride)
+        });
+        self.order.sort(&self.x_masks[..n * mask_words(inputs)]);
     }
 
-    /// The batch by pixel, in its two halves of rows: what the backward pass multiplies by.
-    /// Pixel p is column p of the half, read in place.
-    /// (Why halves: dW1's sums run half by half, and summing all rows at once would round
-    /// differently, changing the bits of every model trained so far, `models/` included.)
-    pub(super) fn pixels(&self, n: usize, inputs: usize) -> [SparseColumns<'_>; 2] {
-        let masks_half = self.pixel_masks.len() / 2;
-        let half = |h: usize, rows: std::ops::Range<usize>| SparseColumns {
-            vals: self.values().slice(rows.start * inputs..rows.end * inputs),
-            rows: rows.len(),
+    /// The batch by pixel, what the backward pass multiplies by: pixel p is column p of the
+    /// batch's `n` rows, read in place.
+    pub(super) fn pixels(&self, n: usize, inputs: usize) -> SparseColumns<'_> {
+        SparseColumns {
+            vals: self.values().slice(0..n * inputs),
+            rows: n,
             cols: inputs,
-            masks: &self.pixel_masks[h * masks_half..],
+            masks: &self.pixel_masks,
             mask_stride: self.pixel_mask_stride,
-        };
-        [half(0, 0..n / 2), half(1, n / 2..n)]
+        }
     }
 
     /// The gathered rows, one after the other, as the kernels read them.

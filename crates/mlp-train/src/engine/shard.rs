@@ -91,8 +91,6 @@ pub(super) struct Shard {
     dw2t: Vec<f32>,
     db1: Vec<f32>,
     db2: Vec<f32>,
-    /// dW1 for a block of pixel rows, (MAX_BLOCK_ROWS, width).
-    dw1_rows: Vec<f32>,
 }
 
 /// The buffers of a forward pass over one shard's columns.
@@ -148,7 +146,6 @@ impl Shard {
             dw2t: vec![0.0; classes * width],
             db1: vec![0.0; width],
             db2: vec![0.0; classes],
-            dw1_rows: vec![0.0; MAX_BLOCK_ROWS * width],
         }
     }
 
@@ -253,7 +250,7 @@ impl Shard {
         level: Level,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
-        pixels: &[SparseColumns; 2],
+        pixels: &SparseColumns,
         activation: Activation,
         sgd: &Sgd,
         b2: Option<&mut [f32]>,
@@ -270,7 +267,7 @@ impl Shard {
         simd: S,
         z2_parts: [&[f32]; 2],
         labels: &[usize],
-        pixels: &[SparseColumns; 2],
+        pixels: &SparseColumns,
         activation: Activation,
         sgd: &Sgd,
         b2: Option<&mut [f32]>,
@@ -319,21 +316,15 @@ impl Shard {
             sgd.update_weights(&mut self.w2t, &self.dw2t);
             sgd.update_biases(&mut self.b1, &self.db1);
 
-            // dW1 = xᵀ·dz1, the two halves of the batch's rows in order (see `Batch::pixels`),
-            // applied to W1 a few pixel rows at a time as soon as they are known: the full dW1
-            // is never stored.
-            let half = pixels[0].rows;
-            let parts = [
-                (pixels[0], &self.dz1[..half * w]),
-                (pixels[1], &self.dz1[half * w..n * w]),
-            ];
+            // dW1 = xᵀ·dz1, applied to W1 a few pixel rows at a time as soon as they are
+            // known: the full dW1 is never stored.
             grad_sq += sparse_gradient_step(
                 simd,
-                &parts,
+                pixels,
+                &self.dz1[..n * w],
                 w,
                 &mut self.w1,
                 sgd.descent(),
-                &mut self.dw1_rows,
                 (&mut self.fwd.block.union, &mut self.fwd.packed),
             );
         }
