@@ -414,3 +414,39 @@ fn an_unreadable_model_file_is_one_line() {
         stderr(&o)
     );
 }
+
+/// `MLP_SIMD` naming no level, or one this CPU lacks: one line naming the variable (and the
+/// levels the CPU has), exit 2, no run folder.
+#[test]
+fn a_bad_simd_level_is_refused_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 100, 20);
+    let missing = mlp_core::SimdLevel::ALL
+        .into_iter()
+        .find(|l| !l.is_supported())
+        .expect("no CPU runs both NEON and SSE2");
+    for (level, expect) in [
+        ("mmx", "error: MLP_SIMD: unknown SIMD level \"mmx\"".to_owned()),
+        (
+            missing.name(),
+            format!("error: MLP_SIMD: this CPU has no {missing} (it can run "),
+        ),
+    ] {
+        let out = tmp.path().join(format!("run-{level}"));
+        let args: Vec<String> = TRAIN
+            .iter()
+            .map(|a| {
+                a.replace("{data}", data.to_str().unwrap())
+                    .replace("{out}", out.to_str().unwrap())
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = mlp_on(level, &args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{level}: {err}");
+        assert!(err.starts_with(&expect), "{level}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{level}: {err}");
+        assert!(err.contains("scalar"), "{level}: names the levels it has: {err}");
+        assert!(!out.exists(), "{level}: left {}", out.display());
+    }
+}

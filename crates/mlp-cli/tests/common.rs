@@ -86,6 +86,15 @@ pub fn mlp(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `mlp` with `args` on the SIMD level `level` (`MLP_SIMD`).
+pub fn mlp_on(level: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args(args)
+        .env("MLP_SIMD", level)
+        .output()
+        .unwrap()
+}
+
 /// Arguments for a quick training run on synthetic data.
 pub fn quick_train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![

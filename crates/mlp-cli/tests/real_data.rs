@@ -47,3 +47,48 @@ fn one_epoch_on_fashion_mnist_trains_and_tests() {
     assert!(accuracy > 0.70, "test accuracy after one epoch: {accuracy}");
     assert_eq!(report["count"], 10_000);
 }
+
+/// A short run on the real data gives the same model bytes on every SIMD level this CPU can
+/// run (`MLP_SIMD`), and config.json records the level. Trains on 5,000 images so that the
+/// slow levels (SSE2 and scalar emulate FMA) stay quick.
+#[test]
+fn every_simd_level_trains_the_same_model_on_the_real_data() {
+    let Some(dir) = real_data_dir() else {
+        eprintln!("{SKIPPED_NO_DATA}");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut models = Vec::new();
+    for level in mlp_core::SimdLevel::supported() {
+        let out = tmp.path().join(level.name());
+        let train = mlp_on(
+            level.name(),
+            &[
+                "train",
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--epochs",
+                "1",
+                "--val-size",
+                "55000",
+                "--out",
+                out.to_str().unwrap(),
+                "--quiet",
+            ],
+        );
+        assert!(train.status.success(), "{level}: {}", stderr(&train));
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["train"]["simd"], level.name(), "{level}");
+        models.push((level, std::fs::read(out.join("model.msgpack")).unwrap()));
+    }
+    assert!(models.len() >= 2, "this CPU runs its own level and scalar");
+    for (level, model) in &models[1..] {
+        assert!(
+            *model == models[0].1,
+            "{level} trained another model than {}",
+            models[0].0
+        );
+    }
+}
