@@ -426,7 +426,10 @@ fn a_bad_simd_level_is_refused_in_one_line() {
         .find(|l| !l.is_supported())
         .expect("no CPU runs both NEON and SSE2");
     for (level, expect) in [
-        ("mmx", "error: MLP_SIMD: unknown SIMD level \"mmx\"".to_owned()),
+        (
+            "mmx",
+            "error: MLP_SIMD: unknown SIMD level \"mmx\"".to_owned(),
+        ),
         (
             missing.name(),
             format!("error: MLP_SIMD: this CPU has no {missing} (it can run "),
@@ -446,7 +449,10 @@ fn a_bad_simd_level_is_refused_in_one_line() {
         assert_eq!(o.status.code(), Some(2), "{level}: {err}");
         assert!(err.starts_with(&expect), "{level}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{level}: {err}");
-        assert!(err.contains("scalar"), "{level}: names the levels it has: {err}");
+        assert!(
+            err.contains("scalar"),
+            "{level}: names the levels it has: {err}"
+        );
         assert!(!out.exists(), "{level}: left {}", out.display());
     }
 }

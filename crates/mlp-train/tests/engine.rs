@@ -21,6 +21,22 @@ fn sparse_data(n: usize, inputs: usize, classes: usize, seed: u64) -> InMemoryDa
     InMemoryData::new(x, y, classes).unwrap()
 }
 
+/// Byte images like `sparse_data`'s (about half the pixels 0) and their labels.
+fn byte_images(n: usize, inputs: usize, classes: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pixels = (0..n * inputs)
+        .map(|_| {
+            if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random_range(1..=255)
+            }
+        })
+        .collect();
+    let labels = (0..n).map(|_| rng.random_range(0..classes as u8)).collect();
+    (pixels, labels)
+}
+
 fn reference_steps(
     model: &mut Mlp,
     data: &InMemoryData,
@@ -274,22 +290,12 @@ fn gathering_ahead_never_changes_a_result() {
 /// Byte images are gathered as bytes and read through `PIXEL_VALUES`; pins that this trains
 /// the same bits as the same features gathered as `f32`s, on one thread and two, with batches
 /// gathered ahead, an odd batch, and a switch between the two kinds of data mid-run, at
-/// hidden sizes whose shards take each path of the dW1 step (48 and 64 wide: fused in
-/// registers; 112: fused in scratch; 88: the block loop).
+/// hidden sizes whose shards are 48 and 48, 64 and 64, and 112 and 88 columns wide (whole
+/// and partial tiles of every level).
 #[test]
 fn byte_images_train_the_bits_of_their_features_as_floats() {
     let (n, inputs, classes) = (150, 784, 10);
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let pixels: Vec<u8> = (0..n * inputs)
-        .map(|_| {
-            if rng.random_bool(0.5) {
-                0
-            } else {
-                rng.random_range(1..=255)
-            }
-        })
-        .collect();
-    let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..classes as u8)).collect();
+    let (pixels, labels) = byte_images(n, inputs, classes, 11);
     let bytes = mlp_train::ByteImages::new(&pixels, &labels, inputs, classes).unwrap();
     let mut x = Array2::zeros((n, inputs));
     let mut y = vec![0; n];
@@ -356,17 +362,7 @@ fn every_simd_level_trains_the_same_bits() {
     use mlp_core::SimdLevel;
     let (n, inputs, classes) = (120, 784, 10);
     let floats = sparse_data(n, inputs, classes, 21);
-    let mut rng = ChaCha8Rng::seed_from_u64(22);
-    let pixels: Vec<u8> = (0..n * inputs)
-        .map(|_| {
-            if rng.random_bool(0.5) {
-                0
-            } else {
-                rng.random_range(1..=255)
-            }
-        })
-        .collect();
-    let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..classes as u8)).collect();
+    let (pixels, labels) = byte_images(n, inputs, classes, 22);
     let bytes = mlp_train::ByteImages::new(&pixels, &labels, inputs, classes).unwrap();
     let sgd = Sgd::new(0.1, 1e-4);
     let batches: Vec<Vec<usize>> = (0..4)
