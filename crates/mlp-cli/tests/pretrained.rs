@@ -1,5 +1,6 @@
 //! The model shipped in models/ still loads, in both forms, scores what README says, and is
-//! what the default recipe trains, byte for byte, on this machine (whatever its CPU).
+//! what the default recipe trains, byte for byte, on the best SIMD level of whatever machine
+//! runs the tests (real_data.rs checks that every level trains the same bits).
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Everything needed to continue a training run bit for bit, and its file, checkpoint.msgpack.
 //!
 //! A checkpoint is a MessagePack map whose first two entries are `magic`
-//! (`"fmnist-mlp checkpoint"`) and `version` (1), like the model file, so that a model file,
+//! (`"fmnist-mlp checkpoint"`) and `version` (2), like the model file, so that a model file,
 //! a damaged checkpoint or one from another version each get their own message. The rest:
 //! `config`, `model` and `best_model` (each a complete model file, as bytes), `best_epoch`,
 //! `best_val_acc`, `history`, `epochs_done`, `rng` (the ChaCha8 state), and `partial`, the
@@ -21,8 +21,10 @@ use crate::model_file::{Envelope, ModelFileError, envelope, model_from_bytes, mo
 
 /// The value of the `magic` field.
 pub const CHECKPOINT_MAGIC: &str = "fmnist-mlp checkpoint";
-/// The format version this build writes and reads.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+/// The format version this build writes and reads. 2 since the arithmetic became the same on
+/// every CPU (fused multiply-adds everywhere, `libm`): a run saved by version 1 would not
+/// continue as it started.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
 
 /// A training run between two mini-batches.
 #[derive(Debug, Clone, PartialEq)]

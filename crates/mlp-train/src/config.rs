@@ -30,7 +30,8 @@ pub struct TrainConfig {
     #[serde(default)]
     pub patience: Option<usize>,
     /// The SIMD level the training step runs on (None: the best this CPU has). Results do not
-    /// depend on it; the `mlp` binary records the level a run used.
+    /// depend on it; `mlp train` records the level a run used in its config.json (a search's
+    /// trials record none: they may be trained on several machines).
     #[serde(default)]
     pub simd: Option<SimdLevel>,
 }

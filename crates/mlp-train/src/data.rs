@@ -35,8 +35,9 @@ pub trait LabelledData: Sync {
     }
 }
 
-/// What each byte of a [`ByteImages`] pixel stands for: `PIXEL_VALUES[p] = p / 255`, the same
-/// bits as the division in [`LabelledData::gather`] (a test checks all 256).
+/// What each byte of a [`ByteImages`] pixel stands for: `PIXEL_VALUES[p] = p / 255`, rounded
+/// once; [`LabelledData::gather`] of byte images reads this table too (a test checks all 256
+/// against the division).
 pub static PIXEL_VALUES: [f32; 256] = {
     let mut table = [0.0; 256];
     let mut p = 0;

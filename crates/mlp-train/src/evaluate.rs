@@ -97,8 +97,9 @@ impl Evaluator {
     }
 }
 
-/// Evaluates `model` on `data` with the optimised engine, on up to two cores (the same numbers
-/// as [`Evaluator`] up to float rounding, several times faster).
+/// Evaluates `model` on `data` with the optimised engine, on up to two cores and the best SIMD
+/// level this CPU has (every level gives the same numbers; these are [`Evaluator`]'s up to
+/// float rounding, several times faster).
 pub fn evaluate(model: &Mlp, data: &dyn LabelledData) -> Evaluation {
     let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     let pool = parallel

@@ -355,8 +355,9 @@ fn byte_images_train_the_bits_of_their_features_as_floats() {
 
 /// The same bits on every SIMD level this CPU can run: models, each step's loss and gradient
 /// norm, and the evaluation, at hidden sizes whose shards end in partial vectors (40: 32 + 8
-/// columns; 200: 112 + 88), for a piecewise-linear and a smooth activation, on one thread
-/// and two, from byte images and from `f32` features.
+/// columns; 200: 112 + 88) or leave one shard empty (16), for piecewise-linear and smooth
+/// activations, batches of 64, 27 and 1, on one thread and two, from byte images and from
+/// `f32` features.
 #[test]
 fn every_simd_level_trains_the_same_bits() {
     use mlp_core::SimdLevel;
@@ -365,9 +366,13 @@ fn every_simd_level_trains_the_same_bits() {
     let (pixels, labels) = byte_images(n, inputs, classes, 22);
     let bytes = mlp_train::ByteImages::new(&pixels, &labels, inputs, classes).unwrap();
     let sgd = Sgd::new(0.1, 1e-4);
-    let batches: Vec<Vec<usize>> = (0..4)
+    let batches: Vec<Vec<usize>> = (0..5)
         .map(|b| {
-            let len = if b == 3 { 27 } else { 64 };
+            let len = match b {
+                3 => 27,
+                4 => 1,
+                _ => 64,
+            };
             (0..len).map(|k| (b * 41 + k * 7) % n).collect()
         })
         .collect();
@@ -377,7 +382,12 @@ fn every_simd_level_trains_the_same_bits() {
         .unwrap();
     let levels = SimdLevel::supported();
     assert!(levels.len() >= 2, "{levels:?}");
-    for (hidden, activation) in [(40, Activation::Relu), (200, Activation::Tanh)] {
+    // Hidden 16 leaves shard 1 no columns.
+    for (hidden, activation) in [
+        (16, Activation::Sigmoid),
+        (40, Activation::Relu),
+        (200, Activation::Tanh),
+    ] {
         let shape = Shape {
             inputs,
             hidden,

@@ -169,7 +169,7 @@ mod tests {
 
     fn check_combine_rows<S: Simd>(simd: S, level: &str) {
         for width in [0, 1, 15, 16, 64, 65, 100] {
-            for (outputs, terms) in [(1, 1), (7, 10), (10, 7), (64, 10)] {
+            for (outputs, terms) in [(1, 1), (3, 0), (7, 10), (10, 7), (64, 10)] {
                 let rows = pseudo_random(terms * width, 5, 7);
                 let coeffs = pseudo_random(outputs * terms, 6, 5);
                 // Coefficients by output (stride (terms, 1)) and by term (stride (1, outputs)).

@@ -248,14 +248,17 @@ pub(super) fn sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
         .zip(packed.vals.chunks_exact(MAX_BLOCK_ROWS))
     {
         let row = &m[j as usize * ld + c0..][..cols];
-        let m_j: [F32s<S>; N] = std::array::from_fn(|k| {
-            if WHOLE {
+        // A plain loop rather than `array::from_fn`: a closure is not sure to be inlined, and
+        // left out of line it would be compiled for the baseline instruction set.
+        let mut m_j = [zero; N];
+        for (k, m) in m_j.iter_mut().enumerate() {
+            *m = if WHOLE {
                 load(simd, row, k * lanes)
             } else {
                 let (at, len) = lanes_of(k, lanes, cols);
                 load_padded(simd, row, at, len)
-            }
-        });
+            };
+        }
         for r in 0..R {
             let v = F32s::<S>::splat(simd, v[r]);
             for k in 0..N {
@@ -328,7 +331,7 @@ mod tests {
                 ("columns", (0..rows).map(|r| 5 + 2 * r).collect(), stride),
             ];
             for (layout, starts, step) in layouts {
-                for width in [1, 7, 8, 16, 33, 64, 100, 129, 300] {
+                for width in [0, 1, 7, 8, 16, 33, 64, 100, 129, 300] {
                     for zero_every in [1, 2, 5, 1000] {
                         let vals = pseudo_random(
                             2 * MAX_BLOCK_ROWS * stride.max(len * step),

@@ -1,7 +1,7 @@
 //! Loads and stores of a level's native vectors (whole, or the first few lanes of one with
 //! zeros after), and the two reductions whose order every level shares.
 
-use fearless_simd::{Simd, SimdBase};
+use fearless_simd::{Simd, SimdBase, SimdFloat, f32x16};
 
 /// The native `f32` vector of level `S`: 16 lanes with AVX-512, 8 with AVX2, 4 otherwise.
 pub(crate) type F32s<S> = <S as Simd>::f32s;
@@ -55,14 +55,17 @@ pub(crate) fn lane_sum(lanes: &[f32; 16]) -> f32 {
 
 /// `Σ a[k]·b[k]`, in order of k from 0: `s = 0; for k { s = a[k].mul_add(b[k], s) }`.
 ///
-/// The logits are such sums ([`dot_rows`](super::dot_rows) computes many at once).
+/// The logits are such sums ([`dot_rows`](super::dot_rows) computes many at once, on any
+/// level). This scalar form uses `f32::mul_add`, correctly rounded where the platform's `fma`
+/// is (glibc's, and the FMA instruction): the tests' reference, not the engine's path.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).fold(0.0, |sum, (x, y)| x.mul_add(*y, sum))
 }
 
-/// y ← alpha · x + y, element by element, each a fused multiply-add.
+/// y ← alpha · x + y, element by element, each a fused multiply-add (`f32::mul_add`, as in
+/// [`dot`]: the tests' reference for [`combine_rows`](super::combine_rows)).
 #[inline(always)]
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len());
@@ -71,25 +74,47 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// `Σ v[k]²` in 16 lanes: lane k sums `v[k]², v[k + 16]², …` in order (fused
-/// multiply-adds), and the lanes are
-/// added by `lane_sum`. (Sixteen sums side by side vectorise at every level; the lanes are
-/// part of the definition, so every level keeps them.)
+/// `Σ v[k]²` in 16 lanes: lane k sums `v[k]², v[k + 16]², …` in order, one fused
+/// multiply-add each, and the lanes are added by `lane_sum` (the last 16 padded with zeros).
+/// The lanes are part of the definition, so every level keeps them.
 #[inline(always)]
-pub fn sum_of_squares(v: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 16];
+pub fn sum_of_squares<S: Simd>(simd: S, v: &[f32]) -> f32 {
+    let mut lanes = f32x16::splat(simd, 0.0);
     for chunk in v.chunks(16) {
-        for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane = x.mul_add(x, *lane);
-        }
+        let x = if chunk.len() == 16 {
+            f32x16::from_slice(simd, chunk)
+        } else {
+            let mut padded = [0.0f32; 16];
+            padded[..chunk.len()].copy_from_slice(chunk);
+            f32x16::from_slice(simd, &padded)
+        };
+        lanes = x.mul_add_precise(x, lanes);
     }
-    lane_sum(&lanes)
+    lane_sum(lanes.as_array())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::test_data::pseudo_random;
+
+    /// The 16 lanes, in order, on every level: the definition the gradient norm relies on.
+    #[test]
+    fn sum_of_squares_keeps_its_lanes_on_every_level() {
+        use crate::kernels::test_data::on_every_level;
+        for len in [0, 1, 15, 16, 17, 100, 640] {
+            let v = pseudo_random(len, len as u32 + 9, 4);
+            let mut lanes = [0.0f32; 16];
+            for (k, &x) in v.iter().enumerate() {
+                lanes[k % 16] = x.mul_add(x, lanes[k % 16]);
+            }
+            let expected = lane_sum(&lanes).to_bits();
+            on_every_level(|level, name| {
+                let got = fearless_simd::dispatch!(level, s => sum_of_squares(s, &v));
+                assert_eq!(got.to_bits(), expected, "{name}, len {len}");
+            });
+        }
+    }
 
     #[test]
     fn dot_and_sum_of_squares_match_the_naive_sums() {
@@ -98,8 +123,9 @@ mod tests {
             let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             assert!((dot(&a, &b) as f64 - naive).abs() < 1e-4, "len {len}");
             let squares: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
+            let simd = fearless_simd::Fallback::new();
             assert!(
-                (sum_of_squares(&a) as f64 - squares).abs() < 1e-4,
+                (sum_of_squares(simd, &a) as f64 - squares).abs() < 1e-4,
                 "len {len}"
             );
         }

@@ -106,7 +106,7 @@ impl Engine {
             hidden,
             classes,
         } = shape;
-        // Shard 0 takes the first ⌈H/2⌉ columns rounded up to whole 16-float registers.
+        // Shard 0 takes the first ⌈H/2⌉ columns rounded up to whole 16-column chunks.
         let split = hidden.div_ceil(2).next_multiple_of(16).min(hidden);
         let shard = |cols: std::ops::Range<usize>| {
             let w1 = model

@@ -4,7 +4,7 @@
 
 use fearless_simd::{Level, Simd};
 use mlp_core::kernels::{
-    Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, SparseColumns, axpy, combine_rows, dot_rows,
+    Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, SparseColumns, combine_rows, dot_rows,
     mask_words, masked_rows_product, sparse_gradient_step, sum_of_squares,
 };
 use mlp_core::{Activation, BatchMetrics, loss};
@@ -310,9 +310,10 @@ impl Shard {
             );
             self.db1.fill(0.0);
             for i in 0..n {
-                axpy(1.0, &self.dz1[i * w..][..w], &mut self.db1);
+                add_row(&self.dz1[i * w..][..w], &mut self.db1);
             }
-            grad_sq += sum_of_squares(&self.dw2t) as f64 + sum_of_squares(&self.db1) as f64;
+            grad_sq += f64::from(sum_of_squares(simd, &self.dw2t))
+                + f64::from(sum_of_squares(simd, &self.db1));
             sgd.update_weights(&mut self.w2t, &self.dw2t);
             sgd.update_biases(&mut self.b1, &self.db1);
 
@@ -331,11 +332,19 @@ impl Shard {
         if let Some(b2) = b2 {
             self.db2.fill(0.0);
             for i in 0..n {
-                axpy(1.0, &dz2[i * classes..][..classes], &mut self.db2);
+                add_row(&dz2[i * classes..][..classes], &mut self.db2);
             }
-            grad_sq += sum_of_squares(&self.db2) as f64;
+            grad_sq += f64::from(sum_of_squares(simd, &self.db2));
             sgd.update_biases(b2, &self.db2);
         }
         (metrics, grad_sq)
+    }
+}
+
+/// `sum += row`, element by element: the bias gradients, summed over the batch in order.
+#[inline(always)]
+fn add_row(row: &[f32], sum: &mut [f32]) {
+    for (s, &x) in sum.iter_mut().zip(row) {
+        *s += x;
     }
 }
