@@ -36,6 +36,14 @@ const TRAIN: &[&str] = &[
 
 fn no_change(_: &Path, _: &Path) {}
 
+/// A run folder `root/run` for `--resume`: a config.json and `checkpoint` as its checkpoint.
+fn run_with_checkpoint(root: &Path, checkpoint: &[u8]) {
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    let config = r#"{"train":{"hidden":4,"activation":"relu","epochs":2,"batch_size":8,"lr":0.1,"lr_decay":0.95,"l2":0.0,"seed":0},"shape":"16-4-10","data_dir":"x","data_verified":false,"train_examples":80,"val_size":20,"best_epoch":null,"best_val_acc":null,"mlp_version":"0.1.0"}"#;
+    std::fs::write(root.join("run/config.json"), config).unwrap();
+    std::fs::write(root.join("run/checkpoint.msgpack"), checkpoint).unwrap();
+}
+
 fn with(extra: &'static [&'static str]) -> &'static [&'static str] {
     Box::leak([TRAIN, extra].concat().into_boxed_slice())
 }
@@ -257,14 +265,10 @@ fn cases() -> Vec<Case> {
         Case {
             name: "a damaged checkpoint on resume",
             setup: |_, root| {
-                std::fs::create_dir_all(root.join("run")).unwrap();
-                let config = r#"{"train":{"hidden":4,"activation":"relu","epochs":2,"batch_size":8,"lr":0.1,"lr_decay":0.95,"l2":0.0,"seed":0},"shape":"16-4-10","data_dir":"x","data_verified":false,"train_examples":80,"val_size":20,"best_epoch":null,"best_val_acc":null,"mlp_version":"0.1.0"}"#;
-                std::fs::write(root.join("run/config.json"), config).unwrap();
-                std::fs::write(
-                    root.join("run/checkpoint.msgpack"),
+                run_with_checkpoint(
+                    root,
                     b"\x82\xa5magic\xb5fmnist-mlp checkpoint\xa7version\x02",
                 )
-                .unwrap();
             },
             args: &["train", "--resume", "{root}/run"],
             expect: "checkpoint.msgpack: damaged checkpoint",
@@ -272,14 +276,10 @@ fn cases() -> Vec<Case> {
         Case {
             name: "a checkpoint of the arithmetic before issue 13 (format 1) on resume",
             setup: |_, root| {
-                std::fs::create_dir_all(root.join("run")).unwrap();
-                let config = r#"{"train":{"hidden":4,"activation":"relu","epochs":2,"batch_size":8,"lr":0.1,"lr_decay":0.95,"l2":0.0,"seed":0},"shape":"16-4-10","data_dir":"x","data_verified":false,"train_examples":80,"val_size":20,"best_epoch":null,"best_val_acc":null,"mlp_version":"0.1.0"}"#;
-                std::fs::write(root.join("run/config.json"), config).unwrap();
-                std::fs::write(
-                    root.join("run/checkpoint.msgpack"),
+                run_with_checkpoint(
+                    root,
                     b"\x82\xa5magic\xb5fmnist-mlp checkpoint\xa7version\x01",
                 )
-                .unwrap();
             },
             args: &["train", "--resume", "{root}/run"],
             expect: "checkpoint.msgpack: checkpoint format version 1, but this build reads version 2",

@@ -37,6 +37,14 @@ fn byte_images(n: usize, inputs: usize, classes: usize, seed: u64) -> (Vec<u8>, 
     (pixels, labels)
 }
 
+/// Batches of the given lengths over `n` examples, batch b taking every 7th from b · 41.
+fn strided_batches(lens: &[usize], n: usize) -> Vec<Vec<usize>> {
+    lens.iter()
+        .enumerate()
+        .map(|(b, &len)| (0..len).map(|k| (b * 41 + k * 7) % n).collect())
+        .collect()
+}
+
 fn reference_steps(
     model: &mut Mlp,
     data: &InMemoryData,
@@ -304,12 +312,7 @@ fn byte_images_train_the_bits_of_their_features_as_floats() {
     let floats = InMemoryData::new(x, y, classes).unwrap();
 
     let sgd = Sgd::new(0.1, 1e-4);
-    let batches: Vec<Vec<usize>> = (0..6)
-        .map(|b| {
-            let len = if b == 4 { 33 } else { 64 };
-            (0..len).map(|k| (b * 41 + k * 7) % n).collect()
-        })
-        .collect();
+    let batches = strided_batches(&[64, 64, 64, 64, 33, 64], n);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
@@ -366,16 +369,7 @@ fn every_simd_level_trains_the_same_bits() {
     let (pixels, labels) = byte_images(n, inputs, classes, 22);
     let bytes = mlp_train::ByteImages::new(&pixels, &labels, inputs, classes).unwrap();
     let sgd = Sgd::new(0.1, 1e-4);
-    let batches: Vec<Vec<usize>> = (0..5)
-        .map(|b| {
-            let len = match b {
-                3 => 27,
-                4 => 1,
-                _ => 64,
-            };
-            (0..len).map(|k| (b * 41 + k * 7) % n).collect()
-        })
-        .collect();
+    let batches = strided_batches(&[64, 64, 64, 27, 1], n);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()

@@ -54,8 +54,9 @@ impl SparseBlock<'_> {
     }
 
     /// Panics unless every index the kernels will use for `width` columns, writing rows
-    /// `out_rows` of an `out_len`-long output, is inside the slices.
-    fn check(&self, out_rows: &[usize], out_len: usize, width: usize) {
+    /// `out_rows` of an `out_len`-long output, is inside the slices. Returns the union's
+    /// highest set bit, if any.
+    fn check(&self, out_rows: &[usize], out_len: usize, width: usize) -> Option<usize> {
         let rows = self.rows.len();
         assert!(
             rows <= MAX_BLOCK_ROWS,
@@ -72,7 +73,8 @@ impl SparseBlock<'_> {
             out_rows.iter().all(|&o| fits(out_len, o, 0, 0, width)),
             "out is too short"
         );
-        if let Some(j) = self.last_bit() {
+        let last_bit = self.last_bit();
+        if let Some(j) = last_bit {
             assert!(
                 self.rows
                     .iter()
@@ -84,6 +86,7 @@ impl SparseBlock<'_> {
                 "row {j} is outside the matrix"
             );
         }
+        last_bit
     }
 }
 
@@ -166,9 +169,9 @@ pub fn masked_rows_product<S: Simd>(
     width: usize,
     packed: &mut PackedBlock,
 ) {
-    block.check(out_rows, out.len(), width);
+    let last_bit = block.check(out_rows, out.len(), width);
     // Nothing to add; and `check` vouched for no row of `m`, so read none.
-    if block.rows.is_empty() || width == 0 || block.last_bit().is_none() {
+    if block.rows.is_empty() || width == 0 || last_bit.is_none() {
         return;
     }
     with_read!(block.vals, |vals| packed.pack(block, vals));
