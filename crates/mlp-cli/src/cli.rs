@@ -104,7 +104,8 @@ pub struct TrainArgs {
     /// Seed for initialisation and shuffling.
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
-    /// Threads for training (0: all cores, at most 2); results do not depend on it.
+    /// Threads for training (0: all cores; the step uses one per 64 hidden units at most);
+    /// results do not depend on it.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Stop after this many epochs without a better validation accuracy.

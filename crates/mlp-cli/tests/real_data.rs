@@ -92,3 +92,53 @@ fn every_simd_level_trains_the_same_model_on_the_real_data() {
         );
     }
 }
+
+/// `--threads` takes any number, more than this machine's cores included, and changes no
+/// result: a 784-200-10 network (four shards: 64, 64, 64 and 8 columns) trained on 1, 3
+/// and 7 threads gives the same model bytes and the same history (its validation losses
+/// are summed over 55,000 rows split between the threads).
+#[test]
+fn every_thread_count_trains_the_same_model_on_the_real_data() {
+    let Some(dir) = real_data_dir() else {
+        eprintln!("{SKIPPED_NO_DATA}");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for threads in ["1", "3", "7"] {
+        let out = tmp.path().join(threads);
+        let train = mlp(&[
+            "train",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--hidden",
+            "200",
+            "--epochs",
+            "2",
+            "--val-size",
+            "55000",
+            "--threads",
+            threads,
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert!(train.status.success(), "{threads}: {}", stderr(&train));
+        let history: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("history.json")).unwrap())
+                .unwrap();
+        let val_losses = history["val_loss"].clone();
+        let model = std::fs::read(out.join("model.msgpack")).unwrap();
+        runs.push((threads, model, val_losses));
+    }
+    for (threads, model, val_losses) in &runs[1..] {
+        assert!(
+            *model == runs[0].1,
+            "{threads} threads trained another model than 1"
+        );
+        assert_eq!(
+            *val_losses, runs[0].2,
+            "{threads} threads: validation losses"
+        );
+    }
+}

@@ -109,7 +109,7 @@ fn bench_engine_step(c: &mut Criterion) {
         let batches: Vec<&[usize]> = order.chunks_exact(batch).collect();
         group.throughput(Throughput::Elements(batch as u64));
         for threads in [1, 2] {
-            let mut engine = Engine::new(&model, batch, threads == 2);
+            let mut engine = Engine::new(&model, batch, threads);
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
@@ -138,7 +138,7 @@ fn bench_inference(c: &mut Criterion) {
     group.throughput(Throughput::Elements(data.len() as u64));
     group.sample_size(20);
     for threads in [1, 2] {
-        let mut engine = Engine::new(&model, 1, threads == 2);
+        let mut engine = Engine::new(&model, 1, threads);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()

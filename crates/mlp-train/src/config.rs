@@ -22,8 +22,9 @@ pub struct TrainConfig {
     pub l2: f32,
     /// Seed for initialisation and shuffling.
     pub seed: u64,
-    /// Threads for the training step: 1, or 2 to run the two shards of the hidden layer on
-    /// two cores; 0 means as many as the machine has, up to 2. Results do not depend on it.
+    /// Threads for training (0: as many as the machine has). The step runs the hidden
+    /// layer's 64-column shards on up to one thread each; evaluation splits the rows between
+    /// all of them. Results do not depend on it.
     #[serde(default)]
     pub threads: usize,
     /// Stop early after this many epochs without a better validation accuracy (None: never).
@@ -169,12 +170,14 @@ impl TrainConfig {
 }
 
 impl CheckedConfig {
-    /// Threads the training step will use: `threads`, or all cores when 0, at most
-    /// [`SHARDS`](crate::engine::SHARDS).
-    pub fn step_threads(&self) -> usize {
-        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let wanted = if self.threads == 0 { all } else { self.threads };
-        wanted.clamp(1, crate::engine::SHARDS)
+    /// Threads training will use: `threads`, or all cores when 0. (The step uses at most
+    /// one per shard of [`SHARD_WIDTH`](crate::engine::SHARD_WIDTH) hidden units; evaluation
+    /// uses them all.)
+    pub fn train_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            wanted => wanted,
+        }
     }
 }
 

@@ -97,15 +97,21 @@ impl Evaluator {
     }
 }
 
-/// Evaluates `model` on `data` with the optimised engine, on up to two cores and the best SIMD
+/// Evaluates `model` on `data` with the optimised engine, on every core and the best SIMD
 /// level this CPU has (every level gives the same numbers; these are [`Evaluator`]'s up to
 /// float rounding, several times faster).
 pub fn evaluate(model: &Mlp, data: &dyn LabelledData) -> Evaluation {
-    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    let pool = parallel
-        .then(|| rayon::ThreadPoolBuilder::new().num_threads(2).build().ok())
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = (cores > 1)
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(cores)
+                .build()
+                .ok()
+        })
         .flatten();
-    let mut engine = Engine::new(model, 1, pool.is_some());
+    let threads = pool.as_ref().map_or(1, |p| p.current_num_threads());
+    let mut engine = Engine::new(model, 1, threads);
     match pool {
         Some(pool) => pool.install(|| engine.evaluate(data)),
         None => engine.evaluate(data),

@@ -159,9 +159,9 @@ pub fn run(
         .config
         .validate()
         .map_err(|e| TrainError::Resume(e.to_string()))?;
-    let threads = config.step_threads();
+    let threads = config.train_threads();
     if threads == 1 {
-        return train_loop(state, train_data, val_data, false, hooks);
+        return train_loop(state, train_data, val_data, 1, hooks);
     }
     // A pool of exactly the step's threads, with the loop itself on one of them, so that the
     // joins inside each step are cheap.
@@ -172,14 +172,14 @@ pub fn run(
             threads,
             reason: e.to_string(),
         })?;
-    pool.install(|| train_loop(state, train_data, val_data, true, hooks))
+    pool.install(|| train_loop(state, train_data, val_data, threads, hooks))
 }
 
 fn train_loop(
     mut state: TrainState,
     train_data: &dyn LabelledData,
     val_data: &dyn LabelledData,
-    parallel: bool,
+    threads: usize,
     mut hooks: Hooks,
 ) -> Result<RunEnd, TrainError> {
     let config = state.config.clone();
@@ -193,7 +193,7 @@ fn train_loop(
     // it owns every buffer the loop needs, allocated once.
     let batch_size = config.batch_size.min(train_data.len());
     let level = config.simd.unwrap_or_else(SimdLevel::best);
-    let mut engine = Engine::with_level(&state.model, batch_size, parallel, level)?;
+    let mut engine = Engine::with_level(&state.model, batch_size, threads, level)?;
     let mut order: Vec<usize> = (0..train_data.len()).collect();
     let batches = order.len().div_ceil(batch_size);
 

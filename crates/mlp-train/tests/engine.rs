@@ -86,8 +86,8 @@ fn check(shape: Shape, activation: Activation) {
     let mut reference = start.clone();
     let expected = reference_steps(&mut reference, &data, &batches, &sgd);
 
-    for parallel in [false, true] {
-        let mut engine = Engine::new(&start, 32, parallel);
+    for threads in [1, 2, 3] {
+        let mut engine = Engine::new(&start, 32, threads);
         for (batch, (loss_sum, norm)) in batches.iter().zip(&expected) {
             let stats = engine.train_step(&data, batch, &[], &sgd);
             assert!(
@@ -114,7 +114,7 @@ fn check(shape: Shape, activation: Activation) {
                 .fold(0.0f32, f32::max);
             assert!(
                 worst < 1e-4,
-                "{shape} {activation} parallel={parallel}: {name} differs by {worst}"
+                "{shape} {activation} threads={threads}: {name} differs by {worst}"
             );
         }
         // The engine's sparse evaluation against the dense reference one, on the same data.
@@ -162,7 +162,7 @@ fn engine_matches_the_reference_for_awkward_shapes() {
             classes: 3,
         },
         Activation::Relu,
-    ); // shard 1 is empty
+    ); // one shard
     check(
         Shape {
             inputs: 33,
@@ -170,34 +170,50 @@ fn engine_matches_the_reference_for_awkward_shapes() {
             classes: 2,
         },
         Activation::Tanh,
-    ); // blocks past 128
+    ); // five shards, the last of 44 columns
 }
 
+/// The hidden layer's partition is fixed (64-column shards), whatever the thread count: pins
+/// that 1 to 16 threads (more than this machine's cores, more than the shards, and counts
+/// that split the shards unevenly) train and evaluate the same bits.
 #[test]
-fn one_thread_and_two_threads_give_bit_identical_models() {
+fn every_thread_count_trains_and_evaluates_the_same_bits() {
     let shape = Shape {
         inputs: 784,
-        hidden: 128,
+        hidden: 300,
         classes: 10,
     };
-    let data = sparse_data(200, 784, 10, 3);
+    // 4000 rows: sixteen evaluation chunks, the last partial.
+    let data = sparse_data(4000, 784, 10, 3);
     let start = Mlp::new(shape, Activation::Relu, &mut ChaCha8Rng::seed_from_u64(4)).unwrap();
     let sgd = Sgd::new(0.1, 1e-4);
-    let run = |parallel| {
-        let mut engine = Engine::new(&start, 64, parallel);
+    let batches = strided_batches(&[64, 64, 64, 64, 27, 1], 4000);
+    let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
+            .num_threads(threads)
             .build()
             .unwrap();
+        let mut engine = Engine::new(&start, 64, threads);
         pool.install(|| {
-            for b in 0..6 {
-                let batch: Vec<usize> = (0..64).map(|k| (b * 64 + k * 3) % 200).collect();
-                engine.train_step(&data, &batch, &[], &sgd);
+            let mut stats = Vec::new();
+            for (b, batch) in batches.iter().enumerate() {
+                let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
+                let step = engine.train_step(&data, batch, next, &sgd);
+                stats.push((step.metrics.loss_sum.to_bits(), step.grad_norm.to_bits()));
             }
-        });
-        engine.to_model()
+            let eval = engine.evaluate(&data);
+            (
+                engine.to_model(),
+                stats,
+                eval.loss.to_bits(),
+                eval.confusion,
+            )
+        })
     };
-    assert_eq!(run(false), run(true));
+    let expected = run(1);
+    for threads in [2, 3, 4, 5, 7, 16] {
+        assert!(run(threads) == expected, "{threads} threads differ from 1");
+    }
 }
 
 #[test]
@@ -212,7 +228,8 @@ fn copy_to_and_new_round_trip_exactly() {
         &mut ChaCha8Rng::seed_from_u64(9),
     )
     .unwrap();
-    assert_eq!(Engine::new(&model, 8, false).to_model(), model);
+    assert_eq!(Engine::new(&model, 8, 1).to_model(), model);
+    assert_eq!(Engine::new(&model, 8, 3).to_model(), model);
 }
 
 #[test]
@@ -274,9 +291,9 @@ fn gathering_ahead_never_changes_a_result() {
         (&other, batch(4), batch(6)), // as announced, but an evaluation comes first
         (&data, batch(6), vec![]),
     ];
-    for parallel in [false, true] {
+    for threads in [1, 2] {
         let run = |ahead: bool| {
-            let mut engine = Engine::new(&start, 16, parallel);
+            let mut engine = Engine::new(&start, 16, threads);
             let mut losses = Vec::new();
             for (step, (d, b, next)) in plan.iter().enumerate() {
                 if step == 4 {
@@ -289,17 +306,17 @@ fn gathering_ahead_never_changes_a_result() {
         };
         let (ahead, ahead_losses) = run(true);
         let (plain, plain_losses) = run(false);
-        assert_eq!(ahead_losses, plain_losses, "parallel {parallel}");
-        assert_eq!(ahead.w1, plain.w1, "parallel {parallel}");
-        assert_eq!(ahead.w2, plain.w2, "parallel {parallel}");
+        assert_eq!(ahead_losses, plain_losses, "{threads} threads");
+        assert_eq!(ahead.w1, plain.w1, "{threads} threads");
+        assert_eq!(ahead.w2, plain.w2, "{threads} threads");
     }
 }
 
 /// Byte images are gathered as bytes and read through `PIXEL_VALUES`; pins that this trains
 /// the same bits as the same features gathered as `f32`s, on one thread and two, with batches
 /// gathered ahead, an odd batch, and a switch between the two kinds of data mid-run, at
-/// hidden sizes whose shards are 48 and 48, 64 and 64, and 112 and 88 columns wide (whole
-/// and partial tiles of every level).
+/// hidden sizes whose shards are 64 and 32, 64 and 64, and 64, 64, 64 and 8 columns wide
+/// (whole and partial tiles of every level).
 #[test]
 fn byte_images_train_the_bits_of_their_features_as_floats() {
     let (n, inputs, classes) = (150, 784, 10);
@@ -317,10 +334,7 @@ fn byte_images_train_the_bits_of_their_features_as_floats() {
         .num_threads(2)
         .build()
         .unwrap();
-    for (hidden, parallel) in [96, 128, 200]
-        .into_iter()
-        .flat_map(|h| [(h, false), (h, true)])
-    {
+    for (hidden, threads) in [96, 128, 200].into_iter().flat_map(|h| [(h, 1), (h, 2)]) {
         let shape = Shape {
             inputs,
             hidden,
@@ -329,7 +343,7 @@ fn byte_images_train_the_bits_of_their_features_as_floats() {
         let start = Mlp::new(shape, Activation::Relu, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
         // `kinds[b]`: whether batch b comes from the byte images.
         let run = |kinds: [bool; 6]| {
-            let mut engine = Engine::new(&start, 64, parallel);
+            let mut engine = Engine::new(&start, 64, threads);
             let data = |b: usize| -> &dyn LabelledData { if kinds[b] { &bytes } else { &floats } };
             let mut stats = Vec::new();
             pool.install(|| {
@@ -345,22 +359,22 @@ fn byte_images_train_the_bits_of_their_features_as_floats() {
         assert_eq!(
             run([true; 6]),
             expected,
-            "hidden {hidden}, parallel {parallel}: bytes"
+            "hidden {hidden}, {threads} threads: bytes"
         );
         let mixed = [true, false, false, true, true, false];
         assert_eq!(
             run(mixed),
             expected,
-            "hidden {hidden}, parallel {parallel}: mixed"
+            "hidden {hidden}, {threads} threads: mixed"
         );
     }
 }
 
 /// The same bits on every SIMD level this CPU can run: models, each step's loss and gradient
-/// norm, and the evaluation, at hidden sizes whose shards end in partial vectors (40: 32 + 8
-/// columns; 200: 112 + 88) or leave one shard empty (16), for piecewise-linear and smooth
-/// activations, batches of 64, 27 and 1, on one thread and two, from byte images and from
-/// `f32` features.
+/// norm, and the evaluation, at hidden sizes whose shards end in partial vectors (40: one
+/// shard of 40 columns; 200: 64 + 64 + 64 + 8) or are narrower than a vector (16), for
+/// piecewise-linear and smooth activations, batches of 64, 27 and 1, on one to three
+/// threads, from byte images and from `f32` features.
 #[test]
 fn every_simd_level_trains_the_same_bits() {
     use mlp_core::SimdLevel;
@@ -376,7 +390,6 @@ fn every_simd_level_trains_the_same_bits() {
         .unwrap();
     let levels = SimdLevel::supported();
     assert!(levels.len() >= 2, "{levels:?}");
-    // Hidden 16 leaves shard 1 no columns.
     for (hidden, activation) in [
         (16, Activation::Sigmoid),
         (40, Activation::Relu),
@@ -389,8 +402,8 @@ fn every_simd_level_trains_the_same_bits() {
         };
         let start = Mlp::new(shape, activation, &mut ChaCha8Rng::seed_from_u64(23)).unwrap();
         for (data, kind) in [(&bytes as &dyn LabelledData, "bytes"), (&floats, "floats")] {
-            let run = |level: SimdLevel, parallel: bool| {
-                let mut engine = Engine::with_level(&start, 64, parallel, level).unwrap();
+            let run = |level: SimdLevel, threads: usize| {
+                let mut engine = Engine::with_level(&start, 64, threads, level).unwrap();
                 assert_eq!(engine.level(), level);
                 pool.install(|| {
                     let mut stats = Vec::new();
@@ -408,12 +421,12 @@ fn every_simd_level_trains_the_same_bits() {
                     )
                 })
             };
-            let expected = run(levels[0], true);
+            let expected = run(levels[0], 2);
             for &level in &levels {
-                for parallel in [false, true] {
+                for threads in [1, 2, 3] {
                     assert!(
-                        run(level, parallel) == expected,
-                        "hidden {hidden} {activation}, {kind}: {level}, parallel {parallel} \
+                        run(level, threads) == expected,
+                        "hidden {hidden} {activation}, {kind}: {level}, {threads} threads \
                          differs from {}",
                         levels[0]
                     );

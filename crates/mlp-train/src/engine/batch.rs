@@ -23,6 +23,8 @@ pub(super) struct Batch {
     pixel_masks: Vec<u64>,
     /// Mask words per pixel.
     pixel_mask_stride: usize,
+    /// Values per row.
+    inputs: usize,
 }
 
 impl Batch {
@@ -37,6 +39,7 @@ impl Batch {
             order: BlockOrder::new(inputs, batch_size),
             pixel_masks: vec![0; inputs * mask_words(batch_size)],
             pixel_mask_stride: mask_words(batch_size),
+            inputs,
         }
     }
 
@@ -47,9 +50,8 @@ impl Batch {
         token: fearless_simd::Level,
         data: &dyn LabelledData,
         indices: &[usize],
-        inputs: usize,
     ) {
-        let n = indices.len();
+        let (n, inputs) = (indices.len(), self.inputs);
         let values = ..n * inputs;
         let y = &mut self.y[..n];
         let images = data.byte_images();
@@ -72,14 +74,19 @@ impl Batch {
 
     /// The batch by pixel, what the backward pass multiplies by: pixel p is column p of the
     /// batch's `n` rows, read in place.
-    pub(super) fn pixels(&self, n: usize, inputs: usize) -> SparseColumns<'_> {
+    pub(super) fn pixels(&self, n: usize) -> SparseColumns<'_> {
         SparseColumns {
-            vals: self.values().slice(0..n * inputs),
+            vals: self.values().slice(0..n * self.inputs),
             rows: n,
-            cols: inputs,
+            cols: self.inputs,
             masks: &self.pixel_masks,
             mask_stride: self.pixel_mask_stride,
         }
+    }
+
+    /// Values per row.
+    pub(super) fn inputs(&self) -> usize {
+        self.inputs
     }
 
     /// The gathered rows, one after the other, as the kernels read them.
@@ -296,7 +303,7 @@ mod tests {
     /// in any order of the rows, the silhouette order included (for finite weights).
     #[test]
     fn the_forward_pass_gives_the_same_bits_in_any_order_of_the_rows() {
-        use super::super::shard::{ForwardBuffers, Shard, SparseRows};
+        use super::super::shard::{ForwardBuffers, Scratch, Shard, SparseRows};
         use rand::{RngExt, SeedableRng};
 
         let (n, inputs, width, classes) = (20, 784, 48, 10);
@@ -307,6 +314,7 @@ mod tests {
             uniform(inputs * width),
             uniform(width),
             uniform(classes * width),
+            uniform(classes),
             n,
             classes,
         );
@@ -344,18 +352,18 @@ mod tests {
             stride: inputs,
             mask_stride: mask_words(inputs),
         };
-        let b2 = uniform(classes);
         let run = |order: &[usize]| {
-            let mut fwd = ForwardBuffers::new(n, width, inputs);
+            let mut fwd = ForwardBuffers::new(n, width);
+            let mut scratch = Scratch::new(inputs, width);
             let mut z2 = vec![0.0f32; n * classes];
             let level = mlp_core::SimdLevel::best().token().expect("best");
             shard.forward_into(
                 level,
                 &mut fwd,
+                &mut scratch,
                 &rows,
                 order,
                 Activation::Relu,
-                Some(&b2),
                 &mut z2,
             );
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

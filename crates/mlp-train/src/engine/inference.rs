@@ -1,18 +1,18 @@
 //! Evaluation on the engine: no update, so the threads split the rows, not the hidden layer.
-//! Each thread gathers and runs its own rows through both shards, reading the parameters
-//! only: nothing a core writes is read by the other, and the threads meet once, at the end.
+//! Each thread gathers and runs its own chunks of rows through every shard, reading the
+//! parameters only: nothing a core writes is read by another, and the threads meet once, at
+//! the end.
 
 use mlp_core::kernels::mask_words;
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{Array2, ArrayViewMut2};
 
-use super::SHARDS;
 use super::batch::{BlockOrder, gather_rows};
-use super::shard::{ForwardBuffers, Shard, SparseRows};
+use super::shard::{ForwardBuffers, Scratch, Shard, SparseRows};
 use crate::data::LabelledData;
 
-/// Rows per forward pass: their inputs (784 KB at 784 features) and W1 (400 KB at hidden
-/// 128) stay in a core's 1–2 MB L2 cache together.
+/// Rows per forward pass: their inputs (784 KB at 784 features) and a shard's W1 (200 KB)
+/// stay in a core's L2 cache together.
 pub(super) const CHUNK: usize = 256;
 
 /// One thread's buffers for evaluating rows.
@@ -23,43 +23,48 @@ pub(super) struct EvalBuffers {
     y: Vec<usize>,
     x_masks: Vec<u64>,
     order: BlockOrder,
-    fwd: [ForwardBuffers; SHARDS],
-    z2_parts: [Vec<f32>; SHARDS],
+    /// One shard at a time: its forward pass and its part of the logits.
+    fwd: ForwardBuffers,
+    scratch: Scratch,
+    z2_part: Vec<f32>,
     logits: Vec<f32>,
 }
 
 impl EvalBuffers {
-    pub(super) fn new(inputs: usize, widths: [usize; SHARDS], classes: usize) -> Self {
+    /// For rows of `inputs` values through shards up to `widest` columns wide.
+    pub(super) fn new(inputs: usize, widest: usize, classes: usize) -> Self {
         Self {
             indices: Vec::with_capacity(CHUNK),
             x: vec![0.0; CHUNK * inputs],
             y: vec![0; CHUNK],
             x_masks: vec![0; CHUNK * mask_words(inputs)],
             order: BlockOrder::new(inputs, CHUNK),
-            fwd: widths.map(|w| ForwardBuffers::new(CHUNK, w, inputs)),
-            z2_parts: [(); SHARDS].map(|_| vec![0.0; CHUNK * classes]),
+            fwd: ForwardBuffers::new(CHUNK, widest),
+            scratch: Scratch::new(CHUNK.max(inputs), widest),
+            z2_part: vec![0.0; CHUNK * classes],
             logits: vec![0.0; CHUNK * classes],
         }
     }
 }
 
-/// Loss and accuracy counts, and the confusion counts added into `confusion`, of the rows
-/// `rows` of `data`, in chunks of [`CHUNK`] rows.
+/// The loss and accuracy counts of each chunk of [`CHUNK`] rows of `data` in `chunks` (by
+/// index), into `results` (one per chunk), and their confusion counts added into
+/// `confusion`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn evaluate_rows(
+pub(super) fn evaluate_chunks(
     token: fearless_simd::Level,
-    shards: &[Shard; SHARDS],
-    b2: &[f32],
+    shards: &[Shard],
     activation: Activation,
     data: &dyn LabelledData,
-    rows: std::ops::Range<usize>,
+    chunks: std::ops::Range<usize>,
     buffers: &mut EvalBuffers,
+    results: &mut [BatchMetrics],
     confusion: &mut Array2<usize>,
-) -> BatchMetrics {
-    let (inputs, classes) = (data.features(), b2.len());
-    let mut metrics = BatchMetrics::default();
-    for start in rows.clone().step_by(CHUNK) {
-        let n = CHUNK.min(rows.end - start);
+) {
+    let (inputs, classes) = (data.features(), shards[0].b2.len());
+    for (chunk, result) in chunks.zip(results) {
+        let start = chunk * CHUNK;
+        let n = CHUNK.min(data.len() - start);
         let b = &mut *buffers;
         b.indices.clear();
         b.indices.extend(start..start + n);
@@ -80,29 +85,33 @@ pub(super) fn evaluate_rows(
             stride: inputs,
             mask_stride: mask_words(inputs),
         };
+        // z2 = ((z2_0 + b2) + z2_1) + …, summed in shard order as the training step does.
+        let logits = &mut b.logits[..n * classes];
         for (s, shard) in shards.iter().enumerate() {
-            let bias = (s == 0).then_some(b2);
+            let rows = b.order.rows();
+            let part = &mut b.z2_part;
             shard.forward_into(
                 token,
-                &mut b.fwd[s],
+                &mut b.fwd,
+                &mut b.scratch,
                 &x,
-                b.order.rows(),
+                rows,
                 activation,
-                bias,
-                &mut b.z2_parts[s],
+                part,
             );
-        }
-        // z2 = z2_0 + z2_1, summed as the training step does.
-        let logits = &mut b.logits[..n * classes];
-        for (k, z) in logits.iter_mut().enumerate() {
-            *z = b.z2_parts[0][k] + b.z2_parts[1][k];
+            if s == 0 {
+                logits.copy_from_slice(&part[..n * classes]);
+            } else {
+                for (z, &p) in logits.iter_mut().zip(part.iter()) {
+                    *z += p;
+                }
+            }
         }
         for (row, &y) in logits.chunks_exact(classes).zip(&b.y[..n]) {
             let predicted = loss::argmax(ndarray::ArrayView1::from(row));
             confusion[[y, predicted]] += 1;
         }
         let z = ArrayViewMut2::from_shape((n, classes), logits).expect("sized for CHUNK rows");
-        metrics.merge(loss::softmax_cross_entropy(z, &b.y[..n]));
+        *result = loss::softmax_cross_entropy(z, &b.y[..n]);
     }
-    metrics
 }

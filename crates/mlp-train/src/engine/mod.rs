@@ -10,44 +10,48 @@
 //!   batch's masks, an evaluation chunk) enters the engine's [`SimdLevel`] once with
 //!   `fearless_simd::dispatch!`, and every kernel under it is compiled for that level. Every
 //!   level computes the same bits (see `mlp_core::simd`).
-//! - **Two shards of the hidden layer.** Shard s owns some columns of W1 and b1 and the same
+//! - **Shards of the hidden layer, on any number of threads.** The hidden layer is split into
+//!   shards of 64 columns (`worker.rs`): shard s owns its columns of W1 and b1 and the same
 //!   rows of W2. The shards are independent except for the logits,
-//!   z2 = (a1_0·W2_0 + b2) + a1_1·W2_1, so a step is two phases with a join between them:
-//!   forward (each shard its columns), then backward and update (each shard its parameters).
-//!   With two threads each shard runs on its own core; with one, shard 0 then shard 1. The
-//!   partition and the order of every sum are the same either way, so the thread count never
-//!   changes a result.
-//! - **Each core its own copy of the batch, gathered ahead.** Gathering copies the batch's
+//!   z2 = ((a1_0·W2_0 + b2) + a1_1·W2_1) + …, so a step is two phases with a join between
+//!   them: forward (each shard its columns), then backward and update (each shard its
+//!   parameters). Each thread (a *worker*) runs a contiguous run of shards; with one
+//!   thread, one worker runs them all. The partition depends on the width alone and every
+//!   sum is taken shard by shard in shard order, so the thread count never changes a
+//!   result. A step uses at most one thread per shard (two for 784-128-10); evaluation
+//!   splits the rows and uses every thread.
+//! - **Each worker its own copy of the batch, gathered ahead.** Gathering copies the batch's
 //!   rows, masks their non-zeros by row (for the forward pass) and by pixel (the backward
 //!   pass reads x's columns in place), and orders the rows for the forward pass. Images
 //!   stored as bytes are copied as bytes and read through a table by the kernels: a quarter
 //!   of the memory written per batch, and the gather 2–2.5× faster (10.5–13 → 4.4–6 µs per
 //!   thread and step), for about 1 µs more in the dW1 kernel (docs/PERFORMANCE.md).
-//!   In training each thread gathers the whole batch into buffers of its own, right after its
-//!   backward pass of the step before, so the passes read only what their own core wrote and
-//!   a step needs no gather phase of its own. Sharing one copy, half gathered by each core,
-//!   was slower: every line one core wrote was fetched by the other, and invalidated again
-//!   at the next gather. (Evaluation splits the rows instead: see `inference.rs`.)
+//!   In training each worker gathers the whole batch into buffers of its own, right after
+//!   its backward pass of the step before, so the passes read only what their own core
+//!   wrote and a step needs no gather phase of its own. Sharing one copy, half gathered by
+//!   each core, was slower: every line one core wrote was fetched by the other, and
+//!   invalidated again at the next gather. (Evaluation splits the rows instead: see
+//!   `inference.rs`.)
 //! - **No allocation per step.** Every buffer is sized once for the largest batch.
 
 mod batch;
 mod inference;
 mod shard;
+mod worker;
 
 use fearless_simd::Level;
-use mlp_core::kernels::mask_words;
 use mlp_core::{Activation, BatchMetrics, Mlp, Shape, SimdLevel, SimdLevelError};
 use ndarray::{Array1, Array2};
 
-use self::batch::{Batch, ReadyBatch};
+use self::batch::ReadyBatch;
 use self::inference::EvalBuffers;
-use self::shard::{Shard, SparseRows};
+use self::shard::Shard;
+use self::worker::{Worker, assign, each_worker, join_all, partition};
 use crate::data::LabelledData;
 use crate::evaluate::Evaluation;
 use crate::sgd::Sgd;
 
-/// Number of shards the hidden layer is split into (and so the most threads a step uses).
-pub const SHARDS: usize = 2;
+pub use self::worker::SHARD_WIDTH;
 
 /// What one training step measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,26 +72,29 @@ pub struct Engine {
     level: SimdLevel,
     token: Level,
     activation: Activation,
-    shards: [Shard; SHARDS],
-    b2: Vec<f32>,
-    parallel: bool,
+    /// The hidden layer's fixed partition (see `worker.rs`); shard 0 also holds b2.
+    shards: Vec<Shard>,
+    /// One per training thread (at most one per shard), each with its run of shards.
+    workers: Vec<Worker>,
+    /// Each shard's part of the logits, shard s's (batch_size, classes) at `s * part_len`.
+    z2_parts: Vec<f32>,
+    part_len: usize,
+    /// Each shard's squared gradient norm of the last step.
+    grad_sq: Vec<f64>,
     batch_size: usize,
-    /// The gathered batch: `batches[s]` is what shard s reads when each thread gathers its
-    /// own copy (parallel training), else both read `batches[0]`.
-    batches: [Batch; SHARDS],
-    z2_parts: [Vec<f32>; SHARDS],
-    /// Each thread's buffers for evaluation.
-    eval: [EvalBuffers; SHARDS],
+    /// Each evaluation thread's buffers (one per thread of the engine).
+    eval: Vec<EvalBuffers>,
     /// Which examples the training batches already hold (see [`Engine::train_step`]).
     ready: ReadyBatch,
 }
 
 impl Engine {
     /// Lays out `model` for training on batches of at most `batch_size` rows, on the best
-    /// SIMD level this CPU has. With `parallel`, the two shards (and in evaluation, two halves
-    /// of the rows) run on two threads of the current rayon pool.
-    pub fn new(model: &Mlp, batch_size: usize, parallel: bool) -> Self {
-        Self::with_level(model, batch_size, parallel, SimdLevel::best())
+    /// SIMD level this CPU has, for `threads` threads of the current rayon pool (the step
+    /// uses at most one per shard of [`SHARD_WIDTH`] columns; evaluation uses them all).
+    /// The thread count changes no result.
+    pub fn new(model: &Mlp, batch_size: usize, threads: usize) -> Self {
+        Self::with_level(model, batch_size, threads, SimdLevel::best())
             .expect("the best level is supported")
     }
 
@@ -96,19 +103,18 @@ impl Engine {
     pub fn with_level(
         model: &Mlp,
         batch_size: usize,
-        parallel: bool,
+        threads: usize,
         level: SimdLevel,
     ) -> Result<Self, SimdLevelError> {
         let token = level.token().ok_or(SimdLevelError::Unsupported { level })?;
+        let threads = threads.max(1);
         let shape = model.shape();
         let Shape {
             inputs,
-            hidden,
+            hidden: _,
             classes,
         } = shape;
-        // Shard 0 takes the first ⌈H/2⌉ columns rounded up to whole 16-column chunks.
-        let split = hidden.div_ceil(2).next_multiple_of(16).min(hidden);
-        let shard = |cols: std::ops::Range<usize>| {
+        let shard = |s: usize, cols: std::ops::Range<usize>| {
             let w1 = model
                 .w1
                 .columns()
@@ -123,27 +129,39 @@ impl Engine {
             let w2t = (0..classes)
                 .flat_map(|c| cols.clone().map(move |h| model.w2[[h, c]]))
                 .collect();
-            Shard::new(w1, b1, w2t, batch_size, classes)
+            let b2 = if s == 0 {
+                model.b2.to_vec()
+            } else {
+                Vec::new()
+            };
+            Shard::new(w1, b1, w2t, b2, batch_size, classes)
         };
+        let shards: Vec<Shard> = partition(shape.hidden)
+            .into_iter()
+            .enumerate()
+            .map(|(s, cols)| shard(s, cols))
+            .collect();
+        let widest = shards.iter().map(|s| s.width).max().unwrap_or(0);
+        let workers = assign(shards.len(), threads.min(shards.len()))
+            .into_iter()
+            .enumerate()
+            .map(|(id, run)| Worker::new(id, run, inputs, batch_size, classes, widest))
+            .collect();
+        let part_len = batch_size * classes;
         Ok(Self {
             shape,
             level,
             token,
             activation: model.activation,
-            shards: [shard(0..split), shard(split..hidden)],
-            b2: model.b2.to_vec(),
-            parallel,
+            z2_parts: vec![0.0; shards.len() * part_len],
+            part_len,
+            grad_sq: vec![0.0; shards.len()],
+            eval: (0..threads)
+                .map(|_| EvalBuffers::new(inputs, widest, classes))
+                .collect(),
+            shards,
+            workers,
             batch_size,
-            batches: [
-                Batch::new(inputs, batch_size),
-                // Only parallel training uses a second copy.
-                Batch::new(inputs, if parallel { batch_size } else { 0 }),
-            ],
-            z2_parts: [
-                vec![0.0; batch_size * classes],
-                vec![0.0; batch_size * classes],
-            ],
-            eval: [(); SHARDS].map(|_| EvalBuffers::new(inputs, [split, hidden - split], classes)),
             ready: ReadyBatch::new(batch_size),
         })
     }
@@ -180,7 +198,7 @@ impl Engine {
             .b2
             .as_slice_mut()
             .expect("contiguous")
-            .copy_from_slice(&self.b2);
+            .copy_from_slice(&self.shards[0].b2);
         model.activation = self.activation;
     }
 
@@ -202,83 +220,41 @@ impl Engine {
         model
     }
 
-    /// Runs `f` on both shards, on two threads when parallel, else one after the other.
-    fn on_shards<A: Send, R: Send>(
-        parallel: bool,
-        args: [A; SHARDS],
-        f: impl Fn(usize, A) -> R + Sync,
-    ) -> [R; SHARDS] {
-        let [a0, a1] = args;
-        if parallel {
-            let (r0, r1) = rayon::join(|| f(0, a0), || f(1, a1));
-            [r0, r1]
-        } else {
-            [f(0, a0), f(1, a1)]
-        }
-    }
-
-    /// Phase 1, training: every thread gathers the whole batch into its own [`Batch`]
-    /// (one thread: one copy, read by both shards).
+    /// Phase 1, training: every worker gathers the whole batch into its own copy.
     fn gather_training(&mut self, data: &dyn LabelledData, indices: &[usize]) {
-        let (inputs, token) = (self.shape.inputs, self.token);
-        let [b0, b1] = &mut self.batches;
-        if self.parallel {
-            Self::on_shards(true, [b0, b1], |_, batch| {
-                batch.fill(token, data, indices, inputs)
-            });
-        } else {
-            b0.fill(token, data, indices, inputs);
-        }
+        let token = self.token;
+        each_worker(
+            &mut self.workers,
+            &mut self.shards,
+            &mut [(); 0],
+            0,
+            &|w, _, _| w.gather(token, data, indices),
+        );
     }
 
-    /// The batches shards 0 and 1 read: each its own in parallel training, else both the first.
-    fn shard_batches(batches: &[Batch; SHARDS], own: bool) -> [&Batch; SHARDS] {
-        [&batches[0], &batches[if own { 1 } else { 0 }]]
-    }
-
-    /// Phase 2: the forward pass of both shards, each thread first asking for its half of the
-    /// next batch (`next` of `data`) to be fetched into cache, so that its gather at the end
-    /// of the step does not stall on memory. A thousand prefetches take a core about 4 µs
-    /// (each waits for a free miss buffer): split between the threads they cost each 2 µs,
-    /// where the calling thread used to spend 4 µs alone before the fork (12 alternating
-    /// bench runs: epoch quartiles 0.089 / 0.092 / 0.103 s against 0.090 / 0.102 / 0.108 s).
+    /// Phase 2: the forward pass of every shard, each worker first asking for its share of
+    /// the next batch (`next` of `data`) to be fetched into cache, so that its gather at the
+    /// end of the step does not stall on memory. A thousand prefetches take a core about
+    /// 4 µs (each waits for a free miss buffer): split between two threads they cost each
+    /// 2 µs, where the calling thread used to spend 4 µs alone before the fork (12
+    /// alternating bench runs: epoch quartiles 0.089 / 0.092 / 0.103 s against
+    /// 0.090 / 0.102 / 0.108 s).
     fn forward(&mut self, n: usize, data: &dyn LabelledData, next: &[usize]) {
-        let inputs = self.shape.inputs;
-        let batches = Self::shard_batches(&self.batches, self.parallel);
         assert!(
-            batches.iter().all(|b| b.order.rows().len() == n),
+            self.workers.iter().all(|w| w.batch.order.rows().len() == n),
             "the gathered batch has {n} rows"
         );
-        let rows = batches.map(|batch| SparseRows {
-            values: batch.values(),
-            masks: &batch.x_masks,
-            len: inputs,
-            stride: inputs,
-            mask_stride: mask_words(inputs),
-        });
-        let [s0, s1] = &mut self.shards;
-        let [z0, z1] = &mut self.z2_parts;
-        let (activation, b2) = (self.activation, &self.b2);
-        let (parallel, token) = (self.parallel, self.token);
-        let (first, second) = next.split_at(next.len() / 2);
-        Self::on_shards(
-            self.parallel,
-            [(s0, z0), (s1, z1)],
-            |s, (shard, z2_part)| {
-                match (parallel, s) {
-                    (true, 0) => data.prefetch(first),
-                    (true, _) => data.prefetch(second),
-                    (false, 0) => data.prefetch(next),
-                    (false, _) => {}
-                }
-                shard.forward(
-                    token,
-                    &rows[s],
-                    batches[s].order.rows(),
-                    activation,
-                    (s == 0).then_some(b2.as_slice()),
-                    z2_part,
-                );
+        let (token, activation, part_len) = (self.token, self.activation, self.part_len);
+        let workers = self.workers.len();
+        each_worker(
+            &mut self.workers,
+            &mut self.shards,
+            &mut self.z2_parts,
+            part_len,
+            &|worker, shards, parts| {
+                let t = worker.id;
+                data.prefetch(&next[t * next.len() / workers..(t + 1) * next.len() / workers]);
+                worker.forward(token, shards, parts, part_len, activation);
             },
         );
     }
@@ -287,7 +263,7 @@ impl Engine {
     /// and update.
     ///
     /// `next` names the examples of the following step (or is empty). They are fetched into
-    /// cache while this step computes and gathered at its end, by each thread right after its
+    /// cache while this step computes and gathered at its end, by each worker right after its
     /// backward pass, which saves the next step a phase. The next call uses them if it asks
     /// for the same indices of the same `data` object (known by its address), and gathers
     /// again otherwise. So the call after one with a `next` must pass the same, unchanged
@@ -310,76 +286,72 @@ impl Engine {
         }
         self.forward(n, data, next);
 
-        let (inputs, token) = (self.shape.inputs, self.token);
         // Until the next batch is complete, the buffers hold no batch anyone can rely on.
         self.ready.clear();
-        let z2_parts = [self.z2_parts[0].as_slice(), self.z2_parts[1].as_slice()];
-        let [s0, s1] = &mut self.shards;
-        let activation = self.activation;
-        let b2 = self.b2.as_mut_slice();
-        let [(metrics, sq0), (_, sq1)] = if self.parallel {
-            // Each thread: backward with its own copy of the batch, then the next batch into it.
-            let [batch0, batch1] = &mut self.batches;
-            let args = [(s0, Some(b2), batch0), (s1, None, batch1)];
-            Self::on_shards(true, args, |_, (shard, b2, batch)| {
-                let pixels = batch.pixels(n, inputs);
-                let labels = &batch.y[..n];
-                let result =
-                    shard.backward_update(token, z2_parts, labels, &pixels, activation, sgd, b2);
+        let (token, activation, part_len) = (self.token, self.activation, self.part_len);
+        let parts = self.z2_parts.as_slice();
+        // Each worker: backward with its own copy of the batch, then the next batch into it.
+        each_worker(
+            &mut self.workers,
+            &mut self.shards,
+            &mut self.grad_sq,
+            1,
+            &|worker, shards, grad_sq| {
+                worker.backward_update(token, n, parts, part_len, shards, grad_sq, activation, sgd);
                 if !next.is_empty() {
-                    batch.fill(token, data, next, inputs);
+                    worker.gather(token, data, next);
                 }
-                result
-            })
-        } else {
-            let batch = &self.batches[0];
-            let (pixels, labels) = (batch.pixels(n, inputs), &batch.y[..n]);
-            let results = [
-                s0.backward_update(token, z2_parts, labels, &pixels, activation, sgd, Some(b2)),
-                s1.backward_update(token, z2_parts, labels, &pixels, activation, sgd, None),
-            ];
-            if !next.is_empty() {
-                self.batches[0].fill(token, data, next, inputs);
-            }
-            results
-        };
+            },
+        );
         self.ready.set(data, next);
         StepStats {
-            metrics,
-            grad_norm: (sq0 + sq1).sqrt(),
+            metrics: self.workers[0].metrics,
+            // Summed in shard order, whichever thread computed which.
+            grad_norm: self.grad_sq.iter().fold(0.0, |sum, sq| sum + sq).sqrt(),
         }
     }
 
-    /// Loss and confusion matrix of the current parameters on all of `data`: each thread
-    /// evaluates one half of the rows (see `inference.rs`).
+    /// Loss and confusion matrix of the current parameters on all of `data`: the rows in
+    /// chunks, each thread a contiguous run of them (see `inference.rs`).
     pub fn evaluate(&mut self, data: &dyn LabelledData) -> Evaluation {
         let classes = self.shape.classes;
         let len = data.len();
-        // The halves end on whole chunks, so that the chunks are those of one thread.
-        let half = (len / 2).next_multiple_of(inference::CHUNK).min(len);
-        let (shards, b2, activation) = (&self.shards, self.b2.as_slice(), self.activation);
-        let token = self.token;
-        let [e0, e1] = &mut self.eval;
-        let args = [(e0, 0..half), (e1, half..len)];
-        let [(m0, c0), (m1, c1)] = Self::on_shards(self.parallel, args, |_, (buffers, rows)| {
-            let mut confusion = Array2::zeros((classes, classes));
-            let metrics = inference::evaluate_rows(
+        let chunks = len.div_ceil(inference::CHUNK);
+        let mut results = vec![BatchMetrics::default(); chunks];
+        let mut confusions = vec![Array2::zeros((classes, classes)); self.eval.len()];
+        let runs = assign(chunks, self.eval.len());
+        let mut tasks = Vec::with_capacity(runs.len());
+        let mut rest = results.as_mut_slice();
+        for ((buffers, run), confusion) in self.eval.iter_mut().zip(runs).zip(&mut confusions) {
+            let (mine, others) = rest.split_at_mut(run.len());
+            rest = others;
+            tasks.push((buffers, run, mine, confusion));
+        }
+        let (shards, activation, token) = (self.shards.as_slice(), self.activation, self.token);
+        join_all(&mut tasks, &|(buffers, run, results, confusion)| {
+            inference::evaluate_chunks(
                 token,
                 shards,
-                b2,
                 activation,
                 data,
-                rows,
+                run.clone(),
                 buffers,
-                &mut confusion,
+                results,
+                confusion,
             );
-            (metrics, confusion)
         });
-        let mut metrics = m0;
-        metrics.merge(m1);
+        // Summed chunk by chunk in order, whichever thread evaluated which.
+        let metrics = results
+            .into_iter()
+            .fold(BatchMetrics::default(), |mut sum, m| {
+                sum.merge(m);
+                sum
+            });
         Evaluation {
             loss: metrics.mean_loss(),
-            confusion: c0 + c1,
+            confusion: confusions
+                .into_iter()
+                .fold(Array2::zeros((classes, classes)), |a, b| a + b),
         }
     }
 }

@@ -1,13 +1,13 @@
 //! One shard of the hidden layer: its columns of W1 and b1, its rows of W2 (stored transposed,
 //! classes × width, so that every product below runs along contiguous memory), and the
-//! per-batch buffers for those columns.
+//! per-batch buffers for those columns. Shard 0 also holds b2.
 
 use fearless_simd::{Level, Simd};
+use mlp_core::Activation;
 use mlp_core::kernels::{
     Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, SparseColumns, combine_rows, dot_rows,
     mask_words, masked_rows_product, sparse_gradient_step, sum_of_squares,
 };
-use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::sgd::Sgd;
@@ -80,45 +80,57 @@ pub(super) struct Shard {
     pub b1: Vec<f32>,
     /// W2[columns, :] transposed, (classes, width).
     pub w2t: Vec<f32>,
+    /// b2 in shard 0 (which adds it to its logits and updates it), empty in the others.
+    pub b2: Vec<f32>,
     /// z1 and a1 of the last training forward pass, kept for the backward pass.
     fwd: ForwardBuffers,
     /// da1, then dz1 in place, (capacity, width).
     dz1: Vec<f32>,
-    /// Logits (then probabilities) and dz2 of the whole batch, (capacity, classes); each shard
-    /// computes them identically so that neither waits for the other.
-    probs: Vec<f32>,
-    dz2: Vec<f32>,
     dw2t: Vec<f32>,
     db1: Vec<f32>,
     db2: Vec<f32>,
 }
 
-/// The buffers of a forward pass over one shard's columns.
+/// z1 and a1 = f(z1) of a forward pass over one shard's columns, (rows, width).
 #[derive(Debug, Clone, Default)]
 pub(super) struct ForwardBuffers {
-    /// z1 and a1 = f(z1), (rows, width).
     z1: Vec<f32>,
     a1: Vec<f32>,
+}
+
+/// The scratch buffers of the products, one set per thread (shards run one after another
+/// on a thread, and reuse them while they are in its cache).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Scratch {
     /// The block being multiplied (its union grown once to the largest mask).
     block: BlockRows,
-    /// Scratch for `dot_rows` (W2's columns laid out anew at every call).
-    dot_scratch: Vec<[f32; 16]>,
-    /// Scratch for the sparse products.
+    /// `dot_rows`'s (W2's columns laid out anew at every call).
+    dot: Vec<[f32; 16]>,
+    /// The sparse products' packed entries.
     packed: PackedBlock,
 }
 
+impl Scratch {
+    /// For blocks of masks over up to `bits` positions (rows or inputs), and shards up to
+    /// `width` columns wide.
+    pub(super) fn new(bits: usize, width: usize) -> Self {
+        Self {
+            block: BlockRows {
+                union: Vec::with_capacity(mask_words(bits)),
+                ..BlockRows::default()
+            },
+            dot: Vec::with_capacity(width),
+            packed: PackedBlock::with_capacity(bits),
+        }
+    }
+}
+
 impl ForwardBuffers {
-    /// For up to `rows` rows of a shard `width` columns wide over `inputs` inputs.
-    pub(super) fn new(rows: usize, width: usize, inputs: usize) -> Self {
+    /// For up to `rows` rows of a shard `width` columns wide.
+    pub(super) fn new(rows: usize, width: usize) -> Self {
         Self {
             z1: vec![0.0; rows * width],
             a1: vec![0.0; rows * width],
-            block: BlockRows {
-                union: Vec::with_capacity(mask_words(rows.max(inputs))),
-                ..BlockRows::default()
-            },
-            dot_scratch: Vec::with_capacity(width),
-            packed: PackedBlock::with_capacity(rows.max(inputs)),
         }
     }
 
@@ -130,19 +142,25 @@ impl ForwardBuffers {
 }
 
 impl Shard {
-    pub fn new(w1: Vec<f32>, b1: Vec<f32>, w2t: Vec<f32>, capacity: usize, classes: usize) -> Self {
+    /// A shard of `w1`'s width over `capacity`-row batches; `b2` non-empty for shard 0 only.
+    pub fn new(
+        w1: Vec<f32>,
+        b1: Vec<f32>,
+        w2t: Vec<f32>,
+        b2: Vec<f32>,
+        capacity: usize,
+        classes: usize,
+    ) -> Self {
         let width = b1.len();
-        let inputs = w1.len().checked_div(width).unwrap_or(0);
         Self {
             width,
             classes,
             w1,
             b1,
             w2t,
-            fwd: ForwardBuffers::new(capacity, width, inputs),
+            b2,
+            fwd: ForwardBuffers::new(capacity, width),
             dz1: vec![0.0; capacity * width],
-            probs: vec![0.0; capacity * classes],
-            dz2: vec![0.0; capacity * classes],
             dw2t: vec![0.0; classes * width],
             db1: vec![0.0; width],
             db2: vec![0.0; classes],
@@ -155,20 +173,20 @@ impl Shard {
     pub fn forward(
         &mut self,
         level: Level,
+        scratch: &mut Scratch,
         rows: &SparseRows,
         order: &[usize],
         activation: Activation,
-        b2: Option<&[f32]>,
         z2_part: &mut [f32],
     ) {
         let mut fwd = std::mem::take(&mut self.fwd);
-        self.forward_into(level, &mut fwd, rows, order, activation, b2, z2_part);
+        self.forward_into(level, &mut fwd, scratch, rows, order, activation, z2_part);
         self.fwd = fwd;
     }
 
     /// z1 = x·W1 + b1 and a1 = f(z1) for this shard's columns, into `fwd`, then this shard's
-    /// share of the logits, `z2_part = a1·W2[columns, :]` (plus b2, if given: shard 0 adds
-    /// it). Reads the parameters only, so threads can share a shard for inference.
+    /// share of the logits, `z2_part = a1·W2[columns, :]` (plus b2 in shard 0). Reads the
+    /// parameters only, so threads can share a shard for inference.
     ///
     /// `order` is a permutation of the rows 0..n: the order in which the sparse product takes
     /// them, four at a time (see `BlockOrder`). Every row's results land at its own index,
@@ -179,14 +197,14 @@ impl Shard {
         &self,
         level: Level,
         fwd: &mut ForwardBuffers,
+        scratch: &mut Scratch,
         rows: &SparseRows,
         order: &[usize],
         activation: Activation,
-        b2: Option<&[f32]>,
         z2_part: &mut [f32],
     ) {
         fearless_simd::dispatch!(level, simd => {
-            self.forward_body(simd, fwd, rows, order, activation, b2, z2_part)
+            self.forward_body(simd, fwd, scratch, rows, order, activation, z2_part)
         })
     }
 
@@ -196,20 +214,15 @@ impl Shard {
         &self,
         simd: S,
         fwd: &mut ForwardBuffers,
+        scratch: &mut Scratch,
         rows: &SparseRows,
         order: &[usize],
         activation: Activation,
-        b2: Option<&[f32]>,
         z2_part: &mut [f32],
     ) {
         let (n, w, classes) = (order.len(), self.width, self.classes);
-        let ForwardBuffers {
-            z1,
-            a1,
-            block,
-            dot_scratch,
-            packed,
-        } = fwd;
+        let ForwardBuffers { z1, a1 } = fwd;
+        let Scratch { block, dot, packed } = scratch;
         for i in 0..n {
             z1[i * w..][..w].copy_from_slice(&self.b1);
         }
@@ -230,68 +243,45 @@ impl Shard {
         // z2_part = a1·W2[columns, :] + b2: each logit `dot(a1_i, W2ᵀ_c)`, then its bias added
         // (the same bits as `bias + dot`: addition commutes).
         let z2_part = &mut z2_part[..n * classes];
-        dot_rows(simd, a1, n, &self.w2t, classes, w, dot_scratch, z2_part);
-        if let Some(b2) = b2 {
+        dot_rows(simd, a1, n, &self.w2t, classes, w, dot, z2_part);
+        if !self.b2.is_empty() {
             for row in z2_part.chunks_exact_mut(classes) {
-                for (z, &b) in row.iter_mut().zip(b2) {
+                for (z, &b) in row.iter_mut().zip(&self.b2) {
                     *z += b;
                 }
             }
         }
     }
 
-    /// Backward pass and SGD update for this shard's parameters. Returns the batch's loss
-    /// and accuracy counts and the squared norm of this shard's gradients. Shard 0 is also
-    /// given b2 to update (its gradient counts towards shard 0's norm).
-    // z2_parts: per shard (n, classes)   labels: (n)
-    #[allow(clippy::too_many_arguments)]
+    /// Backward pass and SGD update for this shard's parameters (and b2, in shard 0), given
+    /// the batch's dz2 = ∂loss/∂z2, (n, classes). Returns the squared norm of this shard's
+    /// gradients (b2's counting towards shard 0's).
     pub fn backward_update(
         &mut self,
         level: Level,
-        z2_parts: [&[f32]; 2],
-        labels: &[usize],
+        dz2: &[f32],
         pixels: &SparseColumns,
         activation: Activation,
         sgd: &Sgd,
-        b2: Option<&mut [f32]>,
-    ) -> (BatchMetrics, f64) {
+        scratch: &mut Scratch,
+    ) -> f64 {
         fearless_simd::dispatch!(level, simd => {
-            self.backward_update_body(simd, z2_parts, labels, pixels, activation, sgd, b2)
+            self.backward_update_body(simd, dz2, pixels, activation, sgd, scratch)
         })
     }
 
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn backward_update_body<S: Simd>(
         &mut self,
         simd: S,
-        z2_parts: [&[f32]; 2],
-        labels: &[usize],
+        dz2: &[f32],
         pixels: &SparseColumns,
         activation: Activation,
         sgd: &Sgd,
-        b2: Option<&mut [f32]>,
-    ) -> (BatchMetrics, f64) {
-        let (n, w, classes) = (labels.len(), self.width, self.classes);
-        // p = softmax(z2_0 + z2_1) and dz2 = (p − onehot(y)) / n, as in mlp-core's loss module.
-        let logits = &mut self.probs[..n * classes];
-        for ((z, &a), &b) in logits
-            .iter_mut()
-            .zip(&z2_parts[0][..n * classes])
-            .zip(&z2_parts[1][..n * classes])
-        {
-            *z = a + b;
-        }
-        let shape = (n, classes);
-        let metrics = loss::softmax_cross_entropy(
-            ArrayViewMut2::from_shape(shape, logits).expect("sized"),
-            labels,
-        );
-        let probs = ArrayView2::from_shape(shape, &self.probs[..n * classes]).expect("sized");
-        let dz2_view =
-            ArrayViewMut2::from_shape(shape, &mut self.dz2[..n * classes]).expect("sized");
-        loss::softmax_cross_entropy_backward(probs, labels, dz2_view);
-        let dz2 = &self.dz2[..n * classes];
+        scratch: &mut Scratch,
+    ) -> f64 {
+        let (n, w, classes) = (pixels.rows, self.width, self.classes);
+        let dz2 = &dz2[..n * classes];
         let mut grad_sq = 0.0f64;
 
         if w > 0 {
@@ -326,18 +316,18 @@ impl Shard {
                 w,
                 &mut self.w1,
                 sgd.descent(),
-                (&mut self.fwd.block.union, &mut self.fwd.packed),
+                (&mut scratch.block.union, &mut scratch.packed),
             );
         }
-        if let Some(b2) = b2 {
+        if !self.b2.is_empty() {
             self.db2.fill(0.0);
             for i in 0..n {
                 add_row(&dz2[i * classes..][..classes], &mut self.db2);
             }
             grad_sq += f64::from(sum_of_squares(simd, &self.db2));
-            sgd.update_biases(b2, &self.db2);
+            sgd.update_biases(&mut self.b2, &self.db2);
         }
-        (metrics, grad_sq)
+        grad_sq
     }
 }
 

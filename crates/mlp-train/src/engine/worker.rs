@@ -1,0 +1,224 @@
+//! The threads of a step and what each owns: the hidden layer's fixed partition into shards,
+//! a worker per thread running a contiguous run of them, and the fork-join that runs the
+//! workers on the rayon pool without allocating.
+//!
+//! The partition depends on the hidden width only, never on the thread count: the thread
+//! count decides which worker runs which shards, and every sum is taken shard by shard in
+//! the same order whoever computed the shards, so that 1, 2, 3 or 16 threads give the
+//! same bits.
+
+use std::ops::Range;
+
+use fearless_simd::Level;
+use mlp_core::{Activation, BatchMetrics, loss};
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::batch::Batch;
+use super::shard::{Scratch, Shard, SparseRows};
+use crate::data::LabelledData;
+use crate::sgd::Sgd;
+
+/// Columns per shard (the last may have fewer): four 16-column chunks, AVX-512's widest
+/// tile. A shard's W1 (200 KB at 784 inputs) stays in a core's L2 cache for the whole batch,
+/// and the 784-128-10 network gets the two 64-column shards it has always had.
+pub const SHARD_WIDTH: usize = 64;
+
+/// The hidden layer's columns split into shards of [`SHARD_WIDTH`] (at least one shard,
+/// empty when the layer is).
+pub(super) fn partition(hidden: usize) -> Vec<Range<usize>> {
+    let mut shards: Vec<_> = (0..hidden)
+        .step_by(SHARD_WIDTH)
+        .map(|start| start..hidden.min(start + SHARD_WIDTH))
+        .collect();
+    if shards.is_empty() {
+        shards.push(0..0);
+    }
+    shards
+}
+
+/// The shards `0..shards` split between `workers` threads in contiguous runs whose lengths
+/// differ by at most one.
+pub(super) fn assign(shards: usize, workers: usize) -> Vec<Range<usize>> {
+    (0..workers)
+        .map(|t| t * shards / workers..(t + 1) * shards / workers)
+        .collect()
+}
+
+/// One thread's share of a step: its shards (by index), its own copy of the batch, its
+/// scratch buffers and its own softmax of the logits.
+#[derive(Debug)]
+pub(super) struct Worker {
+    /// Its place among the workers (the order of their runs of shards).
+    pub id: usize,
+    pub shards: Range<usize>,
+    /// The batch this worker's thread gathered, which only that thread reads.
+    pub batch: Batch,
+    pub scratch: Scratch,
+    classes: usize,
+    /// The logits, then the probabilities, and dz2 of the whole batch, (capacity, classes):
+    /// every worker computes them (identically), so that none waits for another.
+    probs: Vec<f32>,
+    dz2: Vec<f32>,
+    /// The batch's loss and accuracy counts from the last backward pass.
+    pub metrics: BatchMetrics,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        shards: Range<usize>,
+        inputs: usize,
+        batch_size: usize,
+        classes: usize,
+        widest: usize,
+    ) -> Self {
+        Self {
+            id,
+            shards,
+            batch: Batch::new(inputs, batch_size),
+            scratch: Scratch::new(batch_size.max(inputs), widest),
+            classes,
+            probs: vec![0.0; batch_size * classes],
+            dz2: vec![0.0; batch_size * classes],
+            metrics: BatchMetrics::default(),
+        }
+    }
+
+    /// The forward pass of this worker's `shards` over its batch of `n` rows, into their
+    /// parts of the logits (`parts`, one `part_len` stretch per shard).
+    pub fn forward(
+        &mut self,
+        token: Level,
+        shards: &mut [Shard],
+        parts: &mut [f32],
+        part_len: usize,
+        activation: Activation,
+    ) {
+        let Self { batch, scratch, .. } = self;
+        let inputs = batch.inputs();
+        let rows = SparseRows {
+            values: batch.values(),
+            masks: &batch.x_masks,
+            len: inputs,
+            stride: inputs,
+            mask_stride: mlp_core::kernels::mask_words(inputs),
+        };
+        for (shard, part) in shards.iter_mut().zip(parts.chunks_exact_mut(part_len)) {
+            shard.forward(token, scratch, &rows, batch.order.rows(), activation, part);
+        }
+    }
+
+    /// Softmax and cross-entropy of the logits, z2 = ((z2_0 + b2) + z2_1) + … summed over
+    /// every shard's part in shard order, then the backward pass and update of this
+    /// worker's `shards`, each shard's squared gradient norm into `grad_sq`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_update(
+        &mut self,
+        token: Level,
+        n: usize,
+        parts: &[f32],
+        part_len: usize,
+        shards: &mut [Shard],
+        grad_sq: &mut [f64],
+        activation: Activation,
+        sgd: &Sgd,
+    ) {
+        let classes = self.classes;
+        let logits = &mut self.probs[..n * classes];
+        logits.copy_from_slice(&parts[..n * classes]);
+        for part in parts.chunks_exact(part_len).skip(1) {
+            for (z, &p) in logits.iter_mut().zip(part) {
+                *z += p;
+            }
+        }
+        // p = softmax(z2) and dz2 = (p − onehot(y)) / n, as in mlp-core's loss module.
+        let labels = &self.batch.y[..n];
+        let shape = (n, classes);
+        self.metrics = loss::softmax_cross_entropy(
+            ArrayViewMut2::from_shape(shape, logits).expect("sized"),
+            labels,
+        );
+        let probs = ArrayView2::from_shape(shape, &self.probs[..n * classes]).expect("sized");
+        let dz2 = ArrayViewMut2::from_shape(shape, &mut self.dz2[..n * classes]).expect("sized");
+        loss::softmax_cross_entropy_backward(probs, labels, dz2);
+
+        let pixels = self.batch.pixels(n);
+        for (shard, sq) in shards.iter_mut().zip(grad_sq) {
+            *sq = shard.backward_update(
+                token,
+                &self.dz2,
+                &pixels,
+                activation,
+                sgd,
+                &mut self.scratch,
+            );
+        }
+    }
+
+    /// Gathers the examples at `indices` of `data` into this worker's batch.
+    pub fn gather(&mut self, token: Level, data: &dyn LabelledData, indices: &[usize]) {
+        self.batch.fill(token, data, indices);
+    }
+}
+
+/// Runs `f(worker, its shards, its stretch of out)` for every worker, in parallel on the
+/// current rayon pool (the calling thread takes the first worker). `out` holds `per_shard`
+/// values per shard (0 when `f` writes nothing there). Forks by halves with `rayon::join`,
+/// which needs no allocation.
+pub(super) fn each_worker<T: Send>(
+    workers: &mut [Worker],
+    shards: &mut [Shard],
+    out: &mut [T],
+    per_shard: usize,
+    f: &(impl Fn(&mut Worker, &mut [Shard], &mut [T]) + Sync),
+) {
+    match workers {
+        [] => {}
+        [worker] => f(worker, shards, out),
+        _ => {
+            let mid = workers.len() / 2;
+            let split = workers[mid].shards.start - workers[0].shards.start;
+            let (w0, w1) = workers.split_at_mut(mid);
+            let (s0, s1) = shards.split_at_mut(split);
+            let (o0, o1) = out.split_at_mut(split * per_shard);
+            rayon::join(
+                || each_worker(w0, s0, o0, per_shard, f),
+                || each_worker(w1, s1, o1, per_shard, f),
+            );
+        }
+    }
+}
+
+/// Runs `f` on every item, in parallel on the current rayon pool (forking by halves).
+pub(super) fn join_all<T: Send>(items: &mut [T], f: &(impl Fn(&mut T) + Sync)) {
+    match items {
+        [] => {}
+        [item] => f(item),
+        _ => {
+            let (a, b) = items.split_at_mut(items.len() / 2);
+            rayon::join(|| join_all(a, f), || join_all(b, f));
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // lists of one range, not ranges
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partition_takes_64_columns_at_a_time() {
+        assert_eq!(partition(0), vec![0..0]);
+        assert_eq!(partition(10), vec![0..10]);
+        assert_eq!(partition(128), [0..64, 64..128]);
+        assert_eq!(partition(200), [0..64, 64..128, 128..192, 192..200]);
+    }
+
+    #[test]
+    fn shards_are_split_evenly_and_in_order() {
+        assert_eq!(assign(2, 1), vec![0..2]);
+        assert_eq!(assign(2, 2), [0..1, 1..2]);
+        assert_eq!(assign(16, 3), [0..5, 5..10, 10..16]);
+        assert_eq!(assign(4, 4), [0..1, 1..2, 2..3, 3..4]);
+    }
+}
