@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use mlp_core::Activation;
-use mlp_train::TrainConfig;
+use mlp_train::{ConfigError, TrainConfig};
 
 /// Default location of the Fashion-MNIST files (what `cargo xtask fetch-data` writes).
 pub const DEFAULT_DATA_DIR: &str = "data/fashion-mnist";
@@ -31,7 +31,12 @@ pub enum Command {
     Predict(PredictArgs),
 }
 
+// Whole-number flags are read as signed numbers and every command allows negative ones, so
+// that `--epochs -3` reaches the flag's own range check (`--epochs must be between 1 and
+// 1000000, got -3`, as `--epochs 0` does) rather than clap's "unexpected argument '-3'".
+
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct PredictArgs {
     #[command(flatten)]
     pub data: DataArgs,
@@ -40,7 +45,7 @@ pub struct PredictArgs {
     pub model: PathBuf,
     /// Classify image N of the test set and show its true class.
     #[arg(long, value_name = "N")]
-    pub test_index: Option<usize>,
+    pub test_index: Option<i64>,
     /// Print one JSON array instead of a line per image.
     #[arg(long)]
     pub json: bool,
@@ -74,21 +79,22 @@ pub struct DataArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Hidden units.
-    #[arg(long, default_value_t = TrainConfig::default().hidden)]
-    pub hidden: usize,
+    #[arg(long, default_value_t = TrainConfig::default().hidden as i64)]
+    pub hidden: i64,
     /// Hidden activation: relu, leaky_relu, tanh or sigmoid.
     #[arg(long, default_value_t = TrainConfig::default().activation)]
     pub activation: Activation,
     /// Passes over the training data.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    pub epochs: usize,
+    #[arg(long, default_value_t = TrainConfig::default().epochs as i64)]
+    pub epochs: i64,
     /// Examples per mini-batch.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-    pub batch_size: usize,
+    #[arg(long, default_value_t = TrainConfig::default().batch_size as i64)]
+    pub batch_size: i64,
     /// Learning rate of the first epoch.
     #[arg(long, default_value_t = TrainConfig::default().lr)]
     pub lr: f32,
@@ -100,20 +106,20 @@ pub struct TrainArgs {
     pub l2: f32,
     /// Training examples held out for validation (the last ones of the training file).
     #[arg(long, default_value_t = 10_000)]
-    pub val_size: usize,
+    pub val_size: i64,
     /// Seed for initialisation and shuffling.
-    #[arg(long, default_value_t = TrainConfig::default().seed)]
-    pub seed: u64,
+    #[arg(long, default_value_t = TrainConfig::default().seed.into())]
+    pub seed: i128,
     /// Threads for training (0: all cores; the step uses one per 64 hidden units at most);
     /// results do not depend on it.
     #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    pub threads: i64,
     /// Stop after this many epochs without a better validation accuracy.
     #[arg(long)]
-    pub patience: Option<usize>,
+    pub patience: Option<i64>,
     /// Write the run folder's checkpoint every K epochs (0: only on Ctrl-C).
     #[arg(long, default_value_t = 1)]
-    pub checkpoint_every: usize,
+    pub checkpoint_every: i64,
     /// Print only the result: no progress bar, no line per epoch.
     #[arg(long)]
     pub quiet: bool,
@@ -129,21 +135,41 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    pub fn config(&self) -> TrainConfig {
-        TrainConfig {
-            hidden: self.hidden,
+    /// The flags' settings, each whole number checked against its range (the rest are
+    /// checked by `TrainConfig::validate`).
+    pub fn config(&self) -> Result<TrainConfig, ConfigError> {
+        Ok(TrainConfig {
+            hidden: TrainConfig::whole("hidden", self.hidden)?,
             activation: self.activation,
-            epochs: self.epochs,
-            batch_size: self.batch_size,
+            epochs: TrainConfig::whole("epochs", self.epochs)?,
+            batch_size: TrainConfig::whole("batch_size", self.batch_size)?,
             lr: self.lr,
             lr_decay: self.lr_decay,
             l2: self.l2,
-            seed: self.seed,
-            threads: self.threads,
-            patience: self.patience,
+            seed: seed(self.seed)?,
+            threads: TrainConfig::whole("threads", self.threads)?,
+            patience: self
+                .patience
+                .map(|p| TrainConfig::whole("patience", p))
+                .transpose()?,
             simd: None,
-        }
+        })
     }
+
+    /// `--checkpoint-every`, checked.
+    pub fn checkpoint_every(&self) -> Result<usize, ConfigError> {
+        mlp_train::checked_whole(
+            "checkpoint_every",
+            self.checkpoint_every.into(),
+            0,
+            1_000_000,
+        )
+    }
+}
+
+/// `--seed` (read as a signed number, like every whole-number flag), checked.
+pub fn seed(value: i128) -> Result<u64, ConfigError> {
+    mlp_train::checked_whole("seed", value, 0, u64::MAX as usize).map(|s| s as u64)
 }
 
 #[derive(Debug, Args)]
@@ -191,42 +217,47 @@ fn shard(s: &str) -> Result<(usize, usize), String> {
 }
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    allow_negative_numbers = true
+)]
 pub struct SearchArgs {
     #[command(subcommand)]
     pub command: Option<SearchCommand>,
     #[command(flatten)]
     pub data: DataArgs,
+    // The lists may start with a negative number (then refused by its range check).
     /// Learning rates to try, comma-separated.
-    #[arg(long, value_parser = list::<f32>, default_value = "0.05,0.1,0.2")]
+    #[arg(long, value_parser = list::<f32>, default_value = "0.05,0.1,0.2", allow_hyphen_values = true)]
     pub lr: List<f32>,
     /// Hidden sizes to try.
-    #[arg(long, value_parser = list::<usize>, default_value = "64,128,256")]
-    pub hidden: List<usize>,
+    #[arg(long, value_parser = list::<i64>, default_value = "64,128,256", allow_hyphen_values = true)]
+    pub hidden: List<i64>,
     /// L2 strengths to try.
-    #[arg(long, value_parser = list::<f32>, default_value = "0,0.0001,0.001")]
+    #[arg(long, value_parser = list::<f32>, default_value = "0,0.0001,0.001", allow_hyphen_values = true)]
     pub l2: List<f32>,
     /// Activations to try.
     #[arg(long, value_parser = list::<Activation>, default_value = "relu")]
     pub activation: List<Activation>,
     /// Examples per mini-batch, for every trial.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-    pub batch_size: usize,
+    #[arg(long, default_value_t = TrainConfig::default().batch_size as i64)]
+    pub batch_size: i64,
     /// Epochs per trial.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    pub epochs: usize,
+    #[arg(long, default_value_t = TrainConfig::default().epochs as i64)]
+    pub epochs: i64,
     /// Learning-rate factor per epoch, for every trial.
     #[arg(long, default_value_t = TrainConfig::default().lr_decay)]
     pub lr_decay: f32,
     /// Training examples held out for validation.
     #[arg(long, default_value_t = 10_000)]
-    pub val_size: usize,
+    pub val_size: i64,
     /// Seed of the search; each trial's seed is derived from it and the trial's settings.
     #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    pub seed: i128,
     /// Trials trained at once (default: the number of cores).
     #[arg(long)]
-    pub jobs: Option<usize>,
+    pub jobs: Option<i64>,
     /// Run only the K-th of N disjoint slices of the grid (for job arrays); combine the
     /// slices with `mlp search merge`.
     #[arg(long, value_parser = shard, value_name = "K/N")]

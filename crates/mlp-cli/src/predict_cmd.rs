@@ -58,12 +58,13 @@ pub fn run_predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
 
     if let Some(n) = args.test_index {
         let test = data::load(&args.data, Split::Test)?;
-        if n >= test.len() {
+        let Some(n) = usize::try_from(n).ok().filter(|&i| i < test.len()) else {
             bail!(
-                "--test-index must be below {} (the test set's size), got {n}",
+                "--test-index must be between 0 and {} (the test set has {} images), got {n}",
+                test.len().saturating_sub(1),
                 test.len()
             );
-        }
+        };
         let mut p = predict(&saved.model, test.image(n), &names);
         p.test_index = Some(n);
         p.true_class = Some(names[test.labels()[n] as usize].clone());

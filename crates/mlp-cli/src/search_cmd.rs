@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 use fmnist_data::{CLASS_NAMES, Dataset, Split};
 use indicatif::{ProgressBar, ProgressStyle};
 use mlp_core::Activation;
-use mlp_train::{TrainConfig, TrainError, save_model, write_json_atomic};
+use mlp_train::{ConfigError, TrainConfig, TrainError, save_model, write_json_atomic};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 
@@ -62,11 +62,16 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         .out
         .clone()
         .expect("clap requires --out without a subcommand");
-    let mut trials = grid(&args);
+    let flag = |e: ConfigError| anyhow::anyhow!("--{}", e.to_string().replace('_', "-"));
+    let mut trials = grid(&args).map_err(flag)?;
     for t in &trials {
-        t.validate()
-            .map_err(|e| anyhow::anyhow!("--{}", e.to_string().replace('_', "-")))?;
+        t.validate().map_err(flag)?;
     }
+    let jobs = args
+        .jobs
+        .map(|j| mlp_train::checked_whole("jobs", j.into(), 1, 1024))
+        .transpose()
+        .map_err(flag)?;
     if let Some((k, n)) = args.shard {
         trials = trials
             .into_iter()
@@ -77,15 +82,8 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     }
 
     let all = data::load(&args.data, Split::Train)?;
-    if args.val_size == 0 || args.val_size >= all.len() {
-        bail!(
-            "--val-size must be between 1 and {} (the training file has {} examples), got {}",
-            all.len().saturating_sub(1),
-            all.len(),
-            args.val_size
-        );
-    }
-    let (train_set, val_set) = all.split_last(args.val_size);
+    let val_size = crate::train_cmd::val_size(args.val_size, all.len())?;
+    let (train_set, val_set) = all.split_last(val_size);
 
     // A finished trial from another search (another seed or validation split) in this folder
     // would pass for one of ours: refuse the folder rather than mix the two.
@@ -109,7 +107,7 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     // changes no result: each trial's seed comes from its settings.
     pending.sort_by_key(|t| std::cmp::Reverse(t.hidden.saturating_mul(t.epochs)));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = args.jobs.unwrap_or(cores).clamp(1, pending.len().max(1));
+    let jobs = jobs.unwrap_or(cores).clamp(1, pending.len().max(1));
     if !args.quiet {
         println!(
             "{} trials in the grid{}, {} already finished, {} to run on {jobs} worker(s)",
@@ -196,17 +194,23 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Every combination, in a fixed order: learning rate, hidden size, L2, activation.
-fn grid(args: &SearchArgs) -> Vec<TrainConfig> {
+fn grid(args: &SearchArgs) -> Result<Vec<TrainConfig>, ConfigError> {
+    let (epochs, batch_size, seed) = (
+        TrainConfig::whole("epochs", args.epochs)?,
+        TrainConfig::whole("batch_size", args.batch_size)?,
+        crate::cli::seed(args.seed)?,
+    );
     let mut trials = Vec::new();
     for &lr in &args.lr {
         for &hidden in &args.hidden {
+            let hidden = TrainConfig::whole("hidden", hidden)?;
             for &l2 in &args.l2 {
                 for &activation in &args.activation {
                     let mut config = TrainConfig {
                         hidden,
                         activation,
-                        epochs: args.epochs,
-                        batch_size: args.batch_size,
+                        epochs,
+                        batch_size,
                         lr,
                         lr_decay: args.lr_decay,
                         l2,
@@ -215,7 +219,7 @@ fn grid(args: &SearchArgs) -> Vec<TrainConfig> {
                         patience: None,
                         simd: None,
                     };
-                    config.seed = trial_seed(args.seed, &trial_id(&config));
+                    config.seed = trial_seed(seed, &trial_id(&config));
                     // A value listed twice would train the same trial twice, into one folder.
                     if !trials
                         .iter()
@@ -227,7 +231,7 @@ fn grid(args: &SearchArgs) -> Vec<TrainConfig> {
             }
         }
     }
-    trials
+    Ok(trials)
 }
 
 /// A name for the trial's settings, usable as a folder name.

@@ -39,17 +39,18 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
 fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
     // The SIMD level, like the thread count, is this machine's: it never changes a result.
     let simd = Some(crate::simd_level()?);
+    let checkpoint_every = args.checkpoint_every().map_err(as_flag)?;
     // A fresh run takes its settings from the flags; a resumed one from its folder.
     let (start, data_args, val_size, dir) = match &args.resume {
         Some(path) => {
             let dir = RunDir { path: path.clone() };
             let saved = dir.read_config()?;
             dir.remove_stale_temporaries();
-            let threads = if args.threads != 0 {
-                args.threads
-            } else {
-                saved.train.threads
-            };
+            let threads =
+                match mlp_train::TrainConfig::whole("threads", args.threads).map_err(as_flag)? {
+                    0 => saved.train.threads,
+                    threads => threads,
+                };
             let checkpoint = dir.file("checkpoint.msgpack");
             // A run stopped before its first checkpoint (killed in its first epochs) has
             // nothing to continue from: it starts again from its saved settings.
@@ -73,17 +74,14 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
                 data_dir: saved.data_dir.clone(),
                 allow_unverified: !saved.data_verified,
             };
-            (start, data_args, saved.val_size, dir)
+            (start, data_args, saved.val_size as i64, dir)
         }
         None => {
             let config = mlp_train::TrainConfig {
                 simd,
-                ..args.config()
+                ..args.config().map_err(as_flag)?
             };
-            let checked = config.validate().map_err(|e| {
-                let flag = format!("--{}", e.setting().replace('_', "-"));
-                anyhow::anyhow!("{}", e.to_string().replacen(e.setting(), &flag, 1))
-            })?;
+            let checked = config.validate().map_err(as_flag)?;
             let path = match (&args.out, claimed) {
                 (Some(out), _) => {
                     refuse_existing_run(out)?;
@@ -108,13 +106,7 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
             all.len()
         );
     }
-    if val_size == 0 || val_size >= all.len() {
-        bail!(
-            "--val-size must be between 1 and {} (the training file has {} examples), got {val_size}",
-            all.len() - 1,
-            all.len()
-        );
-    }
+    let val_size = self::val_size(val_size, all.len())?;
     let (train_set, val_set) = all.split_last(val_size);
     let config = match &start {
         Start::Fresh(c) => mlp_train::TrainConfig::clone(c),
@@ -186,7 +178,6 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
     });
 
     let progress = Progress::new(args.quiet, config.epochs);
-    let checkpoint_every = args.checkpoint_every;
     let checkpoints = CheckpointWriter::new(dir.file("checkpoint.msgpack"));
     let mut write_error = None;
     // A file that cannot be written stops the run at the next mini-batch, not after the last.
@@ -271,5 +262,23 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A setting's error with the setting named as its flag (`batch_size` → `--batch-size`).
+fn as_flag(e: mlp_train::ConfigError) -> anyhow::Error {
+    let flag = format!("--{}", e.setting().replace('_', "-"));
+    anyhow::anyhow!("{}", e.to_string().replacen(e.setting(), &flag, 1))
+}
+
+/// `--val-size` (read as a signed number, like every whole-number flag), checked against
+/// a training file of `examples`: at least one example must be left to train on.
+pub(crate) fn val_size(value: i64, examples: usize) -> anyhow::Result<usize> {
+    match usize::try_from(value) {
+        Ok(v) if v >= 1 && v < examples => Ok(v),
+        _ => bail!(
+            "--val-size must be between 1 and {} (the training file has {examples} examples), got {value}",
+            examples.saturating_sub(1),
+        ),
     }
 }

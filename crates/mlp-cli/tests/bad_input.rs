@@ -154,6 +154,83 @@ fn cases() -> Vec<Case> {
             args: with(&["--lr", "fast"]),
             expect: "invalid value 'fast' for '--lr <LR>'",
         },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "lr negative after a space",
+            setup: no_change,
+            args: with(&["--lr", "-0.1"]),
+            expect: "--lr must be a positive number, got -0.1",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "decay negative after a space",
+            setup: no_change,
+            args: with(&["--lr-decay", "-0.5"]),
+            expect: "--lr-decay must be in (0, 1], got -0.5",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "l2 negative after a space",
+            setup: no_change,
+            args: with(&["--l2", "-1"]),
+            expect: "--l2 must be zero or a positive number, got -1",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "epochs negative",
+            setup: no_change,
+            args: with(&["--epochs", "-3"]),
+            expect: "--epochs must be between 1 and 1000000, got -3",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "hidden negative",
+            setup: no_change,
+            args: with(&["--hidden", "-5"]),
+            expect: "--hidden must be between 1 and 65536, got -5",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "batch size negative",
+            setup: no_change,
+            args: with(&["--batch-size", "-1"]),
+            expect: "--batch-size must be between 1 and 65536, got -1",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "threads negative",
+            setup: no_change,
+            args: with(&["--threads", "-2"]),
+            expect: "--threads must be between 0 and 1024, got -2",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "patience negative",
+            setup: no_change,
+            args: with(&["--patience", "-1"]),
+            expect: "--patience must be between 1 and 1000000, got -1",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "val size negative",
+            setup: no_change,
+            args: with(&["--val-size", "-5"]),
+            expect: "--val-size must be between 1 and 99 (the training file has 100 examples), got -5",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "seed negative",
+            setup: no_change,
+            args: with(&["--seed", "-1"]),
+            expect: "--seed must be between 0 and 18446744073709551615, got -1",
+        },
+        // Regression: a negative value after a space was read as an unknown flag by clap.
+        Case {
+            name: "checkpoint interval negative",
+            setup: no_change,
+            args: with(&["--checkpoint-every", "-1"]),
+            expect: "--checkpoint-every must be between 0 and 1000000, got -1",
+        },
         Case {
             name: "decay above 1",
             setup: no_change,
@@ -332,6 +409,96 @@ fn cases() -> Vec<Case> {
                 "{out}",
             ],
             expect: "invalid value '4,,8' for '--hidden <HIDDEN>'",
+        },
+        Case {
+            name: "search with a negative learning rate first",
+            setup: no_change,
+            args: &[
+                "search",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+                "--lr",
+                "-0.1,0.2",
+                "--out",
+                "{out}",
+            ],
+            expect: "--lr must be a positive number, got -0.1",
+        },
+        Case {
+            name: "search with a negative hidden size",
+            setup: no_change,
+            args: &[
+                "search",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+                "--hidden",
+                "-64,128",
+                "--out",
+                "{out}",
+            ],
+            expect: "--hidden must be between 1 and 65536, got -64",
+        },
+        Case {
+            name: "search with negative epochs",
+            setup: no_change,
+            args: &[
+                "search",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+                "--epochs",
+                "-1",
+                "--out",
+                "{out}",
+            ],
+            expect: "--epochs must be between 1 and 1000000, got -1",
+        },
+        Case {
+            name: "search with negative jobs",
+            setup: no_change,
+            args: &[
+                "search",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+                "--jobs",
+                "-1",
+                "--out",
+                "{out}",
+            ],
+            expect: "--jobs must be between 1 and 1024, got -1",
+        },
+        Case {
+            name: "search with a negative validation size",
+            setup: no_change,
+            args: &[
+                "search",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+                "--val-size",
+                "-1",
+                "--out",
+                "{out}",
+            ],
+            expect: "--val-size must be between 1 and 99 (the training file has 100 examples), got -1",
+        },
+        Case {
+            name: "predict a negative test index",
+            setup: no_change,
+            args: &[
+                "predict",
+                "--data-dir",
+                "{data}",
+                "--allow-unverified",
+                "--model",
+                "{models}/fmnist-mlp-784-128-10.msgpack",
+                "--test-index",
+                "-1",
+            ],
+            expect: "--test-index must be between 0 and",
         },
         Case {
             name: "missing model file",

@@ -74,8 +74,9 @@ pub enum ConfigError {
     OutOfRange {
         /// The setting.
         name: &'static str,
-        /// Its value.
-        value: usize,
+        /// Its value (signed, so that a negative one typed on a command line is reported as
+        /// typed: see [`TrainConfig::whole`]).
+        value: i128,
         /// Smallest allowed.
         min: usize,
         /// Largest allowed.
@@ -111,19 +112,33 @@ impl ConfigError {
 pub struct CheckedConfig(TrainConfig);
 
 impl TrainConfig {
+    /// The smallest and largest values [`TrainConfig::validate`] accepts for the integer
+    /// setting `name` (`None` for the others).
+    pub fn integer_range(name: &str) -> Option<(usize, usize)> {
+        Some(match name {
+            "hidden" => (1, MAX_HIDDEN),
+            "epochs" => (1, 1_000_000),
+            "batch_size" => (1, MAX_BATCH_SIZE),
+            "threads" => (0, 1024),
+            "patience" => (1, 1_000_000),
+            _ => return None,
+        })
+    }
+
+    /// `value` for the integer setting `name` (one of [`TrainConfig::integer_range`]'s) if
+    /// it is in range, else the error `validate` would give, with the value as given: what
+    /// a command line that reads signed numbers (so that `--epochs -3` is a number, not an
+    /// unknown flag) converts them with.
+    pub fn whole(name: &'static str, value: impl Into<i128>) -> Result<usize, ConfigError> {
+        let (min, max) = Self::integer_range(name).expect("an integer setting");
+        checked_whole(name, value.into(), min, max)
+    }
+
     /// Checks every value once, so the training loop need not.
     pub fn validate(&self) -> Result<CheckedConfig, ConfigError> {
-        let int = |name, value: usize, min, max| {
-            if (min..=max).contains(&value) {
-                Ok(())
-            } else {
-                Err(ConfigError::OutOfRange {
-                    name,
-                    value,
-                    min,
-                    max,
-                })
-            }
+        let int = |name, value: usize| {
+            let (min, max) = Self::integer_range(name).expect("an integer setting");
+            checked_whole(name, value as i128, min, max).map(|_| ())
         };
         let real = |name, value: f32, ok: bool, expected| {
             if ok && value.is_finite() {
@@ -136,9 +151,9 @@ impl TrainConfig {
                 })
             }
         };
-        int("hidden", self.hidden, 1, MAX_HIDDEN)?;
-        int("epochs", self.epochs, 1, 1_000_000)?;
-        int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)?;
+        int("hidden", self.hidden)?;
+        int("epochs", self.epochs)?;
+        int("batch_size", self.batch_size)?;
         real("lr", self.lr, self.lr > 0.0, "a positive number")?;
         real(
             "lr_decay",
@@ -147,18 +162,18 @@ impl TrainConfig {
             "in (0, 1]",
         )?;
         real("l2", self.l2, self.l2 >= 0.0, "zero or a positive number")?;
-        int("threads", self.threads, 0, 1024)?;
+        int("threads", self.threads)?;
         // The step keeps a few (batch × hidden) buffers and the reference evaluation
         // (EVAL_BATCH × hidden) ones; past this they would not fit in memory anywhere.
         let rows = self.batch_size.max(crate::evaluate::EVAL_BATCH);
-        int(
+        checked_whole(
             "hidden×batch_size",
-            self.hidden * rows,
+            (self.hidden * rows) as i128,
             1,
             MAX_HIDDEN_TIMES_ROWS,
         )?;
         if let Some(patience) = self.patience {
-            int("patience", patience, 1, 1_000_000)?;
+            int("patience", patience)?;
         }
         if let Some(level) = self.simd
             && !level.is_supported()
@@ -166,6 +181,24 @@ impl TrainConfig {
             return Err(ConfigError::Simd(SimdLevelError::Unsupported { level }));
         }
         Ok(CheckedConfig(self.clone()))
+    }
+}
+
+/// `value` as a `usize` if it is in `min..=max`, else [`ConfigError::OutOfRange`].
+pub fn checked_whole(
+    name: &'static str,
+    value: i128,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    match usize::try_from(value) {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(ConfigError::OutOfRange {
+            name,
+            value,
+            min,
+            max,
+        }),
     }
 }
 

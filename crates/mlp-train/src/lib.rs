@@ -30,7 +30,7 @@ pub mod sgd;
 pub mod trainer;
 
 pub use checkpoint::{CheckpointError, PartialEpoch, TrainState, load_checkpoint, save_checkpoint};
-pub use config::{CheckedConfig, ConfigError, TrainConfig};
+pub use config::{CheckedConfig, ConfigError, TrainConfig, checked_whole};
 pub use data::{ByteImages, InMemoryData, LabelledData, PIXEL_VALUES};
 pub use engine::{Engine, StepStats};
 pub use evaluate::{Evaluation, Evaluator, evaluate};
