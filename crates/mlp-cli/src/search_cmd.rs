@@ -319,7 +319,7 @@ fn run_trial(
             result.final_train_loss = o.history.train_loss.last().copied();
             result.final_val_loss = o.history.val_loss.last().copied();
         }
-        Err(e @ TrainError::Diverged { .. }) => {
+        Err(e @ (TrainError::Diverged { .. } | TrainError::DivergedWeights { .. })) => {
             result.status = "diverged".to_owned();
             result.detail = Some(e.to_string());
         }

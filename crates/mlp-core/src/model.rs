@@ -175,12 +175,19 @@ impl Mlp {
             b2,
             activation,
         };
-        for (name, values) in model.named_parameters() {
-            if !values.iter().all(|v| v.is_finite()) {
-                return Err(ModelError::NonFinite(name));
-            }
+        match model.first_non_finite() {
+            Some(name) => Err(ModelError::NonFinite(name)),
+            None => Ok(model),
         }
-        Ok(model)
+    }
+
+    /// The name of the first parameter (`w1`, `b1`, `w2`, `b2`) holding NaN or an infinity,
+    /// if any.
+    pub fn first_non_finite(&self) -> Option<&'static str> {
+        self.named_parameters()
+            .into_iter()
+            .find(|(_, values)| !values.iter().all(|v| v.is_finite()))
+            .map(|(name, _)| name)
     }
 
     /// Layer sizes.

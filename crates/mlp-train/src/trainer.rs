@@ -44,6 +44,20 @@ pub enum TrainError {
         /// The learning rate in use.
         lr: f32,
     },
+    /// A parameter became NaN or infinite while the losses stayed finite (the sparse passes
+    /// never multiply the weights of pixels that are 0 in every image they see). Caught
+    /// before such parameters reach a checkpoint, which could not be resumed.
+    #[error(
+        "training diverged in epoch {epoch} ({parameter} is no longer finite); try a smaller learning rate than {lr}"
+    )]
+    DivergedWeights {
+        /// The epoch (1-based).
+        epoch: usize,
+        /// The first parameter holding NaN or an infinity.
+        parameter: &'static str,
+        /// The learning rate in use.
+        lr: f32,
+    },
     /// Training or validation data is unusable with this model.
     #[error("{0}")]
     Data(String),
@@ -254,6 +268,7 @@ fn train_loop(
             (hooks.on_batch)(epoch + 1, k + 1, batches, metrics.mean_loss());
             if k + 1 < batches && (hooks.stop)() {
                 engine.copy_to(&mut state.model);
+                finite(&state.model, epoch + 1, sgd.lr)?;
                 state.partial = Some(PartialEpoch {
                     order: order.iter().map(|&i| i as u32).collect(),
                     batches_done: k + 1,
@@ -288,6 +303,7 @@ fn train_loop(
         state.history.push(&record);
         state.epochs_done += 1;
         engine.copy_to(&mut state.model);
+        finite(&state.model, epoch + 1, sgd.lr)?;
         if record.val_acc > state.best_val_acc {
             state.best_model.clone_from(&state.model);
             state.best_epoch = record.epoch;
@@ -304,6 +320,19 @@ fn train_loop(
         best_val_acc: state.best_val_acc,
         history: state.history,
     })))
+}
+
+/// An error unless every parameter of `model` is finite: checked before a state leaves the
+/// loop (to a checkpoint or an interrupted run's file).
+fn finite(model: &Mlp, epoch: usize, lr: f32) -> Result<(), TrainError> {
+    match model.first_non_finite() {
+        Some(parameter) => Err(TrainError::DivergedWeights {
+            epoch,
+            parameter,
+            lr,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_resume(state: &TrainState, train_data: &dyn LabelledData) -> Result<(), TrainError> {

@@ -154,3 +154,60 @@ fn a_run_resumed_after_early_stopping_stops_again() {
     );
     assert_eq!(again.best_model, first.best_model);
 }
+
+/// Regression: weights that became NaN where every image has a 0 pixel train on with finite
+/// losses (the sparse passes never multiply them), so the run checkpointed them, and the
+/// checkpoint was then refused as damaged on resume. The run now stops as diverged before
+/// a hook (which writes checkpoints) or an interrupted run's state ever holds them.
+#[test]
+fn non_finite_weights_stop_the_run_before_any_checkpoint() {
+    // Pixel 0 is 0 in every image, so nothing but the guard ever reads W1's row 0.
+    let without_pixel_0 = |n: usize, seed: u64| {
+        let d = data(n, seed);
+        let mut x = Array2::zeros((n, 20));
+        let mut y = vec![0; n];
+        let all: Vec<usize> = (0..n).collect();
+        mlp_train::LabelledData::gather(&d, &all, x.as_slice_mut().unwrap(), &mut y);
+        x.column_mut(0).fill(0.0);
+        InMemoryData::new(x, y, 3).unwrap()
+    };
+    let (train, val) = (without_pixel_0(300, 1), without_pixel_0(60, 2));
+    let stop_at_once = Hooks {
+        stop: Box::new(|| true),
+        ..Hooks::default()
+    };
+    let RunEnd::Interrupted(mut state) =
+        run(Start::Fresh(config(1)), &train, &val, stop_at_once).unwrap()
+    else {
+        panic!("the run did not stop after its first mini-batch");
+    };
+    state.model.w1[[0, 3]] = f32::NAN;
+
+    for stop_mid_epoch in [false, true] {
+        let epochs_seen = AtomicUsize::new(0);
+        let hooks = Hooks {
+            on_epoch: Box::new(|_, _| {
+                epochs_seen.fetch_add(1, Ordering::SeqCst);
+            }),
+            stop: Box::new(move || stop_mid_epoch),
+            ..Hooks::default()
+        };
+        let err = run(Start::Resume(state.clone()), &train, &val, hooks).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                mlp_train::TrainError::DivergedWeights {
+                    epoch: 1,
+                    parameter: "w1",
+                    ..
+                }
+            ),
+            "stop mid-epoch {stop_mid_epoch}: {err}"
+        );
+        assert_eq!(epochs_seen.load(Ordering::SeqCst), 0);
+        assert!(
+            err.to_string()
+                .starts_with("training diverged in epoch 1 (w1 is no longer finite)")
+        );
+    }
+}
