@@ -160,28 +160,43 @@ pub fn claim_fresh_run_dir() -> anyhow::Result<PathBuf> {
 
 /// Writes checkpoints on a background thread, so that training does not wait for the disk
 /// (a checkpoint is about 1 MB and its fsync can take longer than an epoch). When epochs end
-/// faster than the disk keeps up, only the newest waiting state is written.
+/// faster than the disk keeps up, only the newest waiting state is written. A write that
+/// fails stops the writer and raises [`CheckpointWriter::failed`], which the run polls to
+/// stop at once; the file on disk is then still the last good checkpoint (writes are
+/// atomic).
 pub struct CheckpointWriter {
     tx: Option<std::sync::mpsc::Sender<mlp_train::TrainState>>,
     worker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CheckpointWriter {
     pub fn new(path: PathBuf) -> Self {
         let (tx, rx) = std::sync::mpsc::channel::<mlp_train::TrainState>();
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = failed.clone();
         let worker = std::thread::spawn(move || {
             while let Ok(mut state) = rx.recv() {
                 while let Ok(newer) = rx.try_recv() {
                     state = newer;
                 }
-                mlp_train::save_checkpoint(&path, &state)?;
+                if let Err(e) = mlp_train::save_checkpoint(&path, &state) {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e.into());
+                }
             }
             Ok(())
         });
         Self {
             tx: Some(tx),
             worker: Some(worker),
+            failed,
         }
+    }
+
+    /// Whether a write has failed (its error comes from [`CheckpointWriter::finish`]).
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Queues `state` to be written.

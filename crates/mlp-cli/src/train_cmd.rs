@@ -180,7 +180,8 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
     let progress = Progress::new(args.quiet, config.epochs);
     let checkpoints = CheckpointWriter::new(dir.file("checkpoint.msgpack"));
     let mut write_error = None;
-    // A file that cannot be written stops the run at the next mini-batch, not after the last.
+    // A file that cannot be written, here or by the checkpoint writer in the background,
+    // stops the run at the next mini-batch, not after the last.
     let write_failed = AtomicBool::new(false);
     let hooks = Hooks {
         on_epoch: Box::new(|record, state| {
@@ -202,7 +203,9 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
         }),
         on_batch: Box::new(|epoch, done, total, loss| progress.batch(epoch, done, total, loss)),
         stop: Box::new(|| {
-            interrupted.load(Ordering::SeqCst) || write_failed.load(Ordering::SeqCst)
+            interrupted.load(Ordering::SeqCst)
+                || write_failed.load(Ordering::SeqCst)
+                || checkpoints.failed()
         }),
     };
     let end = run(start, &images(&train_set), &images(&val_set), hooks);

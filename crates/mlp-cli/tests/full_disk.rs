@@ -135,3 +135,82 @@ fn writes_to_a_full_disk_fail_cleanly() {
     }
     assert!(!run.join("model.msgpack").exists());
 }
+
+/// Regression: a checkpoint written in the background that failed was reported only when
+/// training ended. On a disk with room for one checkpoint but not for the next (each is
+/// written beside the last, then renamed over it), the run must stop within an epoch with
+/// the one-line error, keep the last good checkpoint, and resume from it, once there is
+/// space, to the model an uninterrupted run trains.
+#[test]
+fn a_failed_background_checkpoint_stops_the_run_and_the_last_good_one_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 100, 20);
+    let train = |out: &Path, epochs: &str| {
+        mlp(&[
+            "train",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--allow-unverified",
+            "--hidden",
+            "2048",
+            "--epochs",
+            epochs,
+            "--val-size",
+            "20",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    // The uninterrupted run, and the size of a checkpoint.
+    let whole = tmp.path().join("whole");
+    let o = train(&whole, "50");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let checkpoint_size = std::fs::metadata(whole.join("checkpoint.msgpack"))
+        .unwrap()
+        .len();
+
+    let size = format!("{}k", checkpoint_size * 3 / 2 / 1024);
+    let Some(disk) = SmallDisk::mount(&size) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let run = disk.path().join("run");
+    let o = train(&run, "50");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("checkpoint.msgpack: cannot write: No space left on device")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    let epochs_logged = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    // The second checkpoint fails; the run stops at the mini-batch after the writer says
+    // so (the epochs here take milliseconds, so a few may end first; never all 50).
+    assert!(
+        epochs_logged < 50,
+        "the run went on to its last epoch after its checkpoint failed"
+    );
+    assert!(!run.join("model.msgpack").exists());
+    for name in files_in(disk.path()) {
+        assert!(!name.contains(".tmp-"), "a temporary file was left: {name}");
+    }
+
+    // Space returns: the run continues from its last good checkpoint.
+    let remount = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(disk.path())
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    let o = mlp(&["train", "--resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read(run.join("model.msgpack")).unwrap()
+            == std::fs::read(whole.join("model.msgpack")).unwrap(),
+        "the resumed run trained another model than the uninterrupted one"
+    );
+}
