@@ -43,13 +43,13 @@ pub(crate) fn write_summary(
     match results.iter().find(|(r, _)| r.status == "ok") {
         Some((best, from)) => {
             let best_dir = dir.join("best");
-            std::fs::create_dir_all(&best_dir)
-                .with_context(|| format!("{}: cannot create", best_dir.display()))?;
+            let mut files = Vec::new();
             for name in ["model.msgpack", "history.json", "config.json"] {
                 let bytes = std::fs::read(from.join(name))
                     .with_context(|| format!("{}: cannot read", from.join(name).display()))?;
-                write_atomic(&best_dir.join(name), &bytes)?;
+                files.push((name, bytes));
             }
+            replace_dir(&best_dir, &files)?;
             println!(
                 "best: {} (validation accuracy {:.4}); next: mlp test --model {}",
                 best.id,
@@ -60,6 +60,91 @@ pub(crate) fn write_summary(
         None => println!("no trial finished without diverging; try smaller learning rates"),
     }
     Ok(())
+}
+
+/// Makes `target` a folder holding exactly `files`, as a whole: they are written into a
+/// sibling folder, which then takes `target`'s place in one rename (on Linux an exchange of
+/// the two, so that `target` never stops existing; elsewhere the old folder is moved aside
+/// first). A kill at any moment leaves `target` either as it was or as it is meant to be,
+/// never one trial's model beside another's history; what a killed call left beside it
+/// is removed by the next.
+fn replace_dir(target: &Path, files: &[(&str, Vec<u8>)]) -> anyhow::Result<()> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .context("not a folder path")?
+        .to_string_lossy()
+        .into_owned();
+    let (fresh, old) = (
+        parent.join(format!(".{name}.new")),
+        parent.join(format!(".{name}.old")),
+    );
+    for stale in [&fresh, &old] {
+        remove_if_present(stale)?;
+    }
+    std::fs::create_dir(&fresh).with_context(|| format!("{}: cannot create", fresh.display()))?;
+    for (file, bytes) in files {
+        write_atomic(&fresh.join(file), bytes)?;
+    }
+    let renamed = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .with_context(|| format!("{}: cannot rename to {}", from.display(), to.display()))
+    };
+    if !target.exists() {
+        renamed(&fresh, target)?;
+    } else if exchange(&fresh, target).is_err() {
+        renamed(target, &old)?;
+        renamed(&fresh, target)?;
+        remove_if_present(&old)?;
+    } else {
+        // `fresh` now holds the old files.
+        remove_if_present(&fresh)?;
+    }
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Removes the folder `path` and what it holds, if it exists.
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("{}: cannot remove", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Swaps two paths in one step (Linux's `renameat2` with `RENAME_EXCHANGE`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call; AT_FDCWD makes them
+    // relative to the working directory, as `std::fs::rename` does.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// No atomic exchange here: the caller moves the old folder aside instead.
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 fn to_csv(rows: &[&TrialResult]) -> String {
@@ -118,4 +203,69 @@ pub(crate) fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     write_summary(out, by_id.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn replace_dir_swaps_the_whole_folder_and_cleans_what_a_kill_left() {
+        let tmp = tempfile::tempdir().unwrap();
+        let best = tmp.path().join("best");
+        replace_dir(&best, &[("a", b"1".to_vec()), ("b", b"2".to_vec())]).unwrap();
+        assert_eq!(
+            listing(&best),
+            [("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]
+        );
+        // What a call killed half-way leaves beside the folder.
+        std::fs::create_dir(tmp.path().join(".best.new")).unwrap();
+        std::fs::write(tmp.path().join(".best.new/a"), b"half").unwrap();
+        replace_dir(&best, &[("a", b"3".to_vec())]).unwrap();
+        assert_eq!(
+            listing(&best),
+            [("a".into(), b"3".to_vec())],
+            "b is gone too"
+        );
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["best"], "only best/ is left");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn exchange_swaps_two_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        for (dir, text) in [(&a, "from a"), (&b, "from b")] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("f"), text).unwrap();
+        }
+        match exchange(&a, &b) {
+            Ok(()) => {
+                assert_eq!(std::fs::read_to_string(a.join("f")).unwrap(), "from b");
+                assert_eq!(std::fs::read_to_string(b.join("f")).unwrap(), "from a");
+            }
+            // Some file systems (older overlayfs) lack the exchange; replace_dir then moves
+            // the old folder aside, as elsewhere.
+            Err(e) => eprintln!("skipped: no RENAME_EXCHANGE here ({e})"),
+        }
+    }
 }
