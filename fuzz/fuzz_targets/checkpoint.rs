@@ -1,8 +1,6 @@
 //! The checkpoint loader.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+include!("../bodies/checkpoint.rs");
 
-fuzz_target!(|data: &[u8]| {
-    let _ = mlp_train::checkpoint::checkpoint_from_bytes(data, std::path::Path::new("fuzz.msgpack"));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_one(data));

@@ -1,8 +1,6 @@
 //! The model file loader.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+include!("../bodies/model_file.rs");
 
-fuzz_target!(|data: &[u8]| {
-    let _ = mlp_train::model_file::model_from_bytes(data, std::path::Path::new("fuzz.msgpack"));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_one(data));
