@@ -2,30 +2,39 @@
 //! by validation accuracy (never by test accuracy).
 //!
 //! ```text
-//! DIR/trials/<id>/   model.msgpack, history.json, config.json, then result.json (last: a
-//!                    trial with result.json is finished, and a rerun skips it)
+//! DIR/trials/<id>/   checkpoint.msgpack while the trial trains (every epoch, as `mlp train`
+//!                    writes it: a rerun continues the trial from it), then model.msgpack,
+//!                    history.json, config.json and result.json (last: a trial with
+//!                    result.json is finished, and a rerun skips it)
 //! DIR/results.json   every trial's row, best first;  DIR/results.csv the same as CSV
 //! DIR/best/          model.msgpack, history.json, config.json of the best trial
 //! ```
 //! A trial's seed comes from the search seed and the trial's own settings, and a trial trains
-//! the same on one thread or two, so results do not depend on `--jobs` or on `--shard`.
+//! the same on any number of threads, so results do not depend on `--jobs` or on `--shard`;
+//! and a trial continued from its checkpoint trains the model it would have without the
+//! interruption, so a search killed and rerun (or stopped with Ctrl-C, which checkpoints the
+//! running trials) ends with the results of one never stopped.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use fmnist_data::{CLASS_NAMES, Dataset, Split};
 use indicatif::{ProgressBar, ProgressStyle};
 use mlp_core::Activation;
-use mlp_train::{ConfigError, TrainConfig, TrainError, save_model, write_json_atomic};
+use mlp_train::{
+    ConfigError, Hooks, RunEnd, Start, TrainConfig, TrainError, load_checkpoint, save_checkpoint,
+    save_model, write_json_atomic,
+};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 
 use crate::cli::{SearchArgs, SearchCommand};
 use crate::data::{self, images};
+use crate::run_dir::CheckpointWriter;
 use crate::search_results::{merge, write_summary};
 
 /// One row of the results table.
@@ -109,8 +118,12 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = jobs.unwrap_or(cores).clamp(1, pending.len().max(1));
     if !args.quiet {
+        let continued = pending
+            .iter()
+            .filter(|t| trial_dir(&dir, t).join("checkpoint.msgpack").exists())
+            .count();
         println!(
-            "{} trials in the grid{}, {} already finished, {} to run on {jobs} worker(s)",
+            "{} trials in the grid{}, {} already finished, {} to run ({continued} continued from a checkpoint) on {jobs} worker(s)",
             trials.len(),
             args.shard
                 .map_or(String::new(), |(k, n)| format!(" slice {k}/{n}")),
@@ -118,6 +131,15 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
             pending.len()
         );
     }
+    // Ctrl-C stops every running trial at its next mini-batch, checkpointed (a second one
+    // exits at once).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(crate::train_cmd::INTERRUPTED.into());
+        }
+    });
     // With several trials at once each trains on one thread; alone, a trial takes both.
     let threads = if jobs > 1 { 1 } else { 0 };
     let simd = Some(crate::simd_level()?);
@@ -134,14 +156,18 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
-                while let Some(config) = pending.get(next.fetch_add(1, Ordering::SeqCst)) {
+                // After Ctrl-C, no trial starts.
+                while !interrupted.load(Ordering::SeqCst)
+                    && let Some(config) = pending.get(next.fetch_add(1, Ordering::SeqCst))
+                {
                     let config = TrainConfig {
                         threads,
                         simd,
                         ..TrainConfig::clone(config)
                     };
-                    match run_trial(&dir, &config, &train_set, &val_set) {
-                        Ok(r) if !args.quiet => {
+                    match run_trial(&dir, &config, &train_set, &val_set, &interrupted) {
+                        Ok(None) => {} // interrupted, checkpointed
+                        Ok(Some(r)) if !args.quiet => {
                             let k = finished.fetch_add(1, Ordering::SeqCst) + 1;
                             let outcome = match (r.best_val_acc, r.best_epoch) {
                                 (Some(acc), Some(epoch)) => {
@@ -178,6 +204,23 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(e) = failure.into_inner().expect("not poisoned") {
         return Err(e);
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        let command: Vec<String> = std::env::args()
+            .skip(1)
+            .map(|a| {
+                if a.contains(char::is_whitespace) {
+                    format!("'{a}'")
+                } else {
+                    a
+                }
+            })
+            .collect();
+        eprintln!(
+            "interrupted; the running trials are checkpointed; continue with: mlp {}",
+            command.join(" ")
+        );
+        return Ok(ExitCode::from(crate::train_cmd::INTERRUPTED));
     }
 
     let results: Vec<(TrialResult, PathBuf)> = trials
@@ -266,17 +309,59 @@ pub(crate) fn read_result(trial_dir: &Path) -> Option<TrialResult> {
     serde_json::from_str(&text).ok()
 }
 
-/// Trains one trial and writes its folder, result.json last.
+/// Trains one trial, or continues it from its checkpoint, checkpointing every epoch; then
+/// writes its folder, result.json last. `None` if `stop` interrupted it (its state is then
+/// in its checkpoint).
 fn run_trial(
     dir: &Path,
     config: &TrainConfig,
     train_set: &Dataset,
     val_set: &Dataset,
-) -> anyhow::Result<TrialResult> {
+    stop: &AtomicBool,
+) -> anyhow::Result<Option<TrialResult>> {
     let tdir = trial_dir(dir, config);
     let started = Instant::now();
     let checked = config.validate()?;
-    let outcome = mlp_train::train(&checked, &images(train_set), &images(val_set), |_| {});
+    let path = tdir.join("checkpoint.msgpack");
+    // What a killed search was writing (never renamed into place) is of no use.
+    crate::run_dir::RunDir { path: tdir.clone() }.remove_stale_temporaries();
+    let (start, seconds_before) = if path.exists() {
+        let mut state = load_checkpoint(&path)?;
+        let settings = |c: &TrainConfig| TrainConfig {
+            threads: 0,
+            simd: None,
+            ..c.clone()
+        };
+        if settings(&state.config) != settings(config) {
+            bail!(
+                "{}: a checkpoint of another search (seed or settings differ); use another --out",
+                path.display()
+            );
+        }
+        // Results depend on neither.
+        (state.config.threads, state.config.simd) = (config.threads, config.simd);
+        let before: f64 = state.history.epoch_seconds.iter().sum();
+        (Start::Resume(Box::new(state)), before)
+    } else {
+        (Start::Fresh(checked), 0.0)
+    };
+    std::fs::create_dir_all(&tdir).with_context(|| format!("{}: cannot create", tdir.display()))?;
+    let checkpoints = CheckpointWriter::new(path.clone());
+    let hooks = Hooks {
+        on_epoch: Box::new(|_, state| checkpoints.save(state)),
+        stop: Box::new(|| stop.load(Ordering::SeqCst) || checkpoints.failed()),
+        ..Hooks::default()
+    };
+    let end = mlp_train::run(start, &images(train_set), &images(val_set), hooks);
+    checkpoints.finish()?;
+    let outcome = match end {
+        Ok(RunEnd::Interrupted(state)) => {
+            save_checkpoint(&path, &state)?;
+            return Ok(None);
+        }
+        Ok(RunEnd::Finished(outcome)) => Ok(*outcome),
+        Err(e) => Err(e),
+    };
     let mut result = TrialResult {
         id: trial_id(&TrainConfig {
             threads: 0,
@@ -300,7 +385,6 @@ fn run_trial(
         seconds: 0.0,
         detail: None,
     };
-    std::fs::create_dir_all(&tdir).with_context(|| format!("{}: cannot create", tdir.display()))?;
     match outcome {
         Ok(o) => {
             let class_names: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
@@ -325,7 +409,14 @@ fn run_trial(
         }
         Err(e) => return Err(e.into()),
     }
-    result.seconds = started.elapsed().as_secs_f64();
+    result.seconds = seconds_before + started.elapsed().as_secs_f64();
     write_json_atomic(&tdir.join("result.json"), &result)?;
-    Ok(result)
+    // Finished: its checkpoint has served (a rerun skips the trial for its result.json).
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("{}: cannot remove", path.display()));
+        }
+        _ => {}
+    }
+    Ok(Some(result))
 }

@@ -20,7 +20,7 @@ use crate::run_dir::{
 };
 
 /// Exit code after Ctrl-C, as shells use for SIGINT.
-const INTERRUPTED: u8 = 130;
+pub(crate) const INTERRUPTED: u8 = 130;
 
 pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     // The default folder is claimed at once (two runs started in the same second must not

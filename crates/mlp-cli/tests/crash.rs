@@ -95,3 +95,148 @@ fn killed_at_random_moments_a_run_always_resumes_to_the_same_model() {
         .collect();
     assert!(strays.is_empty(), "temporary files left: {strays:?}");
 }
+
+/// A search killed at random moments, many times, and rerun each time: every file on disk
+/// loads, no trial starts again from its first epoch once it has a checkpoint (each trial's
+/// checkpointed epoch never goes back), and the search ends with the results, trial models
+/// and best model of a search never killed.
+#[test]
+fn killed_at_random_moments_a_search_ends_as_one_never_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 3000, 60);
+    let d = data.to_str().unwrap();
+    let search = |out: &str| -> Vec<String> {
+        [
+            "search",
+            "--data-dir",
+            d,
+            "--allow-unverified",
+            "--lr",
+            "0.05,0.1",
+            "--hidden",
+            "16",
+            "--l2",
+            "0",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "400",
+            "--val-size",
+            "200",
+            "--jobs",
+            "2",
+            "--out",
+            out,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |args: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_mlp"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let whole = tmp.path().join("whole");
+    let o = run(&search(whole.to_str().unwrap()))
+        .wait_with_output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let dir = tmp.path().join("search");
+    let args = search(dir.to_str().unwrap());
+    let trial_dirs = || -> Vec<std::path::PathBuf> {
+        let mut dirs: Vec<_> = std::fs::read_dir(dir.join("trials"))
+            .map(|e| e.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs
+    };
+    let mut checkpointed = std::collections::BTreeMap::new();
+    let (mut seed, mut kills, mut continued) = (777u32, 0, 0);
+    for _ in 0..30 {
+        let child = run(&args);
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        std::thread::sleep(Duration::from_millis(5 + (seed >> 16) as u64 % 300));
+        Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        if stdout(&o).contains("continued from a checkpoint")
+            && !stdout(&o).contains("(0 continued")
+        {
+            continued += 1;
+        }
+        if o.status.success() {
+            break;
+        }
+        assert_eq!(o.status.code(), None, "killed, not failed: {}", stderr(&o));
+        kills += 1;
+        for trial in trial_dirs() {
+            let checkpoint = trial.join("checkpoint.msgpack");
+            if checkpoint.exists() {
+                let epochs = mlp_train::load_checkpoint(&checkpoint).unwrap().epochs_done;
+                let before = checkpointed.insert(trial.clone(), epochs).unwrap_or(0);
+                assert!(
+                    epochs >= before,
+                    "{}: checkpointed at epoch {before}, then at {epochs}: started again",
+                    trial.display()
+                );
+            }
+            if trial.join("model.msgpack").exists() {
+                mlp_train::load_model(&trial.join("model.msgpack")).unwrap();
+            }
+        }
+        if dir.join("best/model.msgpack").exists() {
+            mlp_train::load_model(&dir.join("best/model.msgpack")).unwrap();
+        }
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} searches were killed: make them longer"
+    );
+    assert!(
+        continued >= 1,
+        "no rerun continued a trial from its checkpoint"
+    );
+    eprintln!("{kills} kills, {continued} reruns continued a checkpointed trial");
+
+    let o = run(&args).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = |d: &std::path::Path| -> serde_json::Value {
+        let mut rows: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap();
+        for row in rows.as_array_mut().unwrap() {
+            row.as_object_mut().unwrap().remove("seconds");
+        }
+        rows
+    };
+    assert_eq!(results(&dir), results(&whole), "after {kills} kills");
+    assert!(
+        std::fs::read(dir.join("best/model.msgpack")).unwrap()
+            == std::fs::read(whole.join("best/model.msgpack")).unwrap(),
+        "the best model differs after {kills} kills"
+    );
+    for trial in trial_dirs() {
+        let name = trial.file_name().unwrap();
+        assert!(
+            std::fs::read(trial.join("model.msgpack")).unwrap()
+                == std::fs::read(whole.join("trials").join(name).join("model.msgpack")).unwrap(),
+            "{}: another model after {kills} kills",
+            trial.display()
+        );
+        assert!(
+            !trial.join("checkpoint.msgpack").exists(),
+            "a finished trial keeps its checkpoint"
+        );
+        let strays: Vec<_> = std::fs::read_dir(&trial)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(strays.is_empty(), "temporary files left: {strays:?}");
+    }
+}

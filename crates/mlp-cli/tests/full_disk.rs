@@ -214,3 +214,81 @@ fn a_failed_background_checkpoint_stops_the_run_and_the_last_good_one_resumes() 
         "the resumed run trained another model than the uninterrupted one"
     );
 }
+
+/// A search on a disk that fills up: it stops with one line (the trial's checkpoint that
+/// could not be written), and once there is space the same command continues it to the
+/// results of a search that never ran out.
+#[test]
+fn a_search_on_a_full_disk_stops_in_one_line_and_resumes_when_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 100, 20);
+    let search = |out: &Path| {
+        mlp(&[
+            "search",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--allow-unverified",
+            "--lr",
+            "0.05,0.1",
+            "--hidden",
+            "2048",
+            "--l2",
+            "0",
+            "--epochs",
+            "30",
+            "--val-size",
+            "20",
+            "--jobs",
+            "1",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let whole = tmp.path().join("whole");
+    let o = search(&whole);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A trial's checkpoint is about the size of two of its models.
+    let model_size = std::fs::metadata(whole.join("best/model.msgpack"))
+        .unwrap()
+        .len();
+
+    let Some(disk) = SmallDisk::mount(&format!("{}k", model_size * 3 / 1024)) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let dir = disk.path().join("search");
+    let o = search(&dir);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("checkpoint.msgpack: cannot write: No space left on device")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    for name in files_in(disk.path()) {
+        assert!(!name.contains(".tmp-"), "a temporary file was left: {name}");
+    }
+
+    let remount = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(disk.path())
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    let o = search(&dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = |d: &Path| -> serde_json::Value {
+        let mut rows: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap();
+        for row in rows.as_array_mut().unwrap() {
+            row.as_object_mut().unwrap().remove("seconds");
+        }
+        rows
+    };
+    assert_eq!(results(&dir), results(&whole));
+    assert!(
+        std::fs::read(dir.join("best/model.msgpack")).unwrap()
+            == std::fs::read(whole.join("best/model.msgpack")).unwrap()
+    );
+}

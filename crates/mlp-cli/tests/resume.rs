@@ -91,3 +91,148 @@ fn resume_refuses_a_folder_without_a_checkpoint() {
         stderr(&o)
     );
 }
+
+/// Ctrl-C during `mlp search`: the running trials stop at their next mini-batch and are
+/// checkpointed, the search says how to continue (exit 130), and running the same command
+/// again continues them to the results of a search never interrupted.
+#[test]
+fn sigint_during_a_search_checkpoints_the_trials_and_the_rerun_continues_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 3000, 60);
+    let d = data.to_str().unwrap();
+    let search = |out: &str| -> Vec<String> {
+        [
+            "search",
+            "--data-dir",
+            d,
+            "--allow-unverified",
+            "--lr",
+            "0.05,0.1",
+            "--hidden",
+            "16",
+            "--l2",
+            "0",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "300",
+            "--val-size",
+            "200",
+            "--jobs",
+            "2",
+            "--quiet",
+            "--out",
+            out,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |args: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_mlp"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let whole = tmp.path().join("whole");
+    let o = run(&search(whole.to_str().unwrap()));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let dir = tmp.path().join("search");
+    let args = search(dir.to_str().unwrap());
+    let child = Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the trials train (the first checkpoint is written after an epoch).
+    let training = || {
+        std::fs::read_dir(dir.join("trials")).is_ok_and(|trials| {
+            trials
+                .flatten()
+                .any(|t| t.path().join("checkpoint.msgpack").exists())
+        })
+    };
+    for _ in 0..1500 {
+        if training() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted; the running trials are checkpointed; continue with: mlp search")
+            && err.contains(dir.to_str().unwrap())
+            && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    let checkpoints = std::fs::read_dir(dir.join("trials"))
+        .unwrap()
+        .flatten()
+        .filter(|t| t.path().join("checkpoint.msgpack").exists())
+        .count();
+    assert!(checkpoints >= 1, "no trial was checkpointed");
+    assert!(
+        !dir.join("results.json").exists(),
+        "an interrupted search writes no results"
+    );
+
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = |d: &std::path::Path| -> serde_json::Value {
+        let mut rows: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap();
+        for row in rows.as_array_mut().unwrap() {
+            row.as_object_mut().unwrap().remove("seconds");
+        }
+        rows
+    };
+    assert_eq!(results(&dir), results(&whole));
+    assert!(
+        std::fs::read(dir.join("best/model.msgpack")).unwrap()
+            == std::fs::read(whole.join("best/model.msgpack")).unwrap()
+    );
+}
+
+/// SIGTERM (what Slurm sends a preempted task and Kubernetes a pod it stops) checkpoints a
+/// run as Ctrl-C does.
+#[test]
+fn sigterm_checkpoints_a_run_like_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 6000, 100);
+    let out = tmp.path().join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args(slow_train_args(
+            data.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "1000",
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Signal once it trains (its first checkpoint is on disk).
+    for _ in 0..1500 {
+        if out.join("checkpoint.msgpack").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("checkpoint saved; continue with: mlp train --resume"),
+        "{err}"
+    );
+}
