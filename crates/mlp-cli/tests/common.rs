@@ -148,3 +148,14 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A search folder's results.json without each row's `seconds` (wall time, which differs
+/// between any two runs): what two searches that trained the same compare equal on.
+pub fn search_results(dir: &Path) -> serde_json::Value {
+    let mut rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    for row in rows.as_array_mut().unwrap() {
+        row.as_object_mut().unwrap().remove("seconds");
+    }
+    rows
+}

@@ -206,15 +206,11 @@ fn killed_at_random_moments_a_search_ends_as_one_never_killed() {
 
     let o = run(&args).wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let results = |d: &std::path::Path| -> serde_json::Value {
-        let mut rows: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap();
-        for row in rows.as_array_mut().unwrap() {
-            row.as_object_mut().unwrap().remove("seconds");
-        }
-        rows
-    };
-    assert_eq!(results(&dir), results(&whole), "after {kills} kills");
+    assert_eq!(
+        search_results(&dir),
+        search_results(&whole),
+        "after {kills} kills"
+    );
     assert!(
         std::fs::read(dir.join("best/model.msgpack")).unwrap()
             == std::fs::read(whole.join("best/model.msgpack")).unwrap(),

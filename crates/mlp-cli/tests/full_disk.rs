@@ -278,15 +278,7 @@ fn a_search_on_a_full_disk_stops_in_one_line_and_resumes_when_space_returns() {
     assert!(remount.success());
     let o = search(&dir);
     assert!(o.status.success(), "{}", stderr(&o));
-    let results = |d: &Path| -> serde_json::Value {
-        let mut rows: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap();
-        for row in rows.as_array_mut().unwrap() {
-            row.as_object_mut().unwrap().remove("seconds");
-        }
-        rows
-    };
-    assert_eq!(results(&dir), results(&whole));
+    assert_eq!(search_results(&dir), search_results(&whole));
     assert!(
         std::fs::read(dir.join("best/model.msgpack")).unwrap()
             == std::fs::read(whole.join("best/model.msgpack")).unwrap()

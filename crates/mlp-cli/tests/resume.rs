@@ -185,15 +185,7 @@ fn sigint_during_a_search_checkpoints_the_trials_and_the_rerun_continues_them() 
 
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    let results = |d: &std::path::Path| -> serde_json::Value {
-        let mut rows: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap();
-        for row in rows.as_array_mut().unwrap() {
-            row.as_object_mut().unwrap().remove("seconds");
-        }
-        rows
-    };
-    assert_eq!(results(&dir), results(&whole));
+    assert_eq!(search_results(&dir), search_results(&whole));
     assert!(
         std::fs::read(dir.join("best/model.msgpack")).unwrap()
             == std::fs::read(whole.join("best/model.msgpack")).unwrap()
