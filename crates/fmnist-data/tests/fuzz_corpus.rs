@@ -15,5 +15,5 @@ include!(concat!(
 
 #[test]
 fn every_stored_idx_fuzz_input_is_handled_without_a_panic() {
-    replay("idx", 2, idx::fuzz_one);
+    replay("idx", 500, idx::fuzz_one);
 }

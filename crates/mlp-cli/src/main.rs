@@ -13,6 +13,8 @@ mod progress;
 mod run_dir;
 mod search_cmd;
 mod search_results;
+mod search_trial;
+mod signals;
 mod test_cmd;
 mod train_cmd;
 

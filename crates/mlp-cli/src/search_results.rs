@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use mlp_train::{write_atomic, write_json_atomic};
 
-use crate::search_cmd::{TrialResult, read_result};
+use crate::search_trial::{TrialResult, read_result};
 
 /// Ranks the rows (best validation accuracy first, diverged last, ties by name), writes
 /// results.json, results.csv and best/, and prints the table.
@@ -65,10 +65,21 @@ pub(crate) fn write_summary(
 /// Makes `target` a folder holding exactly `files`, as a whole: they are written into a
 /// sibling folder, which then takes `target`'s place in one rename (on Linux an exchange of
 /// the two, so that `target` never stops existing; elsewhere the old folder is moved aside
-/// first). A kill at any moment leaves `target` either as it was or as it is meant to be,
-/// never one trial's model beside another's history; what a killed call left beside it
-/// is removed by the next.
+/// first, and a kill between the two renames leaves it aside, where the next call puts it
+/// back). A kill at any moment leaves `target` as it was or as it is meant to be (or, in
+/// that window elsewhere, aside), never one trial's model beside another's history; what a
+/// killed call left beside it is removed by the next.
 fn replace_dir(target: &Path, files: &[(&str, Vec<u8>)]) -> anyhow::Result<()> {
+    replace_dir_with(target, files, exchange)
+}
+
+/// [`replace_dir`] with the exchange of two paths given (tests take the fallback with one
+/// that always fails).
+fn replace_dir_with(
+    target: &Path,
+    files: &[(&str, Vec<u8>)],
+    exchange: fn(&Path, &Path) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
     let name = target
         .file_name()
@@ -79,6 +90,14 @@ fn replace_dir(target: &Path, files: &[(&str, Vec<u8>)]) -> anyhow::Result<()> {
         parent.join(format!(".{name}.new")),
         parent.join(format!(".{name}.old")),
     );
+    let renamed = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .with_context(|| format!("{}: cannot rename to {}", from.display(), to.display()))
+    };
+    // Killed between moving the old folder aside and renaming the new one in: put it back.
+    if !target.exists() && old.exists() {
+        renamed(&old, target)?;
+    }
     for stale in [&fresh, &old] {
         remove_if_present(stale)?;
     }
@@ -86,10 +105,6 @@ fn replace_dir(target: &Path, files: &[(&str, Vec<u8>)]) -> anyhow::Result<()> {
     for (file, bytes) in files {
         write_atomic(&fresh.join(file), bytes)?;
     }
-    let renamed = |from: &Path, to: &Path| {
-        std::fs::rename(from, to)
-            .with_context(|| format!("{}: cannot rename to {}", from.display(), to.display()))
-    };
     if !target.exists() {
         renamed(&fresh, target)?;
     } else if exchange(&fresh, target).is_err() {
@@ -226,27 +241,41 @@ mod tests {
 
     #[test]
     fn replace_dir_swaps_the_whole_folder_and_cleans_what_a_kill_left() {
-        let tmp = tempfile::tempdir().unwrap();
-        let best = tmp.path().join("best");
-        replace_dir(&best, &[("a", b"1".to_vec()), ("b", b"2".to_vec())]).unwrap();
-        assert_eq!(
-            listing(&best),
-            [("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]
-        );
-        // What a call killed half-way leaves beside the folder.
-        std::fs::create_dir(tmp.path().join(".best.new")).unwrap();
-        std::fs::write(tmp.path().join(".best.new/a"), b"half").unwrap();
-        replace_dir(&best, &[("a", b"3".to_vec())]).unwrap();
-        assert_eq!(
-            listing(&best),
-            [("a".into(), b"3".to_vec())],
-            "b is gone too"
-        );
-        let names: Vec<_> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["best"], "only best/ is left");
+        fn no_exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+        for exchange in [exchange, no_exchange] {
+            let tmp = tempfile::tempdir().unwrap();
+            let best = tmp.path().join("best");
+            let replace = |files: &[(&str, Vec<u8>)]| replace_dir_with(&best, files, exchange);
+            replace(&[("a", b"1".to_vec()), ("b", b"2".to_vec())]).unwrap();
+            assert_eq!(
+                listing(&best),
+                [("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]
+            );
+            // What a call killed half-way leaves beside the folder.
+            std::fs::create_dir(tmp.path().join(".best.new")).unwrap();
+            std::fs::write(tmp.path().join(".best.new/a"), b"half").unwrap();
+            replace(&[("a", b"3".to_vec())]).unwrap();
+            assert_eq!(
+                listing(&best),
+                [("a".into(), b"3".to_vec())],
+                "b is gone too"
+            );
+            // Killed between the fallback's two renames: the old folder aside, none in place.
+            // The next call puts it back first, so that it is there even if that call fails.
+            std::fs::rename(&best, tmp.path().join(".best.old")).unwrap();
+            std::fs::create_dir(tmp.path().join(".best.new")).unwrap();
+            assert!(replace(&[("no/such/folder", b"x".to_vec())]).is_err());
+            assert_eq!(listing(&best), [("a".into(), b"3".to_vec())], "put back");
+            replace(&[("a", b"4".to_vec())]).unwrap();
+            assert_eq!(listing(&best), [("a".into(), b"4".to_vec())]);
+            let names: Vec<_> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["best"], "only best/ is left");
+        }
     }
 
     #[cfg(target_os = "linux")]

@@ -3,7 +3,6 @@
 //! Ctrl-C, the model and history at the end.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::bail;
@@ -20,7 +19,7 @@ use crate::run_dir::{
 };
 
 /// Exit code after Ctrl-C, as shells use for SIGINT.
-pub(crate) const INTERRUPTED: u8 = 130;
+use crate::signals::INTERRUPTED;
 
 pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     // The default folder is claimed at once (two runs started in the same second must not
@@ -169,13 +168,7 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
     }
 
     // Ctrl-C asks the run to stop after the current mini-batch (a second one exits at once).
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(INTERRUPTED.into()); // a second Ctrl-C: stop at once
-        }
-    });
+    let interrupted = crate::signals::stop_on_signal();
 
     let progress = Progress::new(args.quiet, config.epochs);
     let checkpoints = CheckpointWriter::new(dir.file("checkpoint.msgpack"));

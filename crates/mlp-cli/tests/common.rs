@@ -151,10 +151,10 @@ pub fn stderr(o: &Output) -> String {
 
 /// A search folder's results.json without each row's `seconds` (wall time, which differs
 /// between any two runs): what two searches that trained the same compare equal on.
-pub fn search_results(dir: &Path) -> serde_json::Value {
-    let mut rows: serde_json::Value =
+pub fn search_results(dir: &Path) -> Vec<serde_json::Value> {
+    let mut rows: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
-    for row in rows.as_array_mut().unwrap() {
+    for row in &mut rows {
         row.as_object_mut().unwrap().remove("seconds");
     }
     rows

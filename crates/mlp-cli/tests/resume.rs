@@ -159,6 +159,7 @@ fn sigint_during_a_search_checkpoints_the_trials_and_the_rerun_continues_them() 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert!(training(), "the search did not start training within 15 s");
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -216,6 +217,10 @@ fn sigterm_checkpoints_a_run_like_ctrl_c() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert!(
+        out.join("checkpoint.msgpack").exists(),
+        "the run did not start training within 15 s"
+    );
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

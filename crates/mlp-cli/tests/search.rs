@@ -36,14 +36,7 @@ fn search(data: &str, out: &Path, extra: &[&str]) -> std::process::Output {
 
 /// results.json without the wall-clock seconds, which differ between any two runs.
 fn table(dir: &Path) -> Vec<serde_json::Value> {
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
-    rows.into_iter()
-        .map(|mut r| {
-            r.as_object_mut().unwrap().remove("seconds");
-            r
-        })
-        .collect()
+    search_results(dir)
 }
 
 #[test]
@@ -304,6 +297,24 @@ fn a_folder_of_another_search_is_refused_and_repeated_values_run_once() {
     assert_eq!(table(&out).len(), 2, "0.1 listed twice is one trial");
     args.extend(["--seed", "7"]);
     let o = mlp(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("holds trials of another search"),
+        "{}",
+        stderr(&o)
+    );
+    // Regression: a trial stopped before it finished had only its checkpoint, which holds
+    // no validation size; a rerun with another --val-size continued it on another split.
+    // search.json now records the split (and the seed) for every trial of the folder.
+    // (Here every trial is made to look unfinished, so that no result.json tells.)
+    for trial in std::fs::read_dir(out.join("trials")).unwrap().flatten() {
+        std::fs::remove_file(trial.path().join("result.json")).unwrap();
+    }
+    let mut other_split = base.to_vec();
+    let last = other_split.len() - 1;
+    other_split[last] = "30";
+    other_split.extend(["--lr", "0.1,0.2", "--out", out.to_str().unwrap()]);
+    let o = mlp(&other_split);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("holds trials of another search"),

@@ -177,8 +177,10 @@ pub fn run(
     if threads == 1 {
         return train_loop(state, train_data, val_data, 1, hooks);
     }
-    // A pool of exactly the step's threads, with the loop itself on one of them, so that the
-    // joins inside each step are cheap.
+    // A pool of the run's threads, with the loop itself on one of them, so that the joins
+    // inside each step are cheap. The step forks one task per worker (at most one per
+    // shard); evaluation uses every thread. (Idle threads of a pool larger than the step's
+    // workers may be woken by its joins: not measured on more than 2 cores.)
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -22,10 +22,10 @@ include!(concat!(
 
 #[test]
 fn every_stored_model_file_fuzz_input_is_handled_without_a_panic() {
-    replay("model_file", 1, model_file::fuzz_one);
+    replay("model_file", 1000, model_file::fuzz_one);
 }
 
 #[test]
 fn every_stored_checkpoint_fuzz_input_is_handled_without_a_panic() {
-    replay("checkpoint", 1, checkpoint::fuzz_one);
+    replay("checkpoint", 2000, checkpoint::fuzz_one);
 }

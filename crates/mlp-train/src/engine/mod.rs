@@ -82,7 +82,10 @@ pub struct Engine {
     /// Each shard's squared gradient norm of the last step.
     grad_sq: Vec<f64>,
     batch_size: usize,
-    /// Each evaluation thread's buffers (one per thread of the engine).
+    /// Threads evaluation may use.
+    threads: usize,
+    /// Each evaluation thread's buffers, made at the first evaluation for as many threads
+    /// as it has chunks (at most `threads`).
     eval: Vec<EvalBuffers>,
     /// Which examples the training batches already hold (see [`Engine::train_step`]).
     ready: ReadyBatch,
@@ -156,9 +159,8 @@ impl Engine {
             z2_parts: vec![0.0; shards.len() * part_len],
             part_len,
             grad_sq: vec![0.0; shards.len()],
-            eval: (0..threads)
-                .map(|_| EvalBuffers::new(inputs, widest, classes))
-                .collect(),
+            threads,
+            eval: Vec::new(),
             shards,
             workers,
             batch_size,
@@ -317,9 +319,15 @@ impl Engine {
         let classes = self.shape.classes;
         let len = data.len();
         let chunks = len.div_ceil(inference::CHUNK);
+        let threads = self.threads.min(chunks).max(1);
+        let widest = self.shards.iter().map(|s| s.width).max().unwrap_or(0);
+        while self.eval.len() < threads {
+            let buffers = EvalBuffers::new(self.shape.inputs, widest, classes);
+            self.eval.push(buffers);
+        }
         let mut results = vec![BatchMetrics::default(); chunks];
-        let mut confusions = vec![Array2::zeros((classes, classes)); self.eval.len()];
-        let runs = assign(chunks, self.eval.len());
+        let mut confusions = vec![Array2::zeros((classes, classes)); threads];
+        let runs = assign(chunks, threads);
         let mut tasks = Vec::with_capacity(runs.len());
         let mut rest = results.as_mut_slice();
         for ((buffers, run), confusion) in self.eval.iter_mut().zip(runs).zip(&mut confusions) {
