@@ -1,5 +1,5 @@
 //! Weights for other tools, and back: safetensors (PyTorch, `safetensors.numpy.load_file`),
-//! npz (`numpy.load`), and the native model file.
+//! npz (`numpy.load`), the native model file, and an ONNX graph (`onnx.rs`).
 //!
 //! Both foreign formats hold W1 (inputs × hidden), b1, W2 (hidden × classes) and b2 as
 //! little-endian f32 tensors named `w1`, `b1`, `w2`, `b2`, row-major, like the model file.
@@ -27,6 +27,8 @@ pub enum Format {
     Npz,
     /// The native MessagePack model file.
     Msgpack,
+    /// An ONNX model (opset 13): the whole network, softmax included, for onnxruntime.
+    Onnx,
 }
 
 /// Reads a model file in the native format, or safetensors when the name ends in
@@ -39,14 +41,37 @@ pub fn load_any(path: &Path) -> anyhow::Result<SavedModel> {
     }
 }
 
-/// Writes `saved` to `out` in `format`, atomically.
-pub fn export(saved: &SavedModel, format: Format, out: &Path) -> anyhow::Result<()> {
+/// Writes `saved` (read from `source`) to `out` in `format`, atomically.
+pub fn export(saved: &SavedModel, source: &Path, format: Format, out: &Path) -> anyhow::Result<()> {
     let bytes = match format {
         Format::Safetensors => to_safetensors(saved)?,
         Format::Npz => to_npz(saved)?,
         Format::Msgpack => model_to_bytes(&saved.model, &saved.class_names),
+        Format::Onnx => crate::onnx::to_onnx(saved, &training_settings(source)),
     };
     Ok(write_atomic(out, &bytes)?)
+}
+
+/// The training settings of the run folder holding the model file `source`, from its
+/// config.json (`train` and `shape`), as metadata; none for a model outside a run folder.
+fn training_settings(source: &Path) -> Vec<(String, String)> {
+    let config = source.with_file_name("config.json");
+    let Some(run) = std::fs::read(&config)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+    else {
+        return Vec::new();
+    };
+    let mut settings = Vec::new();
+    if let Some(train) = run.get("train") {
+        settings.push(("training".to_owned(), train.to_string()));
+    }
+    for key in ["best_epoch", "best_val_acc", "val_size", "mlp_version"] {
+        if let Some(v) = run.get(key).filter(|v| !v.is_null()) {
+            settings.push((key.to_owned(), v.to_string()));
+        }
+    }
+    settings
 }
 
 fn le_bytes(values: &[f32]) -> Vec<u8> {

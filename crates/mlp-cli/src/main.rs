@@ -8,6 +8,7 @@
 mod cli;
 mod data;
 mod export;
+mod onnx;
 mod predict_cmd;
 mod progress;
 mod run_dir;
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Search(args) => search_cmd::run_search(args),
         cli::Command::Predict(args) => predict_cmd::run_predict(args),
         cli::Command::Export(args) => export::load_any(&args.model)
-            .and_then(|saved| export::export(&saved, args.format, &args.out))
+            .and_then(|saved| export::export(&saved, &args.model, args.format, &args.out))
             .map(|()| ExitCode::SUCCESS),
     };
     match result {
