@@ -40,9 +40,13 @@ pub enum Command {
 pub struct PredictArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// The model: model.msgpack from `mlp train`, or a .safetensors export.
+    /// The model: model.msgpack from `mlp train`, or a .safetensors file (ours, or a
+    /// PyTorch nn.Sequential's state dict).
     #[arg(long)]
     pub model: PathBuf,
+    /// The hidden activation of a .safetensors file that does not name it (PyTorch's own).
+    #[arg(long)]
+    pub activation: Option<Activation>,
     /// Classify image N of the test set and show its true class.
     #[arg(long, value_name = "N")]
     pub test_index: Option<i64>,
@@ -59,12 +63,37 @@ pub struct ExportArgs {
     /// The model: model.msgpack from `mlp train`, or a .safetensors file.
     #[arg(long)]
     pub model: PathBuf,
+    /// The hidden activation of a .safetensors file that does not name it (PyTorch's own).
+    #[arg(long)]
+    pub activation: Option<Activation>,
     /// What to write.
     #[arg(long, value_enum)]
     pub format: crate::export::Format,
+    /// The tensors of a safetensors export: ours (w1 inputs × hidden, …) or PyTorch's
+    /// nn.Sequential state dict (0.weight hidden × inputs, 0.bias, 2.weight, 2.bias).
+    #[arg(long, value_enum, default_value = "ours")]
+    pub layout: TensorLayout,
     /// The file to write.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// The tensor layouts of a safetensors export (`mlp_train::Layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TensorLayout {
+    /// w1 (inputs × hidden), b1, w2 (hidden × classes), b2, as the model file.
+    Ours,
+    /// 0.weight (hidden × inputs), 0.bias, 2.weight (classes × hidden), 2.bias.
+    Torch,
+}
+
+impl From<TensorLayout> for mlp_train::Layout {
+    fn from(l: TensorLayout) -> Self {
+        match l {
+            TensorLayout::Ours => Self::Ours,
+            TensorLayout::Torch => Self::Torch,
+        }
+    }
 }
 
 /// Where the data is and whether to insist it is Fashion-MNIST.
@@ -176,9 +205,13 @@ pub fn seed(value: i128) -> Result<u64, ConfigError> {
 pub struct TestArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// The model file (model.msgpack from `mlp train`, or a .safetensors export).
+    /// The model file (model.msgpack from `mlp train`, or a .safetensors file: ours, or a
+    /// PyTorch nn.Sequential's state dict).
     #[arg(long)]
     pub model: PathBuf,
+    /// The hidden activation of a .safetensors file that does not name it (PyTorch's own).
+    #[arg(long)]
+    pub activation: Option<Activation>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

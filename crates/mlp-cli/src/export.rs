@@ -1,22 +1,22 @@
 //! Weights for other tools, and back: safetensors (PyTorch, `safetensors.numpy.load_file`),
 //! npz (`numpy.load`), the native model file, and an ONNX graph (`onnx.rs`).
 //!
-//! Both foreign formats hold W1 (inputs × hidden), b1, W2 (hidden × classes) and b2 as
-//! little-endian f32 tensors named `w1`, `b1`, `w2`, `b2`, row-major, like the model file.
-//! safetensors carries the rest as string metadata (`format`, `activation`, `inputs`,
-//! `hidden`, `classes`, and `class_names` as a JSON list); npz as arrays `activation` (a
-//! string) and `class_names` (strings).
+//! npz holds W1 (inputs × hidden), b1, W2 (hidden × classes) and b2 as little-endian f32
+//! arrays `w1`, `b1`, `w2`, `b2`, row-major like the model file, and arrays `activation` (a
+//! string) and `class_names` (strings). safetensors files, in our layout or PyTorch's, are
+//! mlp-train's (`mlp_train::safetensors_file`).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use clap::ValueEnum;
+use fmnist_data::CLASS_NAMES;
 use mlp_core::{Activation, Mlp};
-use mlp_train::{SavedModel, load_model, model_file::model_to_bytes, write_atomic};
-use ndarray::{Array1, Array2};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use mlp_train::{
+    Layout, SavedModel, load_model, model_file::model_to_bytes, model_from_safetensors,
+    model_to_safetensors, write_atomic,
+};
 
 /// The formats `mlp export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -31,20 +31,42 @@ pub enum Format {
     Onnx,
 }
 
-/// Reads a model file in the native format, or safetensors when the name ends in
-/// `.safetensors`.
-pub fn load_any(path: &Path) -> anyhow::Result<SavedModel> {
+/// Reads a model file in the native format, or safetensors (either layout) when the name
+/// ends in `.safetensors`; `activation` is for safetensors files without one in their
+/// metadata (PyTorch's own), and overrides it.
+pub fn load_any(path: &Path, activation: Option<Activation>) -> anyhow::Result<SavedModel> {
     if path.extension().is_some_and(|e| e == "safetensors") {
-        load_safetensors(path)
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let (mut saved, _) = model_from_safetensors(&bytes, path, activation)?;
+        if saved.class_names.is_empty() {
+            saved.class_names = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
+        }
+        Ok(saved)
+    } else if activation.is_some() {
+        bail!(
+            "--activation: {} is a model file, which names its own activation (the flag is for .safetensors files)",
+            path.display()
+        )
     } else {
         Ok(load_model(path)?)
     }
 }
 
-/// Writes `saved` (read from `source`) to `out` in `format`, atomically.
-pub fn export(saved: &SavedModel, source: &Path, format: Format, out: &Path) -> anyhow::Result<()> {
+/// Writes `saved` (read from `source`) to `out` in `format` (safetensors in `layout`),
+/// atomically.
+pub fn export(
+    saved: &SavedModel,
+    source: &Path,
+    format: Format,
+    layout: Layout,
+    out: &Path,
+) -> anyhow::Result<()> {
+    if layout == Layout::Torch && format != Format::Safetensors {
+        bail!("--layout torch is for --format safetensors");
+    }
     let bytes = match format {
-        Format::Safetensors => to_safetensors(saved)?,
+        Format::Safetensors => model_to_safetensors(saved, layout),
         Format::Npz => to_npz(saved)?,
         Format::Msgpack => model_to_bytes(&saved.model, &saved.class_names),
         Format::Onnx => crate::onnx::to_onnx(saved, &training_settings(source)),
@@ -87,97 +109,6 @@ fn tensors(model: &Mlp) -> [(&'static str, Vec<usize>, Vec<u8>); 4] {
         ("w2", vec![s.hidden, s.classes], le_bytes(w2)),
         ("b2", vec![s.classes], le_bytes(b2)),
     ]
-}
-
-fn to_safetensors(saved: &SavedModel) -> anyhow::Result<Vec<u8>> {
-    let s = saved.model.shape();
-    let metadata = HashMap::from([
-        ("format".to_owned(), "fmnist-mlp".to_owned()),
-        (
-            "activation".to_owned(),
-            saved.model.activation.name().to_owned(),
-        ),
-        ("inputs".to_owned(), s.inputs.to_string()),
-        ("hidden".to_owned(), s.hidden.to_string()),
-        ("classes".to_owned(), s.classes.to_string()),
-        (
-            "class_names".to_owned(),
-            serde_json::to_string(&saved.class_names)?,
-        ),
-    ]);
-    let tensors = tensors(&saved.model);
-    let views: Vec<(&str, TensorView)> = tensors
-        .iter()
-        .map(|(name, shape, data)| Ok((*name, TensorView::new(Dtype::F32, shape.clone(), data)?)))
-        .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    Ok(safetensors::serialize(views, Some(metadata))?)
-}
-
-fn load_safetensors(path: &Path) -> anyhow::Result<SavedModel> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let bad = |what: String| {
-        anyhow!(
-            "{}: not an fmnist-mlp safetensors file: {what}",
-            path.display()
-        )
-    };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let meta = header.metadata().clone().unwrap_or_default();
-    let activation: Activation = meta
-        .get("activation")
-        .ok_or_else(|| bad("no activation in the metadata".into()))?
-        .parse()?;
-    let class_names: Vec<String> = meta
-        .get("class_names")
-        .map_or(Ok(Vec::new()), |j| serde_json::from_str(j))?;
-    let tensor = |name: &str| -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
-        let t = st
-            .tensor(name)
-            .map_err(|_| bad(format!("no tensor {name}")))?;
-        if t.dtype() != Dtype::F32 {
-            bail!(
-                "{}: tensor {name} is {:?}, expected F32",
-                path.display(),
-                t.dtype()
-            );
-        }
-        let values = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok((t.shape().to_vec(), values))
-    };
-    let matrix = |name: &str| -> anyhow::Result<Array2<f32>> {
-        let (shape, values) = tensor(name)?;
-        let [rows, cols] = shape[..] else {
-            bail!(
-                "{}: tensor {name} has shape {shape:?}, expected 2 dimensions",
-                path.display()
-            )
-        };
-        Ok(Array2::from_shape_vec((rows, cols), values)?)
-    };
-    let vector = |name: &str| -> anyhow::Result<Array1<f32>> {
-        let (shape, values) = tensor(name)?;
-        if shape.len() != 1 {
-            bail!(
-                "{}: tensor {name} has shape {shape:?}, expected 1 dimension",
-                path.display()
-            );
-        }
-        Ok(Array1::from(values))
-    };
-    let model = Mlp::from_parts(
-        matrix("w1")?,
-        vector("b1")?,
-        matrix("w2")?,
-        vector("b2")?,
-        activation,
-    )
-    .map_err(|e| anyhow!("{}: invalid model: {e}", path.display()))?;
-    Ok(SavedModel { model, class_names })
 }
 
 /// A .npy file (format version 1.0): magic, header dict padded to 64 bytes, raw data.

@@ -31,8 +31,11 @@ fn main() -> ExitCode {
         cli::Command::Test(args) => test_cmd::run(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Search(args) => search_cmd::run_search(args),
         cli::Command::Predict(args) => predict_cmd::run_predict(args),
-        cli::Command::Export(args) => export::load_any(&args.model)
-            .and_then(|saved| export::export(&saved, &args.model, args.format, &args.out))
+        cli::Command::Export(args) => export::load_any(&args.model, args.activation)
+            .and_then(|saved| {
+                let layout = args.layout.into();
+                export::export(&saved, &args.model, args.format, layout, &args.out)
+            })
             .map(|()| ExitCode::SUCCESS),
     };
     match result {

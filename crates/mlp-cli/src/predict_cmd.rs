@@ -38,7 +38,7 @@ struct Prediction {
 }
 
 pub fn run_predict(args: PredictArgs) -> anyhow::Result<ExitCode> {
-    let saved = load_any(&args.model)?;
+    let saved = load_any(&args.model, args.activation)?;
     if saved.model.shape().inputs != PIXELS {
         bail!(
             "{}: the model takes {} inputs, not the {PIXELS} pixels of a 28 × 28 image",

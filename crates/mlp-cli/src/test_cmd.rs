@@ -20,7 +20,7 @@ struct TestReport<'a> {
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
-    let saved = crate::export::load_any(&args.model)?;
+    let saved = crate::export::load_any(&args.model, args.activation)?;
     let test_set = data::load(&args.data, Split::Test)?;
     if test_set.is_empty() {
         bail!("the test file has no examples: there is nothing to measure");

@@ -44,6 +44,59 @@ fn run_with_checkpoint(root: &Path, checkpoint: &[u8]) {
     std::fs::write(root.join("run/checkpoint.msgpack"), checkpoint).unwrap();
 }
 
+/// A PyTorch-layout safetensors file `root/torch.safetensors` for a 16-4-10 network (the
+/// test data's size), with `tensor` changed by `change` (None: left out), as F32 unless
+/// `dtype` says otherwise.
+fn torch_file(
+    root: &Path,
+    tensor: &str,
+    change: Option<(Vec<usize>, f32)>,
+    dtype: safetensors::Dtype,
+) {
+    let shapes = [
+        ("0.weight", vec![4, 16]),
+        ("0.bias", vec![4]),
+        ("2.weight", vec![10, 4]),
+        ("2.bias", vec![10]),
+    ];
+    let mut data = Vec::new();
+    for (name, shape) in shapes {
+        let (shape, value) = match (&change, name == tensor) {
+            (None, true) => continue,
+            (Some((shape, value)), true) => (shape.clone(), *value),
+            (_, false) => (shape, 0.1),
+        };
+        let len: usize = shape.iter().product();
+        let (bytes, dtype) = if name == tensor && dtype == safetensors::Dtype::F16 {
+            (vec![0u8; len * 2], dtype)
+        } else {
+            (value.to_le_bytes().repeat(len), safetensors::Dtype::F32)
+        };
+        data.push((name, shape, bytes, dtype));
+    }
+    let views: Vec<_> = data
+        .iter()
+        .map(|(name, shape, bytes, dtype)| {
+            (
+                *name,
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).unwrap(),
+            )
+        })
+        .collect();
+    let metadata = std::collections::HashMap::from([("activation".to_owned(), "relu".to_owned())]);
+    let bytes = safetensors::serialize(views, Some(metadata)).unwrap();
+    std::fs::write(root.join("torch.safetensors"), bytes).unwrap();
+}
+
+const TEST_TORCH: &[&str] = &[
+    "test",
+    "--model",
+    "{root}/torch.safetensors",
+    "--data-dir",
+    "{data}",
+    "--allow-unverified",
+];
+
 fn with(extra: &'static [&'static str]) -> &'static [&'static str] {
     Box::leak([TRAIN, extra].concat().into_boxed_slice())
 }
@@ -499,6 +552,81 @@ fn cases() -> Vec<Case> {
                 "-1",
             ],
             expect: "--test-index must be between 0 and",
+        },
+        Case {
+            name: "a PyTorch-layout file with a weight of the wrong shape",
+            setup: |_, root| {
+                torch_file(
+                    root,
+                    "2.weight",
+                    Some((vec![10, 5], 0.1)),
+                    safetensors::Dtype::F32,
+                )
+            },
+            args: TEST_TORCH,
+            expect: "torch.safetensors: tensor 2.weight has shape [10, 5], expected [classes, 4] (hidden is 4, from 0.weight)",
+        },
+        Case {
+            name: "a PyTorch-layout file with a bias of the wrong length",
+            setup: |_, root| {
+                torch_file(
+                    root,
+                    "0.bias",
+                    Some((vec![5], 0.1)),
+                    safetensors::Dtype::F32,
+                )
+            },
+            args: TEST_TORCH,
+            expect: "torch.safetensors: tensor 0.bias has shape [5], expected [4]",
+        },
+        Case {
+            name: "a PyTorch-layout file with a half-precision tensor",
+            setup: |_, root| {
+                torch_file(
+                    root,
+                    "0.weight",
+                    Some((vec![4, 16], 0.1)),
+                    safetensors::Dtype::F16,
+                )
+            },
+            args: TEST_TORCH,
+            expect: "torch.safetensors: tensor 0.weight is F16, expected F32",
+        },
+        Case {
+            name: "a PyTorch-layout file without a tensor",
+            setup: |_, root| torch_file(root, "2.bias", None, safetensors::Dtype::F32),
+            args: TEST_TORCH,
+            expect: "torch.safetensors: no tensor 2.bias: expected w1, b1, w2, b2 (ours) or 0.weight, 0.bias, 2.weight, 2.bias",
+        },
+        Case {
+            name: "a PyTorch-layout file holding NaN",
+            setup: |_, root| {
+                torch_file(
+                    root,
+                    "0.bias",
+                    Some((vec![4], f32::NAN)),
+                    safetensors::Dtype::F32,
+                )
+            },
+            args: TEST_TORCH,
+            expect: "torch.safetensors: 0.bias contains NaN or infinite values",
+        },
+        Case {
+            name: "a safetensors file whose header lies about its tensors",
+            setup: |_, root| {
+                torch_file(
+                    root,
+                    "2.bias",
+                    Some((vec![10], 0.1)),
+                    safetensors::Dtype::F32,
+                );
+                let path = root.join("torch.safetensors");
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes.truncate(bytes.len() - 8); // the header's offsets now run past the end
+                std::fs::write(&path, bytes).unwrap();
+            },
+            args: TEST_TORCH,
+            expect: "torch.safetensors: not a safetensors file: ",
         },
         Case {
             name: "missing model file",

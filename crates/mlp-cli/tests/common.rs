@@ -159,3 +159,50 @@ pub fn search_results(dir: &Path) -> Vec<serde_json::Value> {
     }
     rows
 }
+
+/// A Python that can import `modules` (e.g. `"onnx, onnxruntime"`): the interpreter
+/// `MLP_TEST_PYTHON` names, else `.venv/bin/python` at the repository's root (the virtual
+/// environment `.ci/run` makes). None, and the caller reports itself skipped, when there is
+/// none, unless `MLP_REQUIRE_PYTHON` is set (as `.ci/run` sets it): then that is a failure.
+pub fn python_with(modules: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os("MLP_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    let works = Command::new(&candidate)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match (works, std::env::var_os("MLP_REQUIRE_PYTHON")) {
+        (true, _) => Some(candidate),
+        (false, Some(_)) => panic!(
+            "MLP_REQUIRE_PYTHON is set but {} cannot import {modules}",
+            candidate.display()
+        ),
+        (false, None) => {
+            eprintln!("skipped: no Python that can import {modules} (see .ci/run)");
+            None
+        }
+    }
+}
+
+/// Little-endian f32 bytes, as the Python test scripts read them.
+pub fn f32_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
+    values.into_iter().flat_map(f32::to_le_bytes).collect()
+}
+
+/// Little-endian f32 values, as the Python test scripts write them.
+pub fn read_f32s(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// Our probabilities for the rows of `x`: the reference forward pass, then softmax.
+pub fn probabilities(model: &mlp_core::Mlp, x: &ndarray::Array2<f32>) -> ndarray::Array2<f32> {
+    let mut ws = mlp_core::Workspace::new(model.shape(), x.nrows());
+    let mut p = model.logits(x.view(), &mut ws).to_owned();
+    mlp_core::loss::softmax_cross_entropy(p.view_mut(), &vec![0; x.nrows()]);
+    p
+}

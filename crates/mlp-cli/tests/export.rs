@@ -137,7 +137,7 @@ fn exporting_something_that_is_not_a_model_is_one_line() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).starts_with("error: ")
-            && stderr(&o).contains("junk.safetensors: not an fmnist-mlp safetensors file"),
+            && stderr(&o).contains("junk.safetensors: not a safetensors file"),
         "{}",
         stderr(&o)
     );

@@ -1,11 +1,8 @@
 //! `mlp export --format onnx` checked by the tools a user would open the file with: ONNX's
-//! own checker and onnxruntime (Python, from the virtual environment `.ci/run` makes: the
-//! interpreter `MLP_TEST_PYTHON` names, else `.venv/bin/python` at the repository's root).
+//! own checker and onnxruntime (Python, from the virtual environment `.ci/run` makes: see
+//! `common::python_with`).
 //! Every activation on random inputs, and the shipped model on the 10,000 test images:
 //! the same predicted classes as `mlp test`, probabilities within 1e-5 of ours.
-//!
-//! Without such a Python the tests report themselves skipped, unless `MLP_REQUIRE_PYTHON`
-//! is set (as `.ci/run` sets it), where that is a failure.
 
 mod common;
 
@@ -13,39 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use mlp_core::{Activation, Mlp, Shape, Workspace};
+use mlp_core::{Activation, Mlp, Shape};
 use ndarray::{Array2, Axis};
 use rand::{RngExt, SeedableRng};
 
-/// A Python that has onnx and onnxruntime, if there is one.
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("MLP_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
-    let works = Command::new(&candidate)
-        .args(["-c", "import onnx, onnxruntime, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    match (works, std::env::var_os("MLP_REQUIRE_PYTHON")) {
-        (true, _) => Some(candidate),
-        (false, Some(_)) => panic!(
-            "MLP_REQUIRE_PYTHON is set but {} cannot import onnx and onnxruntime",
-            candidate.display()
-        ),
-        (false, None) => {
-            eprintln!("skipped: no Python with onnx and onnxruntime (see .ci/run)");
-            None
-        }
-    }
-}
-
-/// Our probabilities for the rows of `x`: the reference forward pass, then softmax.
-fn probabilities(model: &Mlp, x: &Array2<f32>) -> Array2<f32> {
-    let mut ws = Workspace::new(model.shape(), x.nrows());
-    let mut p = model.logits(x.view(), &mut ws).to_owned();
-    let labels = vec![0; x.nrows()];
-    mlp_core::loss::softmax_cross_entropy(p.view_mut(), &labels);
-    p
+    python_with("onnx, onnxruntime, numpy")
 }
 
 /// Exports the model file `model` to ONNX, runs it in onnxruntime on `x`, and returns its
@@ -68,8 +38,7 @@ fn run_in_onnxruntime(
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (inputs, outputs) = (dir.join("x.f32"), dir.join("p.f32"));
-    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(&inputs, bytes).unwrap();
+    std::fs::write(&inputs, f32_bytes(x.iter().copied())).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_check.py");
     let o = Command::new(python)
         .arg(script)
@@ -78,11 +47,7 @@ fn run_in_onnxruntime(
         .unwrap();
     assert!(o.status.success(), "onnx_check.py: {}", stderr(&o));
     let report = serde_json::from_str(&stdout(&o)).unwrap();
-    let p: Vec<f32> = std::fs::read(&outputs)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let p = read_f32s(&outputs);
     let classes = p.len() / x.nrows();
     (
         Array2::from_shape_vec((x.nrows(), classes), p).unwrap(),

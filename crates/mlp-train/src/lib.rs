@@ -1,6 +1,7 @@
 //! Training for `mlp-core` networks: mini-batch SGD with L2 regularisation and an exponentially
 //! decaying learning rate, the training loop with validation and best-model selection, the
-//! per-epoch history, evaluation (loss, accuracy, confusion matrix) and model files.
+//! per-epoch history, evaluation (loss, accuracy, confusion matrix) and model files (ours,
+//! and safetensors in our layout or PyTorch's).
 //!
 //! It trains on any [`LabelledData`], not only images:
 //! ```
@@ -26,6 +27,7 @@ pub mod evaluate;
 pub mod fsio;
 pub mod history;
 pub mod model_file;
+pub mod safetensors_file;
 pub mod sgd;
 pub mod trainer;
 
@@ -37,6 +39,9 @@ pub use evaluate::{Evaluation, Evaluator, evaluate};
 pub use fsio::{WriteError, write_atomic, write_json_atomic};
 pub use history::{EpochRecord, History};
 pub use model_file::{ModelFileError, SavedModel, load_model, save_model};
+pub use safetensors_file::{
+    Layout, SafetensorsError, model_from_safetensors, model_to_safetensors,
+};
 pub use sgd::{ExponentialDecay, Sgd};
 pub use trainer::{EpochHook, Hooks, RunEnd, Start, TrainError, TrainOutcome, run, train};
 

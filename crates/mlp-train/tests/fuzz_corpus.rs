@@ -1,4 +1,4 @@
-//! The `model_file` and `checkpoint` fuzz targets replayed over their stored inputs (seeds,
+//! The `model_file`, `checkpoint` and `safetensors` fuzz targets replayed over their stored inputs (seeds,
 //! the committed corpus, any crash found), on stable Rust: `cargo test` catches a
 //! regression there without cargo-fuzz. The targets' bodies and the replay are the fuzz
 //! crate's own files.
@@ -7,6 +7,12 @@ mod model_file {
     include!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../fuzz/bodies/model_file.rs"
+    ));
+}
+mod safetensors {
+    include!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/bodies/safetensors.rs"
     ));
 }
 mod checkpoint {
@@ -28,4 +34,9 @@ fn every_stored_model_file_fuzz_input_is_handled_without_a_panic() {
 #[test]
 fn every_stored_checkpoint_fuzz_input_is_handled_without_a_panic() {
     replay("checkpoint", 2000, checkpoint::fuzz_one);
+}
+
+#[test]
+fn every_stored_safetensors_fuzz_input_is_handled_without_a_panic() {
+    replay("safetensors", 500, safetensors::fuzz_one);
 }
