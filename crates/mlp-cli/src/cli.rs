@@ -152,6 +152,10 @@ pub struct TrainArgs {
     /// Print only the result: no progress bar, no line per epoch.
     #[arg(long)]
     pub quiet: bool,
+    /// Write TensorBoard events into the run folder as each epoch ends (`tensorboard
+    /// --logdir runs`); a resumed run continues the file it finds.
+    #[arg(long)]
+    pub tensorboard: bool,
     /// Run folder to write (default: a new `runs/<date-time>/`).
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
@@ -298,6 +302,10 @@ pub struct SearchArgs {
     /// Print only the result table.
     #[arg(long)]
     pub quiet: bool,
+    /// Write TensorBoard events into each trial's folder (`tensorboard --logdir
+    /// DIR/trials` compares the trials).
+    #[arg(long)]
+    pub tensorboard: bool,
     /// Search folder (results, trials/, best/); running again in it skips finished trials.
     #[arg(long, required = true)]
     pub out: Option<PathBuf>,

@@ -11,11 +11,13 @@ mod export;
 mod onnx;
 mod predict_cmd;
 mod progress;
+mod protobuf;
 mod run_dir;
 mod search_cmd;
 mod search_results;
 mod search_trial;
 mod signals;
+mod tensorboard;
 mod test_cmd;
 mod train_cmd;
 

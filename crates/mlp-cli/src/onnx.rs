@@ -8,12 +8,13 @@
 //! batch dimension `N`. The class names and, where the model file sits in a run folder, the
 //! training settings of its config.json go into `metadata_props`.
 //!
-//! The protobuf is written by the few lines below rather than a protobuf crate: the
-//! messages needed are five, each a handful of fields, and the `mlp` binary stays free of a
-//! code generator. Field numbers are onnx.proto's.
+//! The protobuf is written with `protobuf.rs`: the messages needed are five, each a handful
+//! of fields. Field numbers are onnx.proto's.
 
 use mlp_core::{Activation, Mlp};
 use mlp_train::SavedModel;
+
+use crate::protobuf::Message;
 
 /// ONNX's IR version 7 (ONNX 1.7) and the operator set used.
 const IR_VERSION: u64 = 7;
@@ -22,54 +23,6 @@ const OPSET: u64 = 13;
 const FLOAT: u64 = 1;
 const ATTRIBUTE_FLOAT: u64 = 1;
 const ATTRIBUTE_INT: u64 = 2;
-
-/// One protobuf message being written: fields appended in any order.
-#[derive(Default)]
-struct Message(Vec<u8>);
-
-impl Message {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
-    }
-
-    fn key(&mut self, field: u64, wire_type: u64) {
-        self.varint(field << 3 | wire_type);
-    }
-
-    /// An integer field (int64, enum): wire type 0.
-    fn int(mut self, field: u64, v: u64) -> Self {
-        self.key(field, 0);
-        self.varint(v);
-        self
-    }
-
-    /// A float field: wire type 5, little-endian.
-    fn float(mut self, field: u64, v: f32) -> Self {
-        self.key(field, 5);
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-
-    /// A bytes, string or message field: wire type 2, length first.
-    fn bytes(mut self, field: u64, b: &[u8]) -> Self {
-        self.key(field, 2);
-        self.varint(b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
-    }
-
-    fn string(self, field: u64, s: &str) -> Self {
-        self.bytes(field, s.as_bytes())
-    }
-
-    fn message(self, field: u64, m: Message) -> Self {
-        self.bytes(field, &m.0)
-    }
-}
 
 /// A float tensor of `dims`, its values as raw little-endian data (TensorProto).
 fn tensor(name: &str, dims: &[usize], values: &[f32]) -> Message {
@@ -181,26 +134,4 @@ pub fn to_onnx(saved: &SavedModel, metadata: &[(String, String)]) -> Vec<u8> {
         onnx = onnx.message(14, Message::default().string(1, key).string(2, value));
     }
     onnx.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Golden bytes from protobuf's encoding rules (varints of 1, 2 and 3 bytes, keys of
-    /// each wire type), checked by hand against the specification's examples.
-    #[test]
-    fn fields_are_encoded_as_protobuf_specifies() {
-        assert_eq!(Message::default().int(1, 150).0, [0x08, 0x96, 0x01]);
-        assert_eq!(Message::default().int(20, 1).0, [0xa0, 0x01, 0x01]);
-        assert_eq!(Message::default().string(2, "testing").0[..2], [0x12, 0x07]);
-        assert_eq!(
-            Message::default().float(2, 1.0).0,
-            [0x15, 0x00, 0x00, 0x80, 0x3f]
-        );
-        assert_eq!(
-            Message::default().int(1, 1 << 14).0,
-            [0x08, 0x80, 0x80, 0x01]
-        );
-    }
 }

@@ -162,7 +162,8 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
                         simd,
                         ..TrainConfig::clone(config)
                     };
-                    match run_trial(&dir, &config, &train_set, &val_set, &stop) {
+                    let tensorboard = args.tensorboard;
+                    match run_trial(&dir, &config, &train_set, &val_set, &stop, tensorboard) {
                         Ok(None) => {} // interrupted, checkpointed
                         Ok(Some(r)) if !args.quiet => {
                             let k = finished.fetch_add(1, Ordering::SeqCst) + 1;

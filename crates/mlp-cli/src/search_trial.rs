@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::images;
 use crate::run_dir::{CheckpointWriter, RunDir};
 use crate::search_cmd::trial_id;
+use crate::tensorboard::EventWriter;
 
 /// One row of the results table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +74,7 @@ pub(crate) fn run_trial(
     train_set: &Dataset,
     val_set: &Dataset,
     stop: &(dyn Fn() -> bool + Sync),
+    tensorboard: bool,
 ) -> anyhow::Result<Option<TrialResult>> {
     let tdir = trial_dir(dir, config);
     let started = Instant::now();
@@ -102,13 +104,43 @@ pub(crate) fn run_trial(
     };
     std::fs::create_dir_all(&tdir).with_context(|| format!("{}: cannot create", tdir.display()))?;
     let checkpoints = CheckpointWriter::new(path.clone());
+    let (mut events, mut events_error) = (None, None);
+    let events_failed = std::sync::atomic::AtomicBool::new(false);
     let hooks = Hooks {
-        on_epoch: Box::new(|_, state| checkpoints.save(state)),
-        stop: Box::new(|| stop() || checkpoints.failed()),
+        on_epoch: Box::new(|record, state| {
+            checkpoints.save(state);
+            if tensorboard && events_error.is_none() {
+                // A continued trial keeps the events of the epochs before this one.
+                let written = match &mut events {
+                    Some(events) => events,
+                    None => match EventWriter::open(&tdir, record.epoch - 1) {
+                        Ok(opened) => events.insert(opened),
+                        Err(e) => {
+                            events_error = Some(e);
+                            events_failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
+                    },
+                }
+                .epoch(record, &state.model);
+                if let Err(e) = written {
+                    events_error = Some(e);
+                    events_failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }),
+        stop: Box::new(|| {
+            stop()
+                || checkpoints.failed()
+                || events_failed.load(std::sync::atomic::Ordering::SeqCst)
+        }),
         ..Hooks::default()
     };
     let end = mlp_train::run(start, &images(train_set), &images(val_set), hooks);
     checkpoints.finish()?;
+    if let Some(e) = events_error {
+        return Err(e);
+    }
     let outcome = match end {
         Ok(RunEnd::Interrupted(state)) => {
             save_checkpoint(&path, &state)?;

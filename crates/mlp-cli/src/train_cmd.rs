@@ -20,6 +20,7 @@ use crate::run_dir::{
 
 /// Exit code after Ctrl-C, as shells use for SIGINT.
 use crate::signals::INTERRUPTED;
+use crate::tensorboard::EventWriter;
 
 pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     // The default folder is claimed at once (two runs started in the same second must not
@@ -173,6 +174,9 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
     let progress = Progress::new(args.quiet, config.epochs);
     let checkpoints = CheckpointWriter::new(dir.file("checkpoint.msgpack"));
     let mut write_error = None;
+    // A resumed run goes on writing the events it wrote before.
+    let tensorboard = args.tensorboard || dir.file(crate::tensorboard::FILE_NAME).exists();
+    let mut events = None;
     // A file that cannot be written, here or by the checkpoint writer in the background,
     // stops the run at the next mini-batch, not after the last.
     let write_failed = AtomicBool::new(false);
@@ -184,6 +188,16 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
                     dir.write_config(&run_config)?;
                 }
                 dir.append_metrics(record)?;
+                if tensorboard {
+                    // Opened at the first epoch's end, when the run folder exists; a resumed
+                    // run keeps the events of the epochs before this one.
+                    if events.is_none() {
+                        events = Some(EventWriter::open(&dir.path, record.epoch - 1)?);
+                    }
+                    if let Some(events) = &mut events {
+                        events.epoch(record, &state.model)?;
+                    }
+                }
                 if checkpoint_every > 0 && state.epochs_done % checkpoint_every == 0 {
                     checkpoints.save(state);
                 }

@@ -1,0 +1,273 @@
+//! TensorBoard event files (`mlp train --tensorboard`, `mlp search --tensorboard`): per epoch
+//! the training and validation loss and accuracy, the learning rate, the mean gradient norm,
+//! histograms of W1 and W2, and W1's first 64 columns as a grid of 28 × 28 images.
+//! `tensorboard --logdir runs` shows them, a search's trials side by side.
+//!
+//! The file is TFRecord framing around `Event` protobufs (written with `protobuf.rs`): each
+//! record is its length (u64), the masked CRC-32C of the length, the event, and the masked
+//! CRC-32C of the event. Every epoch's events are appended and flushed as the epoch ends,
+//! so a run can be watched live. One file per run
+//! folder, `events.out.tfevents.mlp`: a resumed run first cuts it back to the epochs of its
+//! checkpoint (dropping the record a kill may have cut short), so that no step is repeated
+//! or missing.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use mlp_core::Mlp;
+use mlp_train::EpochRecord;
+
+use crate::protobuf::Message;
+
+/// The event file's name in a run folder (TensorBoard reads files whose name holds
+/// `tfevents`).
+pub const FILE_NAME: &str = "events.out.tfevents.mlp";
+
+/// Columns of W1 drawn in the weight grid.
+const GRID_UNITS: usize = 64;
+/// Buckets of the weight histograms.
+const BUCKETS: usize = 60;
+
+/// Appends a run's events to its event file.
+pub struct EventWriter {
+    path: PathBuf,
+    file: File,
+}
+
+impl EventWriter {
+    /// Opens `dir`'s event file for a run that has finished `epochs_done` epochs: a fresh
+    /// one (0) starts the file anew; a resumed one keeps the records of those epochs only.
+    pub fn open(dir: &Path, epochs_done: usize) -> anyhow::Result<Self> {
+        let path = dir.join(FILE_NAME);
+        let kept = match std::fs::read(&path) {
+            Ok(bytes) if epochs_done > 0 => records_up_to(&bytes, epochs_done as u64),
+            _ => record(&event(0.0, 0).bytes(3, b"brain.Event:2")), // file_version
+        };
+        mlp_train::write_atomic(&path, &kept)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        Ok(Self { path, file })
+    }
+
+    /// Writes epoch `record`'s events (step = its epoch number), with the parameters
+    /// `model` ended it with.
+    pub fn epoch(&mut self, record: &EpochRecord, model: &Mlp) -> anyhow::Result<()> {
+        let step = record.epoch as u64;
+        let wall_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let scalars = [
+            ("loss/train", record.train_loss),
+            ("loss/validation", record.val_loss),
+            ("accuracy/train", record.train_acc),
+            ("accuracy/validation", record.val_acc),
+            ("learning_rate", record.lr),
+            ("grad_norm", record.grad_norm),
+        ];
+        let mut bytes = Vec::new();
+        for (tag, value) in scalars {
+            let value = Message::default().string(1, tag).float(2, value as f32);
+            bytes.extend(record_of(wall_time, step, value));
+        }
+        for (tag, weights) in [("weights/W1", &model.w1), ("weights/W2", &model.w2)] {
+            let histogram = histogram(weights.as_slice().expect("contiguous"));
+            let value = Message::default().string(1, tag).message(5, histogram);
+            bytes.extend(record_of(wall_time, step, value));
+        }
+        if let Some(png) = weight_grid(model) {
+            let value = Message::default()
+                .string(1, "weights/W1 columns")
+                .message(4, png);
+            bytes.extend(record_of(wall_time, step, value));
+        }
+        self.file
+            .write_all(&bytes)
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+}
+
+/// An `Event` with its wall time and step (fields 1 and 2).
+fn event(wall_time: f64, step: u64) -> Message {
+    Message::default().double(1, wall_time).int(2, step)
+}
+
+/// The framed record of an event holding one summary value.
+fn record_of(wall_time: f64, step: u64, value: Message) -> Vec<u8> {
+    let summary = Message::default().message(1, value);
+    record(&event(wall_time, step).message(5, summary))
+}
+
+/// TFRecord framing: length, its masked CRC, the data, its masked CRC.
+fn record(event: &Message) -> Vec<u8> {
+    let len = (event.0.len() as u64).to_le_bytes();
+    let mut r = Vec::with_capacity(event.0.len() + 16);
+    r.extend_from_slice(&len);
+    r.extend_from_slice(&masked_crc(&len).to_le_bytes());
+    r.extend_from_slice(&event.0);
+    r.extend_from_slice(&masked_crc(&event.0).to_le_bytes());
+    r
+}
+
+/// TFRecord's masked CRC-32C.
+fn masked_crc(data: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(data);
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
+}
+
+/// The leading whole records of an event file whose step is at most `last_step` (the
+/// file-version record has step 0): a record cut short, or one that fails its CRC, ends
+/// the file there.
+fn records_up_to(bytes: &[u8], last_step: u64) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut at = 0;
+    while let Some(header) = bytes.get(at..at + 12) {
+        let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) as usize;
+        let Some(end) = (at + 12).checked_add(len).filter(|e| e + 4 <= bytes.len()) else {
+            break;
+        };
+        let data = &bytes[at + 12..end];
+        let crc = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes"));
+        if masked_crc(&header[..8]).to_le_bytes() != header[8..12] || masked_crc(data) != crc {
+            break;
+        }
+        if step_of(data) <= last_step {
+            kept.extend_from_slice(&bytes[at..end + 4]);
+        }
+        at = end + 4;
+    }
+    kept
+}
+
+/// The step (field 2, a varint) of an `Event`, 0 if it has none.
+fn step_of(event: &[u8]) -> u64 {
+    let mut at = 0;
+    let varint = |at: &mut usize| -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *event.get(*at)?;
+            *at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    };
+    while let Some(key) = varint(&mut at) {
+        match (key >> 3, key & 7) {
+            (2, 0) => return varint(&mut at).unwrap_or(0),
+            (_, 0) => {
+                varint(&mut at);
+            }
+            (_, 1) => at += 8,
+            (_, 5) => at += 4,
+            (_, 2) => {
+                let len = varint(&mut at).unwrap_or(0) as usize;
+                at += len;
+            }
+            _ => return 0,
+        }
+    }
+    0
+}
+
+/// A `HistogramProto` of `values`: BUCKETS equal buckets from the smallest to the largest.
+fn histogram(values: &[f32]) -> Message {
+    let (min, max) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v as f64), hi.max(v as f64))
+        });
+    let width = ((max - min) / BUCKETS as f64).max(f64::MIN_POSITIVE);
+    let mut counts = [0.0f64; BUCKETS];
+    for &v in values {
+        let k = (((v as f64 - min) / width) as usize).min(BUCKETS - 1);
+        counts[k] += 1.0;
+    }
+    let packed =
+        |xs: &mut dyn Iterator<Item = f64>| -> Vec<u8> { xs.flat_map(f64::to_le_bytes).collect() };
+    let limits = packed(&mut (1..=BUCKETS).map(|k| min + width * k as f64));
+    Message::default()
+        .double(1, min)
+        .double(2, max)
+        .double(3, values.len() as f64)
+        .double(4, values.iter().map(|&v| v as f64).sum())
+        .double(5, values.iter().map(|&v| (v as f64).powi(2)).sum())
+        .bytes(6, &limits)
+        .bytes(7, &packed(&mut counts.iter().copied()))
+}
+
+/// W1's first columns as 28 × 28 tiles, 8 to a row, each scaled to its own range (white
+/// high), as a `Summary.Image` holding a PNG; None when the inputs are not 28 × 28.
+fn weight_grid(model: &Mlp) -> Option<Message> {
+    const SIDE: usize = 28;
+    let s = model.shape();
+    if s.inputs != SIDE * SIDE {
+        return None;
+    }
+    let units = s.hidden.min(GRID_UNITS);
+    let (cols, rows) = (8.min(units), units.div_ceil(8));
+    let (width, height) = (cols * (SIDE + 1) + 1, rows * (SIDE + 1) + 1);
+    let mut grid = image::GrayImage::new(width as u32, height as u32);
+    for h in 0..units {
+        let column = model.w1.column(h);
+        let (lo, hi) = column
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
+        let (x0, y0) = (1 + (h % 8) * (SIDE + 1), 1 + (h / 8) * (SIDE + 1));
+        for p in 0..SIDE * SIDE {
+            let v = ((column[p] - lo) * scale) as u8;
+            grid.put_pixel(
+                (x0 + p % SIDE) as u32,
+                (y0 + p / SIDE) as u32,
+                image::Luma([v]),
+            );
+        }
+    }
+    let mut png = Vec::new();
+    grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .ok()?;
+    Some(
+        Message::default()
+            .int(1, height as u64)
+            .int(2, width as u64)
+            .int(3, 1) // colorspace: grey
+            .bytes(4, &png),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TFRecord's masked CRC of the empty string, as TensorFlow computes it
+    /// (`masked_crc32c(b"")` = 0xa282ead8: the CRC of nothing is 0).
+    #[test]
+    fn the_masked_crc_is_tfrecords() {
+        assert_eq!(masked_crc(b""), 0xa282_ead8);
+        // crc32c("123456789") = 0xe3069283, the standard check value.
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn a_file_is_cut_back_to_whole_records_of_the_kept_steps() {
+        let first = record(&event(0.0, 0).bytes(3, b"brain.Event:2"));
+        let step = |s| record_of(1.0, s, Message::default().string(1, "x").float(2, 1.0));
+        let mut file = [first.clone(), step(1), step(2), step(3)].concat();
+        assert_eq!(
+            records_up_to(&file, 2),
+            [first.clone(), step(1), step(2)].concat()
+        );
+        // A record cut short by a kill ends the file.
+        file.truncate(file.len() - 3);
+        assert_eq!(records_up_to(&file, 9), [first, step(1), step(2)].concat());
+    }
+}
