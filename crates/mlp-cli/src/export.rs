@@ -33,13 +33,14 @@ pub enum Format {
 
 /// Reads a model file in the native format, or safetensors (either layout) when the name
 /// ends in `.safetensors`; `activation` is for safetensors files without one in their
-/// metadata (PyTorch's own), and overrides it.
+/// metadata (PyTorch's own), and must agree with it otherwise.
 pub fn load_any(path: &Path, activation: Option<Activation>) -> anyhow::Result<SavedModel> {
     if path.extension().is_some_and(|e| e == "safetensors") {
         let bytes =
             std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let (mut saved, _) = model_from_safetensors(&bytes, path, activation)?;
-        if saved.class_names.is_empty() {
+        // A file from PyTorch names no classes: Fashion-MNIST's, if it has ten outputs.
+        if saved.class_names.is_empty() && saved.model.shape().classes == CLASS_NAMES.len() {
             saved.class_names = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
         }
         Ok(saved)

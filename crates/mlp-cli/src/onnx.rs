@@ -1,5 +1,5 @@
 //! The network as an ONNX model (`mlp export --format onnx`), for onnxruntime, tract, Netron
-//! and the tools built on them: opset 13, IR version 7.
+//! and the tools built on them: IR version 7 and opset 13 (readers from ONNX 1.8 on).
 //!
 //! ```text
 //! image [N, 784] ─ Gemm(W1, b1) ─ Relu | LeakyRelu(α) | Tanh | Sigmoid ─ Gemm(W2, b2) ─ Softmax(axis 1) ─ probabilities [N, 10]
@@ -8,15 +8,15 @@
 //! batch dimension `N`. The class names and, where the model file sits in a run folder, the
 //! training settings of its config.json go into `metadata_props`.
 //!
-//! The protobuf is written with `protobuf.rs`: the messages needed are five, each a handful
-//! of fields. Field numbers are onnx.proto's.
+//! The protobuf is written with `protobuf.rs`: about ten kinds of message, each a handful of
+//! fields. Field numbers are onnx.proto's.
 
 use mlp_core::{Activation, Mlp};
 use mlp_train::SavedModel;
 
 use crate::protobuf::Message;
 
-/// ONNX's IR version 7 (ONNX 1.7) and the operator set used.
+/// ONNX's IR version 7 (ONNX 1.7) and the operator set used (ONNX 1.8).
 const IR_VERSION: u64 = 7;
 const OPSET: u64 = 13;
 /// `TensorProto.DataType.FLOAT` and `AttributeProto.AttributeType` FLOAT / INT.

@@ -103,14 +103,20 @@ pub(crate) fn run_trial(
         (Start::Fresh(checked), 0.0)
     };
     std::fs::create_dir_all(&tdir).with_context(|| format!("{}: cannot create", tdir.display()))?;
+    // A continued trial goes on writing the events it wrote before, cut back to its
+    // checkpoint first.
+    let tensorboard = tensorboard || tdir.join(crate::tensorboard::FILE_NAME).exists();
+    let mut events = match &start {
+        Start::Resume(state) if tensorboard => Some(EventWriter::open(&tdir, state.epochs_done)?),
+        _ => None,
+    };
     let checkpoints = CheckpointWriter::new(path.clone());
-    let (mut events, mut events_error) = (None, None);
+    let mut events_error = None;
     let events_failed = std::sync::atomic::AtomicBool::new(false);
     let hooks = Hooks {
         on_epoch: Box::new(|record, state| {
             checkpoints.save(state);
             if tensorboard && events_error.is_none() {
-                // A continued trial keeps the events of the epochs before this one.
                 let written = match &mut events {
                     Some(events) => events,
                     None => match EventWriter::open(&tdir, record.epoch - 1) {

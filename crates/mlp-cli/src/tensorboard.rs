@@ -6,13 +6,14 @@
 //! The file is TFRecord framing around `Event` protobufs (written with `protobuf.rs`): each
 //! record is its length (u64), the masked CRC-32C of the length, the event, and the masked
 //! CRC-32C of the event. Every epoch's events are appended and flushed as the epoch ends,
-//! so a run can be watched live. One file per run
-//! folder, `events.out.tfevents.mlp`: a resumed run first cuts it back to the epochs of its
-//! checkpoint (dropping the record a kill may have cut short), so that no step is repeated
-//! or missing.
+//! so a run can be watched live. One file per run folder, `events.out.tfevents.mlp`: a
+//! resumed run first cuts it back, in place, to the epochs of its checkpoint (dropping the
+//! record a kill may have cut short), so that no step is repeated or missing. (A
+//! TensorBoard left running across the resume keeps the steps it had read past the
+//! checkpoint until it reloads the run.)
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -38,28 +39,42 @@ pub struct EventWriter {
 
 impl EventWriter {
     /// Opens `dir`'s event file for a run that has finished `epochs_done` epochs: a fresh
-    /// one (0) starts the file anew; a resumed one keeps the records of those epochs only.
+    /// one (0) starts the file anew; a resumed one keeps the records of those epochs only,
+    /// cut back in place (the same file, which a running TensorBoard goes on reading).
     pub fn open(dir: &Path, epochs_done: usize) -> anyhow::Result<Self> {
         let path = dir.join(FILE_NAME);
-        let kept = match std::fs::read(&path) {
-            Ok(bytes) if epochs_done > 0 => records_up_to(&bytes, epochs_done as u64),
-            _ => record(&event(0.0, 0).bytes(3, b"brain.Event:2")), // file_version
-        };
-        mlp_train::write_atomic(&path, &kept)?;
-        let file = OpenOptions::new()
-            .append(true)
+        let cannot = |what: &str| format!("{}: cannot {what}", path.display());
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
             .open(&path)
-            .with_context(|| format!("{}: cannot open", path.display()))?;
+            .with_context(|| cannot("open"))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .with_context(|| cannot("read"))?;
+        // The records are in step order, so those kept are the start of the file.
+        let kept = match epochs_done {
+            0 => 0,
+            _ => kept_len(&bytes, epochs_done as u64),
+        };
+        file.set_len(kept as u64).with_context(|| cannot("write"))?;
+        file.seek(SeekFrom::End(0))
+            .with_context(|| cannot("write"))?;
+        if kept == 0 {
+            let version = event(now(), 0).bytes(3, b"brain.Event:2"); // file_version
+            file.write_all(&record(&version))
+                .with_context(|| cannot("write"))?;
+        }
+        file.flush().with_context(|| cannot("write"))?;
         Ok(Self { path, file })
     }
 
     /// Writes epoch `record`'s events (step = its epoch number), with the parameters
     /// `model` ended it with.
     pub fn epoch(&mut self, record: &EpochRecord, model: &Mlp) -> anyhow::Result<()> {
-        let step = record.epoch as u64;
-        let wall_time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let (step, wall_time) = (record.epoch as u64, now());
         let scalars = [
             ("loss/train", record.train_loss),
             ("loss/validation", record.val_loss),
@@ -91,6 +106,13 @@ impl EventWriter {
     }
 }
 
+/// Seconds since the Unix epoch, as events carry them.
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// An `Event` with its wall time and step (fields 1 and 2).
 fn event(wall_time: f64, step: u64) -> Message {
     Message::default().double(1, wall_time).int(2, step)
@@ -119,28 +141,30 @@ fn masked_crc(data: &[u8]) -> u32 {
     crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
-/// The leading whole records of an event file whose step is at most `last_step` (the
-/// file-version record has step 0): a record cut short, or one that fails its CRC, ends
-/// the file there.
-fn records_up_to(bytes: &[u8], last_step: u64) -> Vec<u8> {
-    let mut kept = Vec::new();
+/// The length of the leading whole records of an event file whose step is at most
+/// `last_step` (the file-version record has step 0): a record cut short, or one that fails
+/// its CRC, ends the file there, as does the first record of a later step.
+fn kept_len(bytes: &[u8], last_step: u64) -> usize {
     let mut at = 0;
     while let Some(header) = bytes.get(at..at + 12) {
-        let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) as usize;
-        let Some(end) = (at + 12).checked_add(len).filter(|e| e + 4 <= bytes.len()) else {
+        // The length is trusted only once its CRC holds.
+        if masked_crc(&header[..8]).to_le_bytes() != header[8..12] {
+            break;
+        }
+        let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+        let Some(data) = usize::try_from(len)
+            .ok()
+            .and_then(|len| bytes.get(at + 12..)?.get(..len.checked_add(4)?))
+        else {
             break;
         };
-        let data = &bytes[at + 12..end];
-        let crc = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes"));
-        if masked_crc(&header[..8]).to_le_bytes() != header[8..12] || masked_crc(data) != crc {
+        let (data, crc) = data.split_at(data.len() - 4);
+        if masked_crc(data).to_le_bytes() != crc || step_of(data) > last_step {
             break;
         }
-        if step_of(data) <= last_step {
-            kept.extend_from_slice(&bytes[at..end + 4]);
-        }
-        at = end + 4;
+        at += 12 + data.len() + 4;
     }
-    kept
+    at
 }
 
 /// The step (field 2, a varint) of an `Event`, 0 if it has none.
@@ -167,8 +191,10 @@ fn step_of(event: &[u8]) -> u64 {
             (_, 1) => at += 8,
             (_, 5) => at += 4,
             (_, 2) => {
-                let len = varint(&mut at).unwrap_or(0) as usize;
-                at += len;
+                match varint(&mut at).and_then(|len| at.checked_add(usize::try_from(len).ok()?)) {
+                    Some(end) if end <= event.len() => at = end,
+                    _ => return 0,
+                }
             }
             _ => return 0,
         }
@@ -183,7 +209,12 @@ fn histogram(values: &[f32]) -> Message {
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v as f64), hi.max(v as f64))
         });
-    let width = ((max - min) / BUCKETS as f64).max(f64::MIN_POSITIVE);
+    // Equal values (a layer still at zero) get buckets of width 1, so that the limits rise.
+    let width = if max > min {
+        (max - min) / BUCKETS as f64
+    } else {
+        1.0
+    };
     let mut counts = [0.0f64; BUCKETS];
     for &v in values {
         let k = (((v as f64 - min) / width) as usize).min(BUCKETS - 1);
@@ -248,13 +279,13 @@ fn weight_grid(model: &Mlp) -> Option<Message> {
 mod tests {
     use super::*;
 
-    /// TFRecord's masked CRC of the empty string, as TensorFlow computes it
-    /// (`masked_crc32c(b"")` = 0xa282ead8: the CRC of nothing is 0).
+    /// TFRecord's masked CRC, against TensorBoard's own (Python) implementation:
+    /// `from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c;
+    /// hex(masked_crc32c(b"123456789")), hex(masked_crc32c(bytes(8)))` (tensorboard 2.21).
     #[test]
     fn the_masked_crc_is_tfrecords() {
-        assert_eq!(masked_crc(b""), 0xa282_ead8);
-        // crc32c("123456789") = 0xe3069283, the standard check value.
-        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+        assert_eq!(masked_crc(b"123456789"), 0xc78a_b0e5);
+        assert_eq!(masked_crc(&[0; 8]), 0x0798_0329);
     }
 
     #[test]
@@ -262,12 +293,24 @@ mod tests {
         let first = record(&event(0.0, 0).bytes(3, b"brain.Event:2"));
         let step = |s| record_of(1.0, s, Message::default().string(1, "x").float(2, 1.0));
         let mut file = [first.clone(), step(1), step(2), step(3)].concat();
-        assert_eq!(
-            records_up_to(&file, 2),
-            [first.clone(), step(1), step(2)].concat()
-        );
+        let len = |records: &[Vec<u8>]| records.iter().map(Vec::len).sum::<usize>();
+        assert_eq!(kept_len(&file, 2), len(&[first.clone(), step(1), step(2)]));
         // A record cut short by a kill ends the file.
         file.truncate(file.len() - 3);
-        assert_eq!(records_up_to(&file, 9), [first, step(1), step(2)].concat());
+        assert_eq!(kept_len(&file, 9), len(&[first.clone(), step(1), step(2)]));
+        // A length that lies (its CRC fails) is not followed.
+        let mut lying = [first.clone(), step(1)].concat();
+        lying[first.len()..first.len() + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(kept_len(&lying, 9), first.len());
+    }
+
+    #[test]
+    fn a_histogram_of_equal_values_has_rising_limits() {
+        let h = histogram(&[0.0; 10]).0;
+        // min, max, num, sum, sum_squares as doubles (9 bytes each), then the limits' key
+        // (1 byte) and length (480: 2 bytes).
+        let limits = &h[5 * 9 + 3..][..BUCKETS * 8];
+        let limit = |k: usize| f64::from_le_bytes(limits[k * 8..][..8].try_into().unwrap());
+        assert!((1..BUCKETS).all(|k| limit(k) > limit(k - 1)));
     }
 }

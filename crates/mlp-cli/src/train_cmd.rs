@@ -174,9 +174,15 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
     let progress = Progress::new(args.quiet, config.epochs);
     let checkpoints = CheckpointWriter::new(dir.file("checkpoint.msgpack"));
     let mut write_error = None;
-    // A resumed run goes on writing the events it wrote before.
+    // A resumed run goes on writing the events it wrote before, cut back to its checkpoint
+    // at once; a fresh run's file is made when the run folder is, at its first epoch's end.
     let tensorboard = args.tensorboard || dir.file(crate::tensorboard::FILE_NAME).exists();
-    let mut events = None;
+    let mut events = match &start {
+        Start::Resume(state) if tensorboard => {
+            Some(EventWriter::open(&dir.path, state.epochs_done)?)
+        }
+        _ => None,
+    };
     // A file that cannot be written, here or by the checkpoint writer in the background,
     // stops the run at the next mini-batch, not after the last.
     let write_failed = AtomicBool::new(false);
@@ -189,8 +195,6 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
                 }
                 dir.append_metrics(record)?;
                 if tensorboard {
-                    // Opened at the first epoch's end, when the run folder exists; a resumed
-                    // run keeps the events of the epochs before this one.
                     if events.is_none() {
                         events = Some(EventWriter::open(&dir.path, record.epoch - 1)?);
                     }

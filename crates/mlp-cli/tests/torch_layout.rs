@@ -168,11 +168,8 @@ fn a_network_saved_by_pytorch_is_tested_and_predicted_with_its_activation_given(
     );
     // `mlp predict` on a picture, with a 784-input network from PyTorch.
     let wide = tmp.path().join("wide.safetensors");
-    std::fs::write(
-        tmp.path().join("x784.f32"),
-        f32_bytes(image_rows(1, 784, 8)),
-    )
-    .unwrap();
+    let x784 = image_rows(20, 784, 8);
+    std::fs::write(tmp.path().join("x784.f32"), f32_bytes(x784.iter().copied())).unwrap();
     let o = Command::new(&python)
         .arg(script())
         .args(["write", wide.to_str().unwrap(), "784", "12", "10"])
@@ -180,6 +177,16 @@ fn a_network_saved_by_pytorch_is_tested_and_predicted_with_its_activation_given(
         .output()
         .unwrap();
     assert!(o.status.success(), "torch_layout.py: {}", stderr(&o));
+    let bytes = std::fs::read(&wide).unwrap();
+    let (saved, _) =
+        mlp_train::model_from_safetensors(&bytes, &wide, Some(Activation::Tanh)).unwrap();
+    assert_close(
+        &probabilities(&saved.model, &x784)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        &read_f32s(&tmp.path().join("p784.f32")),
+        "784 inputs",
+    );
     let picture = tmp.path().join("shirt.png");
     image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * 9 + y * 5) % 256) as u8]))
         .save(&picture)

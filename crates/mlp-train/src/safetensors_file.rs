@@ -92,6 +92,16 @@ pub enum SafetensorsError {
         /// What the other tensors make it (e.g. `[128, 784]`, or "2 dimensions").
         expected: String,
     },
+    /// The activation given is not the one the file records.
+    #[error("{}: the file's activation is {recorded}, not the {given} asked for", path.display())]
+    ActivationMismatch {
+        /// The file.
+        path: PathBuf,
+        /// What its metadata says.
+        recorded: String,
+        /// What the caller asked for.
+        given: Activation,
+    },
     /// No activation in the metadata, and none given.
     #[error("{}: no activation in the metadata; give it (--activation relu, …)", path.display())]
     NoActivation {
@@ -160,8 +170,8 @@ pub fn model_to_safetensors(saved: &SavedModel, layout: Layout) -> Vec<u8> {
 }
 
 /// Reads a network from safetensors `bytes` (of the file `path`, named in errors), in
-/// either layout, recognised from the tensor names. The activation comes from `activation`
-/// if given, else from the metadata.
+/// either layout, recognised from the tensor names. The activation comes from the metadata
+/// or from `activation` (PyTorch's files record none); if both name one, they must agree.
 pub fn model_from_safetensors(
     bytes: &[u8],
     path: &Path,
@@ -210,7 +220,11 @@ pub fn model_from_safetensors(
     let matrix = |name| -> Result<Array2<f32>, SafetensorsError> {
         let (shape, values) = tensor(name)?;
         match shape[..] {
-            [rows, cols] => Ok(Array2::from_shape_vec((rows, cols), values).expect("sized")),
+            // (A 0 dimension would let another be anything: refused before ndarray sees it.)
+            [rows, cols] if rows > 0 && cols > 0 => {
+                Ok(Array2::from_shape_vec((rows, cols), values).expect("sized"))
+            }
+            [_, _] => Err(wrong(name, &shape, "no empty dimension".to_owned())),
             _ => Err(wrong(name, &shape, "2 dimensions".to_owned())),
         }
     };
@@ -226,7 +240,7 @@ pub fn model_from_safetensors(
         Layout::Ours => (matrix(n_w1)?, matrix(n_w2)?),
         Layout::Torch => (matrix(n_w1)?.reversed_axes(), matrix(n_w2)?.reversed_axes()),
     };
-    let (inputs, hidden) = w1.dim();
+    let hidden = w1.ncols();
     if w2.nrows() != hidden {
         let expected = match layout {
             Layout::Ours => format!("[{hidden}, classes] (hidden is {hidden}, from {n_w1})"),
@@ -238,13 +252,6 @@ pub fn model_from_safetensors(
             expected,
         ));
     }
-    if inputs == 0 || hidden == 0 || w2.ncols() == 0 {
-        return Err(wrong(
-            n_w1,
-            st.tensor(n_w1).expect("read").shape(),
-            "no empty layer".into(),
-        ));
-    }
     let (b1, b2) = (vector(n_b1, hidden)?, vector(n_b2, w2.ncols())?);
 
     let bad_meta = |key, reason: String| SafetensorsError::BadMetadata {
@@ -252,11 +259,22 @@ pub fn model_from_safetensors(
         key,
         reason,
     };
-    let activation = match (activation, meta.get("activation")) {
-        (Some(a), _) => a,
-        (None, Some(name)) => name
-            .parse()
-            .map_err(|e: mlp_core::UnknownActivation| bad_meta("activation", e.to_string()))?,
+    let recorded = match meta.get("activation") {
+        Some(name) => Some(
+            name.parse::<Activation>()
+                .map_err(|e| bad_meta("activation", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let activation = match (activation, recorded) {
+        (Some(given), Some(recorded)) if given != recorded => {
+            return Err(SafetensorsError::ActivationMismatch {
+                path: path.to_owned(),
+                recorded: recorded.name().to_owned(),
+                given,
+            });
+        }
+        (Some(a), _) | (None, Some(a)) => a,
         (None, None) => {
             return Err(SafetensorsError::NoActivation {
                 path: path.to_owned(),
@@ -342,5 +360,33 @@ mod tests {
         };
         assert_eq!(value(1, 5), saved().model.w1[[5, 1]]);
         assert_eq!(st.tensor("2.weight").unwrap().shape(), [3, 4]);
+    }
+
+    /// Regression (found by review; also fuzz/seeds/safetensors/empty-dimension): a shape of
+    /// `[9223372036854775808, 0]` has no elements, so safetensors accepts it, and ndarray
+    /// then panicked on its other axis.
+    #[test]
+    fn an_empty_dimension_is_refused_not_a_panic() {
+        let header =
+            r#"{"0.weight":{"dtype":"F32","shape":[9223372036854775808,0],"data_offsets":[0,0]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        let err = model_from_safetensors(&bytes, Path::new("m"), None).unwrap_err();
+        assert!(
+            err.to_string().contains("expected no empty dimension"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_given_activation_must_agree_with_the_files() {
+        let bytes = model_to_safetensors(&saved(), Layout::Torch);
+        let err =
+            model_from_safetensors(&bytes, Path::new("m"), Some(Activation::Relu)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m: the file's activation is tanh, not the relu asked for"
+        );
+        assert!(model_from_safetensors(&bytes, Path::new("m"), Some(Activation::Tanh)).is_ok());
     }
 }
