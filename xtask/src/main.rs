@@ -55,9 +55,13 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ReportArgs {
-    /// The folder `mlp train --out` or `mlp search --out` wrote.
+    /// The folder `mlp train --out` or `mlp search --out` wrote, or a model file
+    /// (.msgpack, or .safetensors in our layout or PyTorch's).
     #[arg(long)]
     run: PathBuf,
+    /// The hidden activation of a .safetensors file that records none (PyTorch's).
+    #[arg(long)]
+    activation: Option<mlp_core::Activation>,
     /// Where to write the report [default: RUN/report].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -100,6 +104,7 @@ fn units(text: &str) -> Result<usize, String> {
 fn report(args: ReportArgs) -> anyhow::Result<()> {
     let out = xtask::report::run(&ReportOptions {
         run: args.run,
+        activation: args.activation,
         out: args.out,
         data_dir: args.data_dir,
         allow_unverified: args.allow_unverified,

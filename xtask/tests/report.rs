@@ -421,3 +421,64 @@ fn the_report_in_docs_is_that_of_the_shipped_model() {
     let numbers = numbers(&root.join("docs/report"));
     assert_eq!((numbers.test_correct, numbers.test_count), (8881, 10_000));
 }
+
+/// A model file alone, here the shipped model in PyTorch's layout (as a network trained in
+/// PyTorch would come): weights, confusion matrix and mistakes, no curves; the test numbers
+/// those of `mlp test` (8881 of 10000); an activation that disagrees with the file's is
+/// refused in one line.
+#[test]
+fn report_of_a_pytorch_layout_model_file_shows_the_model_without_curves() {
+    let Some(data) = real_data_dir() else {
+        eprintln!("skipped: Fashion-MNIST not found");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let saved = load_model(&root.join("models/fmnist-mlp-784-128-10.msgpack")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("net.safetensors");
+    let bytes = mlp_train::model_to_safetensors(&saved, mlp_train::Layout::Torch);
+    std::fs::write(&file, bytes).unwrap();
+    xtask_ok(&["report", "--run", s(&file), "--data-dir", s(&data)]);
+    let out = tmp.path().join("net-report");
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "confusion.png",
+            "confusion.svg",
+            "mistakes.png",
+            "numbers.json",
+            "report.html",
+            "report.md",
+            "weights.png"
+        ]
+    );
+    let numbers: Numbers =
+        serde_json::from_slice(&std::fs::read(out.join("numbers.json")).unwrap()).unwrap();
+    assert_eq!((numbers.test_correct, numbers.test_count), (8881, 10_000));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("from the model file alone"), "{report}");
+
+    let o = common::xtask(&[
+        "report",
+        "--run",
+        s(&file),
+        "--data-dir",
+        s(&data),
+        "--activation",
+        "tanh",
+        "--out",
+        s(&tmp.path().join("other")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("net.safetensors: the file's activation is relu, not the tanh asked for")
+            && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}

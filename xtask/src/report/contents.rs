@@ -47,15 +47,55 @@ pub fn document(
     blocks.push(Block::Paragraph(
         "Train loss and accuracy are running means over each epoch's mini-batches, measured while the weights changed; validation numbers are measured after each epoch. The gradient norm is that of the data loss (without the L2 term), averaged over the epoch's mini-batches.".to_owned(),
     ));
-    blocks.push(Block::Heading("First-layer weights".to_owned()));
+    blocks.extend(model_blocks(&run.model.model, numbers, options));
+    blocks
+}
+
+/// The report of a model file alone (ours, or a network trained in PyTorch): what the
+/// model does on the test set, without a history or settings to show.
+pub fn model_document(
+    path: &std::path::Path,
+    saved: &mlp_train::SavedModel,
+    numbers: &Numbers,
+    options: &ReportOptions,
+) -> Vec<Block> {
+    let model = &saved.model;
+    let rows = vec![
+        row(&[&"model", &format!("{} {}", model.shape(), model.activation)]),
+        row(&[
+            &"test accuracy",
+            &format!(
+                "{:.4} ({} of {})",
+                numbers.test_accuracy, numbers.test_correct, numbers.test_count
+            ),
+        ]),
+        row(&[&"test loss", &format!("{:.4}", numbers.test_loss)]),
+    ];
+    let mut blocks = vec![
+        Block::Paragraph(format!(
+            "Made by `cargo xtask report --run {}` from the model file alone (no training history or settings to draw), and the test set in `{}`.",
+            path.display(),
+            options.data_dir.display()
+        )),
+        Block::Heading("Result".to_owned()),
+        Block::Table(vec!["measure".to_owned(), "value".to_owned()], rows),
+    ];
+    blocks.extend(model_blocks(model, numbers, options));
+    blocks
+}
+
+/// The figures of the model itself: its first-layer weights, and its test-set confusion
+/// matrix and mistakes.
+fn model_blocks(model: &mlp_core::Mlp, numbers: &Numbers, options: &ReportOptions) -> Vec<Block> {
+    let mut blocks = vec![Block::Heading("First-layer weights".to_owned())];
     blocks.push(figure(
         "weights.png",
         "Each hidden unit's 784 incoming weights as a 28×28 image",
     ));
-    let inputs = run.model.model.shape().inputs;
+    let inputs = model.shape().inputs;
     blocks.push(Block::Paragraph(format!(
         "Tile k is column k of W1 ({inputs}×{}), pixel (row r, column c) from weight (r·width + c) of that column, for hidden units 0 to {}. Normalisation: {}.",
-        run.model.model.shape().hidden,
+        model.shape().hidden,
         numbers.weight_units.len().saturating_sub(1),
         options.weight_scale.describe()
     )));

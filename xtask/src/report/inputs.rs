@@ -55,10 +55,29 @@ impl Search {
 pub enum Source {
     Run(Run),
     Search(Search),
+    /// A model file alone (ours, or safetensors in our layout or PyTorch's): no history, no
+    /// settings.
+    Model(PathBuf, SavedModel),
 }
 
-/// Reads `dir` as a search folder when it has results.json, else as a run folder.
-pub fn read(dir: &Path) -> anyhow::Result<Source> {
+/// Reads `dir` as a search folder when it has results.json, else as a run folder; or, when
+/// it is a `.msgpack` or `.safetensors` file, as a model file (`activation` for a
+/// safetensors file that records none, as PyTorch's do).
+pub fn read(dir: &Path, activation: Option<mlp_core::Activation>) -> anyhow::Result<Source> {
+    let extension = dir.extension().and_then(|e| e.to_str());
+    if dir.is_file() && matches!(extension, Some("msgpack" | "safetensors")) {
+        let model = if extension == Some("safetensors") {
+            let bytes =
+                std::fs::read(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
+            mlp_train::model_from_safetensors(&bytes, dir, activation)?.0
+        } else {
+            load_model(dir)?
+        };
+        return Ok(Source::Model(dir.to_owned(), model));
+    }
+    if activation.is_some() {
+        bail!("--activation is for a .safetensors model file, not a run folder");
+    }
     if !dir.is_dir() {
         if dir.exists() {
             bail!(

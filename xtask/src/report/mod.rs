@@ -1,7 +1,9 @@
-//! `cargo xtask report`: a training run (or a search) turned into figures and a report.
+//! `cargo xtask report`: a training run (or a search, or a model file alone: ours, or a
+//! network trained in PyTorch) turned into figures and a report.
 //!
 //! ```text
-//! curves.png/.svg     loss, accuracy, gradient norm, learning rate per epoch (history.json)
+//! curves.png/.svg     loss, accuracy, gradient norm, learning rate per epoch (history.json;
+//!                     not for a model file alone)
 //! weights.png         first-layer weights as 28×28 tiles (model.msgpack)
 //! confusion.png/.svg  test-set confusion matrix and per-class accuracy
 //! mistakes.png        the most confidently misclassified test images
@@ -27,7 +29,7 @@ use fmnist_data::{CLASS_NAMES, DataError, Split, Verify};
 use serde::Serialize;
 
 use canvas::Figure;
-use inputs::{Run, Source};
+use inputs::Source;
 use predictions::{ConfusionFigure, MistakeGrid, Predictions};
 use search::{Hyperparameter, SearchHeatmap};
 use weights::{WeightGrid, WeightScale};
@@ -35,8 +37,11 @@ use weights::{WeightGrid, WeightScale};
 /// What to report on and how.
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
-    /// A run folder (`mlp train --out`) or a search folder (`mlp search --out`).
+    /// A run folder (`mlp train --out`), a search folder (`mlp search --out`), or a model
+    /// file (`.msgpack`, or `.safetensors` in our layout or PyTorch's).
     pub run: PathBuf,
+    /// The activation of a `.safetensors` file that records none (PyTorch's).
+    pub activation: Option<mlp_core::Activation>,
     /// Where the report goes; `None` means `<run>/report`.
     pub out: Option<PathBuf>,
     /// Folder with the Fashion-MNIST files (the test set is evaluated).
@@ -85,10 +90,16 @@ pub fn run(options: &ReportOptions) -> anyhow::Result<PathBuf> {
     if options.zoom == 0 || options.zoom > 16 {
         bail!("--zoom {}: must be 1 to 16 pixels per weight", options.zoom);
     }
-    let source = inputs::read(&options.run)?;
+    let source = inputs::read(&options.run, options.activation)?;
     let (run, search) = match &source {
-        Source::Run(run) => (run, None),
-        Source::Search(search) => (&search.best, Some(search)),
+        Source::Run(run) => (Some(run), None),
+        Source::Search(search) => (Some(&search.best), Some(search)),
+        Source::Model(..) => (None, None),
+    };
+    let (saved, model_path) = match (&source, run) {
+        (Source::Model(path, saved), _) => (saved, path.clone()),
+        (_, Some(run)) => (&run.model, run.dir.join("model.msgpack")),
+        (_, None) => unreachable!("runs and searches have a run"),
     };
     let verify = if options.allow_unverified {
         Verify::Skip
@@ -96,35 +107,35 @@ pub fn run(options: &ReportOptions) -> anyhow::Result<PathBuf> {
         Verify::Catalogue
     };
     let test = load_test_set(&options.data_dir, verify)?;
-    let shape = run.model.model.shape();
+    let shape = saved.model.shape();
     if shape.inputs != test.features() || shape.classes != test.classes() {
         bail!(
             "{}: the model takes {} inputs and predicts {} classes, but the test images have {} pixels and {} classes",
-            run.dir.join("model.msgpack").display(),
+            model_path.display(),
             shape.inputs,
             shape.classes,
             test.features(),
             test.classes()
         );
     }
-    let class_names: Vec<String> = if run.model.class_names.len() == shape.classes {
-        run.model.class_names.clone()
+    let class_names: Vec<String> = if saved.class_names.len() == shape.classes {
+        saved.class_names.clone()
     } else {
         CLASS_NAMES.iter().map(|s| s.to_string()).collect()
     };
 
-    let predictions = predictions::predict(&run.model.model, &test);
+    let predictions = predictions::predict(&saved.model, &test);
     let confusion = predictions.confusion(shape.classes);
     let mistakes = predictions.confident_mistakes(options.mistakes);
     let weight_grid = WeightGrid::new(
-        run.model.model.w1.view(),
+        saved.model.w1.view(),
         (test.image_shape().1 as u32, test.image_shape().0 as u32),
         options.units,
         options.weight_scale,
         options.zoom,
     );
     let numbers = numbers(
-        run,
+        &model_path,
         &predictions,
         &confusion,
         &class_names,
@@ -138,7 +149,9 @@ pub fn run(options: &ReportOptions) -> anyhow::Result<PathBuf> {
         files.extend(figure.files(name)?);
         Ok(())
     };
-    add("curves", &curves::Curves::new(&run.history))?;
+    if let Some(run) = run {
+        add("curves", &curves::Curves::new(&run.history))?;
+    }
     add("weights", &weight_grid)?;
     add(
         "confusion",
@@ -159,7 +172,10 @@ pub fn run(options: &ReportOptions) -> anyhow::Result<PathBuf> {
     files.push(("numbers.json".to_owned(), numbers_json));
 
     let title = format!("Training report: {}", options.run.display());
-    let blocks = contents::document(run, search, &numbers, options);
+    let blocks = match run {
+        Some(run) => contents::document(run, search, &numbers, options),
+        None => contents::model_document(&model_path, saved, &numbers, options),
+    };
     let figure = |name: &str| {
         files
             .iter()
@@ -171,10 +187,14 @@ pub fn run(options: &ReportOptions) -> anyhow::Result<PathBuf> {
     files.push(("report.md".to_owned(), md.into_bytes()));
     files.push(("report.html".to_owned(), html.into_bytes()));
 
-    let out = options
-        .out
-        .clone()
-        .unwrap_or_else(|| options.run.join("report"));
+    // A run folder's report goes inside it; a model file's beside it (NAME-report/).
+    let out = options.out.clone().unwrap_or_else(|| match &source {
+        Source::Model(path, _) => {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            path.with_file_name(format!("{stem}-report"))
+        }
+        _ => options.run.join("report"),
+    });
     write_folder(&out, &files)?;
     Ok(out)
 }
@@ -272,7 +292,7 @@ fn load_test_set(dir: &Path, verify: Verify) -> anyhow::Result<fmnist_data::Data
 }
 
 fn numbers(
-    run: &Run,
+    model_path: &Path,
     predictions: &Predictions,
     confusion: &ndarray::Array2<usize>,
     class_names: &[String],
@@ -283,7 +303,7 @@ fn numbers(
     let test_correct = confusion.diag().sum();
     let test_count = confusion.sum();
     Numbers {
-        model: run.dir.join("model.msgpack").display().to_string(),
+        model: model_path.display().to_string(),
         test_count,
         test_correct,
         test_accuracy: test_correct as f64 / test_count.max(1) as f64,
