@@ -47,7 +47,7 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         .out
         .clone()
         .expect("clap requires --out without a subcommand");
-    let as_flag = |e: ConfigError| anyhow::anyhow!("--{}", e.to_string().replace('_', "-"));
+    use crate::train_cmd::as_flag;
     let mut trials = grid(&args).map_err(as_flag)?;
     for t in &trials {
         t.validate().map_err(as_flag)?;

@@ -280,7 +280,7 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
 }
 
 /// A setting's error with the setting named as its flag (`batch_size` → `--batch-size`).
-fn as_flag(e: mlp_train::ConfigError) -> anyhow::Error {
+pub(crate) fn as_flag(e: mlp_train::ConfigError) -> anyhow::Error {
     let flag = format!("--{}", e.setting().replace('_', "-"));
     anyhow::anyhow!("{}", e.to_string().replacen(e.setting(), &flag, 1))
 }

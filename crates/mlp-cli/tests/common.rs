@@ -141,6 +141,35 @@ pub fn slow_train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<
     ]
 }
 
+/// A search of two trials slow enough to interrupt (16 hidden units, batches of 8, two
+/// workers), into `out`.
+pub fn slow_search_args(data: &str, out: &str, epochs: &str) -> Vec<String> {
+    [
+        "search",
+        "--data-dir",
+        data,
+        "--allow-unverified",
+        "--lr",
+        "0.05,0.1",
+        "--hidden",
+        "16",
+        "--l2",
+        "0",
+        "--batch-size",
+        "8",
+        "--epochs",
+        epochs,
+        "--val-size",
+        "200",
+        "--jobs",
+        "2",
+        "--out",
+        out,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -105,32 +105,7 @@ fn killed_at_random_moments_a_search_ends_as_one_never_killed() {
     let tmp = tempfile::tempdir().unwrap();
     let data = write_dataset(tmp.path(), 3000, 60);
     let d = data.to_str().unwrap();
-    let search = |out: &str| -> Vec<String> {
-        [
-            "search",
-            "--data-dir",
-            d,
-            "--allow-unverified",
-            "--lr",
-            "0.05,0.1",
-            "--hidden",
-            "16",
-            "--l2",
-            "0",
-            "--batch-size",
-            "8",
-            "--epochs",
-            "400",
-            "--val-size",
-            "200",
-            "--jobs",
-            "2",
-            "--out",
-            out,
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let search = |out: &str| slow_search_args(d, out, "400");
     let run = |args: &[String]| {
         Command::new(env!("CARGO_BIN_EXE_mlp"))
             .args(args)

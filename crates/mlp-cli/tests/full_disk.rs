@@ -29,6 +29,16 @@ impl SmallDisk {
     fn path(&self) -> &Path {
         &self.0
     }
+
+    /// Gives the disk room again (64 MB), as freeing space would.
+    fn grow(&self) {
+        let remount = Command::new("mount")
+            .args(["-o", "remount,size=64m"])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(remount.success());
+    }
 }
 
 impl Drop for SmallDisk {
@@ -200,12 +210,7 @@ fn a_failed_background_checkpoint_stops_the_run_and_the_last_good_one_resumes() 
     }
 
     // Space returns: the run continues from its last good checkpoint.
-    let remount = Command::new("mount")
-        .args(["-o", "remount,size=64m"])
-        .arg(disk.path())
-        .status()
-        .unwrap();
-    assert!(remount.success());
+    disk.grow();
     let o = mlp(&["train", "--resume", run.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -270,12 +275,7 @@ fn a_search_on_a_full_disk_stops_in_one_line_and_resumes_when_space_returns() {
         assert!(!name.contains(".tmp-"), "a temporary file was left: {name}");
     }
 
-    let remount = Command::new("mount")
-        .args(["-o", "remount,size=64m"])
-        .arg(disk.path())
-        .status()
-        .unwrap();
-    assert!(remount.success());
+    disk.grow();
     let o = search(&dir);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(search_results(&dir), search_results(&whole));

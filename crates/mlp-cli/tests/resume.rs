@@ -100,32 +100,10 @@ fn sigint_during_a_search_checkpoints_the_trials_and_the_rerun_continues_them() 
     let tmp = tempfile::tempdir().unwrap();
     let data = write_dataset(tmp.path(), 3000, 60);
     let d = data.to_str().unwrap();
-    let search = |out: &str| -> Vec<String> {
-        [
-            "search",
-            "--data-dir",
-            d,
-            "--allow-unverified",
-            "--lr",
-            "0.05,0.1",
-            "--hidden",
-            "16",
-            "--l2",
-            "0",
-            "--batch-size",
-            "8",
-            "--epochs",
-            "300",
-            "--val-size",
-            "200",
-            "--jobs",
-            "2",
-            "--quiet",
-            "--out",
-            out,
-        ]
-        .map(String::from)
-        .to_vec()
+    let search = |out: &str| {
+        let mut args = slow_search_args(d, out, "300");
+        args.push("--quiet".to_owned());
+        args
     };
     let run = |args: &[String]| {
         Command::new(env!("CARGO_BIN_EXE_mlp"))

@@ -60,17 +60,7 @@ pub fn model_document(
     options: &ReportOptions,
 ) -> Vec<Block> {
     let model = &saved.model;
-    let rows = vec![
-        row(&[&"model", &format!("{} {}", model.shape(), model.activation)]),
-        row(&[
-            &"test accuracy",
-            &format!(
-                "{:.4} ({} of {})",
-                numbers.test_accuracy, numbers.test_correct, numbers.test_count
-            ),
-        ]),
-        row(&[&"test loss", &format!("{:.4}", numbers.test_loss)]),
-    ];
+    let rows = test_rows(model, numbers);
     let mut blocks = vec![
         Block::Paragraph(format!(
             "Made by `cargo xtask report --run {}` from the model file alone (no training history or settings to draw), and the test set in `{}`.",
@@ -121,6 +111,21 @@ fn model_blocks(model: &mlp_core::Mlp, numbers: &Numbers, options: &ReportOption
     blocks
 }
 
+/// The result rows every report has: the model and its test-set numbers.
+fn test_rows(model: &mlp_core::Mlp, numbers: &Numbers) -> Vec<Vec<String>> {
+    vec![
+        row(&[&"model", &format!("{} {}", model.shape(), model.activation)]),
+        row(&[
+            &"test accuracy",
+            &format!(
+                "{:.4} ({} of {})",
+                numbers.test_accuracy, numbers.test_correct, numbers.test_count
+            ),
+        ]),
+        row(&[&"test loss", &format!("{:.4}", numbers.test_loss)]),
+    ]
+}
+
 fn result_blocks(run: &Run, numbers: &Numbers) -> Vec<Block> {
     let h = &run.history;
     let (best_epoch, best_val) =
@@ -133,16 +138,8 @@ fn result_blocks(run: &Run, numbers: &Numbers) -> Vec<Block> {
     let model = &run.model.model;
     let seconds: f64 = h.epoch_seconds.iter().sum();
     let last = h.len() - 1;
-    let rows = vec![
-        row(&[&"model", &format!("{} {}", model.shape(), model.activation)]),
-        row(&[
-            &"test accuracy",
-            &format!(
-                "{:.4} ({} of {})",
-                numbers.test_accuracy, numbers.test_correct, numbers.test_count
-            ),
-        ]),
-        row(&[&"test loss", &format!("{:.4}", numbers.test_loss)]),
+    let mut rows = test_rows(model, numbers);
+    rows.extend([
         row(&[
             &"best validation accuracy",
             &format!("{best_val:.4} at epoch {best_epoch} (the kept model)"),
@@ -156,7 +153,7 @@ fn result_blocks(run: &Run, numbers: &Numbers) -> Vec<Block> {
             &"training time (epochs, validation included)",
             &format!("{seconds:.1} s"),
         ]),
-    ];
+    ]);
     let mut blocks = vec![
         Block::Heading("Result".to_owned()),
         Block::Table(vec!["measure".to_owned(), "value".to_owned()], rows),
