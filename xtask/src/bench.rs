@@ -129,7 +129,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
                 for (k, batch) in chunks.iter().enumerate() {
                     engine.train_step(
                         &train,
-                        batch,
+                        *batch,
                         chunks.get(k + 1).copied().unwrap_or(&[]),
                         &sgd,
                     );

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use mlp_core::Activation;
-use mlp_train::{ConfigError, TrainConfig};
+use mlp_train::{ConfigError, OptimizerKind, ScheduleKind, TrainConfig};
 
 /// Default location of the Fashion-MNIST files (what `cargo xtask fetch-data` writes).
 pub const DEFAULT_DATA_DIR: &str = "data/fashion-mnist";
@@ -133,6 +133,8 @@ pub struct TrainArgs {
     /// L2 regularisation strength on the weights.
     #[arg(long, default_value_t = TrainConfig::default().l2)]
     pub l2: f32,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
     /// Training examples held out for validation (the last ones of the training file).
     #[arg(long, default_value_t = 10_000)]
     pub val_size: i64,
@@ -162,16 +164,92 @@ pub struct TrainArgs {
     /// Continue the run saved in this folder, with its own settings and data.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "hidden", "activation", "epochs", "batch_size", "lr", "lr_decay", "l2", "val_size", "seed",
-        "patience", "data_dir", "allow_unverified",
+        "patience", "data_dir", "allow_unverified", "optimizer", "momentum", "beta1", "beta2",
+        "eps", "weight_decay", "schedule", "warmup_epochs", "lr_floor", "hidden_dropout",
+        "input_dropout", "label_smoothing", "translate", "flip",
     ])]
     pub resume: Option<PathBuf>,
+}
+
+/// The optimiser, schedule and regularisers of a run; the defaults are the seed's recipe
+/// (plain SGD, exponential decay, nothing else).
+#[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
+pub struct RecipeArgs {
+    /// Optimiser: sgd, momentum, nesterov, adam or adamw.
+    #[arg(long, default_value_t = OptimizerKind::Sgd)]
+    pub optimizer: OptimizerKind,
+    /// Momentum μ (momentum and nesterov).
+    #[arg(long, default_value_t = TrainConfig::default().momentum)]
+    pub momentum: f32,
+    /// Adam's β1.
+    #[arg(long, default_value_t = TrainConfig::default().beta1)]
+    pub beta1: f32,
+    /// Adam's β2.
+    #[arg(long, default_value_t = TrainConfig::default().beta2)]
+    pub beta2: f32,
+    /// Adam's ε.
+    #[arg(long, default_value_t = TrainConfig::default().eps)]
+    pub eps: f32,
+    /// AdamW's decoupled weight decay (each step shrinks the weights by lr·wd).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Learning-rate schedule: exponential (per epoch, --lr-decay) or cosine (per step, from
+    /// --lr down to --lr-floor after --warmup-epochs of linear warm-up).
+    #[arg(long, default_value_t = ScheduleKind::Exponential)]
+    pub schedule: ScheduleKind,
+    /// Epochs of linear warm-up (cosine schedule).
+    #[arg(long, default_value_t = 0)]
+    pub warmup_epochs: i64,
+    /// The learning rate the cosine schedule ends at.
+    #[arg(long, default_value_t = 0.0)]
+    pub lr_floor: f32,
+    /// Dropout rate of the hidden layer (inverted: kept units are scaled by 1/(1 − rate)).
+    #[arg(long, default_value_t = 0.0)]
+    pub hidden_dropout: f32,
+    /// Dropout rate of the input pixels.
+    #[arg(long, default_value_t = 0.0)]
+    pub input_dropout: f32,
+    /// Label smoothing ε: the target is (1 − ε)·onehot + ε/10.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f32,
+    /// Shift each training image by up to this many pixels along each axis, afresh every
+    /// epoch (zero fill; validation and test images are never changed).
+    #[arg(long, default_value_t = 0)]
+    pub translate: i64,
+    /// Flip half the training images left to right, afresh every epoch.
+    #[arg(long)]
+    pub flip: bool,
+}
+
+impl RecipeArgs {
+    /// `config` with these settings, the whole numbers checked against their ranges.
+    pub fn apply(&self, config: TrainConfig) -> Result<TrainConfig, ConfigError> {
+        Ok(TrainConfig {
+            optimizer: self.optimizer,
+            momentum: self.momentum,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            warmup_epochs: TrainConfig::whole("warmup_epochs", self.warmup_epochs)?,
+            lr_floor: self.lr_floor,
+            hidden_dropout: self.hidden_dropout,
+            input_dropout: self.input_dropout,
+            label_smoothing: self.label_smoothing,
+            translate: TrainConfig::whole("translate", self.translate)?,
+            flip: self.flip,
+            ..config
+        })
+    }
 }
 
 impl TrainArgs {
     /// The flags' settings, each whole number checked against its range (the rest are
     /// checked by `TrainConfig::validate`).
     pub fn config(&self) -> Result<TrainConfig, ConfigError> {
-        Ok(TrainConfig {
+        self.recipe.apply(TrainConfig {
             hidden: TrainConfig::whole("hidden", self.hidden)?,
             activation: self.activation,
             epochs: TrainConfig::whole("epochs", self.epochs)?,
@@ -186,6 +264,7 @@ impl TrainArgs {
                 .map(|p| TrainConfig::whole("patience", p))
                 .transpose()?,
             simd: None,
+            ..TrainConfig::default()
         })
     }
 
@@ -286,6 +365,48 @@ pub struct SearchArgs {
     /// Learning-rate factor per epoch, for every trial.
     #[arg(long, default_value_t = TrainConfig::default().lr_decay)]
     pub lr_decay: f32,
+    /// Optimisers to try (sgd, momentum, nesterov, adam, adamw).
+    #[arg(long, value_parser = list::<OptimizerKind>, default_value = "sgd")]
+    pub optimizer: List<OptimizerKind>,
+    /// Momentum values to try (momentum and nesterov).
+    #[arg(long, value_parser = list::<f32>, default_value = "0.9", allow_hyphen_values = true)]
+    pub momentum: List<f32>,
+    /// AdamW weight decays to try.
+    #[arg(long, value_parser = list::<f32>, default_value = "0", allow_hyphen_values = true)]
+    pub weight_decay: List<f32>,
+    /// Schedules to try (exponential, cosine).
+    #[arg(long, value_parser = list::<ScheduleKind>, default_value = "exponential")]
+    pub schedule: List<ScheduleKind>,
+    /// Hidden dropout rates to try.
+    #[arg(long, value_parser = list::<f32>, default_value = "0", allow_hyphen_values = true)]
+    pub hidden_dropout: List<f32>,
+    /// Input dropout rates to try.
+    #[arg(long, value_parser = list::<f32>, default_value = "0", allow_hyphen_values = true)]
+    pub input_dropout: List<f32>,
+    /// Label smoothing strengths to try.
+    #[arg(long, value_parser = list::<f32>, default_value = "0", allow_hyphen_values = true)]
+    pub label_smoothing: List<f32>,
+    /// Largest shifts (pixels) to try.
+    #[arg(long, value_parser = list::<i64>, default_value = "0", allow_hyphen_values = true)]
+    pub translate: List<i64>,
+    /// Whether to flip, to try: false, true or both.
+    #[arg(long, value_parser = list::<bool>, default_value = "false")]
+    pub flip: List<bool>,
+    /// Warm-up epochs of the cosine schedule, for every trial.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_epochs: i64,
+    /// The cosine schedule's final learning rate, for every trial.
+    #[arg(long, default_value_t = 0.0)]
+    pub lr_floor: f32,
+    /// Adam's β1, for every trial.
+    #[arg(long, default_value_t = TrainConfig::default().beta1)]
+    pub beta1: f32,
+    /// Adam's β2, for every trial.
+    #[arg(long, default_value_t = TrainConfig::default().beta2)]
+    pub beta2: f32,
+    /// Adam's ε, for every trial.
+    #[arg(long, default_value_t = TrainConfig::default().eps)]
+    pub eps: f32,
     /// Training examples held out for validation.
     #[arg(long, default_value_t = 10_000)]
     pub val_size: i64,

@@ -234,19 +234,48 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every combination, in a fixed order: learning rate, hidden size, L2, activation.
+/// Every combination, in a fixed order: learning rate, hidden size, L2, activation, then
+/// optimiser, momentum, weight decay, schedule, hidden dropout, input dropout, label
+/// smoothing, translation, flip.
 fn grid(args: &SearchArgs) -> Result<Vec<TrainConfig>, ConfigError> {
     let (epochs, batch_size, seed) = (
         TrainConfig::whole("epochs", args.epochs)?,
         TrainConfig::whole("batch_size", args.batch_size)?,
         crate::cli::seed(args.seed)?,
     );
+    let translates = args
+        .translate
+        .iter()
+        .map(|&t| TrainConfig::whole("translate", t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let common = TrainConfig {
+        warmup_epochs: TrainConfig::whole("warmup_epochs", args.warmup_epochs)?,
+        lr_floor: args.lr_floor,
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: args.eps,
+        ..TrainConfig::default()
+    };
+    let mut recipes = vec![common];
+    expand(&mut recipes, &args.optimizer, |c, &v| c.optimizer = v);
+    expand(&mut recipes, &args.momentum, |c, &v| c.momentum = v);
+    expand(&mut recipes, &args.weight_decay, |c, &v| c.weight_decay = v);
+    expand(&mut recipes, &args.schedule, |c, &v| c.schedule = v);
+    expand(&mut recipes, &args.hidden_dropout, |c, &v| c.hidden_dropout = v);
+    expand(&mut recipes, &args.input_dropout, |c, &v| c.input_dropout = v);
+    expand(&mut recipes, &args.label_smoothing, |c, &v| c.label_smoothing = v);
+    expand(&mut recipes, &translates, |c, &v| c.translate = v);
+    expand(&mut recipes, &args.flip, |c, &v| c.flip = v);
     let mut trials = Vec::new();
     for &lr in &args.lr {
         for &hidden in &args.hidden {
             let hidden = TrainConfig::whole("hidden", hidden)?;
             for &l2 in &args.l2 {
-                for &activation in &args.activation {
+                for (&activation, recipe) in args
+                    .activation
+                    .iter()
+                    .flat_map(|a| recipes.iter().map(move |r| (a, r)))
+                {
                     let mut config = TrainConfig {
                         hidden,
                         activation,
@@ -255,10 +284,7 @@ fn grid(args: &SearchArgs) -> Result<Vec<TrainConfig>, ConfigError> {
                         lr,
                         lr_decay: args.lr_decay,
                         l2,
-                        seed: 0,
-                        threads: 0,
-                        patience: None,
-                        simd: None,
+                        ..recipe.clone()
                     };
                     config.seed = trial_seed(seed, &trial_id(&config));
                     // A value listed twice would train the same trial twice, into one folder.
@@ -275,12 +301,51 @@ fn grid(args: &SearchArgs) -> Result<Vec<TrainConfig>, ConfigError> {
     Ok(trials)
 }
 
-/// A name for the trial's settings, usable as a folder name.
+/// Every config of `configs` once for each of `values`, `set` giving it the value (in the
+/// order of `configs`, then of `values`).
+fn expand<T>(configs: &mut Vec<TrainConfig>, values: &[T], set: impl Fn(&mut TrainConfig, &T)) {
+    *configs = configs
+        .iter()
+        .flat_map(|c| {
+            values.iter().map(|v| {
+                let mut c = c.clone();
+                set(&mut c, v);
+                c
+            })
+        })
+        .collect();
+}
+
+/// A name for the trial's settings, usable as a folder name: the seed's settings always,
+/// then each later setting that differs from its default (so that a search of the seed's
+/// settings keeps the names, and the seeds, it always had).
 pub(crate) fn trial_id(c: &TrainConfig) -> String {
-    format!(
+    let mut id = format!(
         "lr{}_h{}_l2-{}_{}_b{}_e{}_d{}",
         c.lr, c.hidden, c.l2, c.activation, c.batch_size, c.epochs, c.lr_decay
-    )
+    );
+    let d = TrainConfig::default();
+    let mut part = |differs: bool, text: String| {
+        if differs {
+            id.push('_');
+            id.push_str(&text);
+        }
+    };
+    part(c.optimizer != d.optimizer, c.optimizer.to_string());
+    part(c.momentum != d.momentum, format!("mu{}", c.momentum));
+    part(c.beta1 != d.beta1, format!("b1-{}", c.beta1));
+    part(c.beta2 != d.beta2, format!("b2-{}", c.beta2));
+    part(c.eps != d.eps, format!("eps{}", c.eps));
+    part(c.weight_decay != d.weight_decay, format!("wd{}", c.weight_decay));
+    part(c.schedule != d.schedule, c.schedule.to_string());
+    part(c.warmup_epochs != d.warmup_epochs, format!("warm{}", c.warmup_epochs));
+    part(c.lr_floor != d.lr_floor, format!("floor{}", c.lr_floor));
+    part(c.hidden_dropout != d.hidden_dropout, format!("hdrop{}", c.hidden_dropout));
+    part(c.input_dropout != d.input_dropout, format!("idrop{}", c.input_dropout));
+    part(c.label_smoothing != d.label_smoothing, format!("ls{}", c.label_smoothing));
+    part(c.translate != d.translate, format!("shift{}", c.translate));
+    part(c.flip, "flip".to_owned());
+    id
 }
 
 /// FNV-1a of the trial's name, mixed with the search seed: stable across builds and

@@ -24,13 +24,14 @@ pub mod kernels;
 pub mod linear;
 pub mod loss;
 mod model;
+pub mod noise;
 mod pass;
 pub mod simd;
 
 pub use activation::{Activation, UnknownActivation};
 pub use loss::BatchMetrics;
 pub use model::{Mlp, ModelError, Shape};
-pub use pass::{Gradients, Workspace};
+pub use pass::{Gradients, Regularisation, Workspace};
 pub use simd::{SimdLevel, SimdLevelError};
 
 /// The README's example, compiled and run as a test so that it cannot go stale.

@@ -6,6 +6,11 @@
 //!
 //! The gradient of the batch-mean loss is the textbook one: dL/dz = (p − onehot(y)) / n.
 //!
+//! **Label smoothing** with strength ε trains against the target t = (1 − ε)·onehot(y) + ε/C
+//! instead of onehot(y): L = −Σ_j t_j log p_j = −(1 − ε) log p_y − (ε/C) Σ_j log p_j, and
+//! dL/dz = (p − t) / n (softmax's Jacobian turns −t/p into p − t because Σ t = 1). With ε = 0
+//! both are the plain loss and gradient, bit for bit.
+//!
 //! `exp` and `log` come from `libm` (pure Rust), not the platform's libc, which may choose
 //! another implementation per CPU: the same logits give the same bits on every machine.
 
@@ -74,15 +79,62 @@ pub fn softmax_cross_entropy(mut logits: ArrayViewMut2<f32>, labels: &[usize]) -
     metrics
 }
 
+/// [`softmax_cross_entropy`] against labels smoothed by `smoothing` (ε in [0, 1)): the loss
+/// is −(1 − ε) log p_y − (ε/C) Σ_j log p_j per row (see the module's doc). ε = 0 is
+/// `softmax_cross_entropy` itself.
+// logits: (n, classes) → probabilities (n, classes)   labels: (n)
+pub fn smoothed_cross_entropy(
+    mut logits: ArrayViewMut2<f32>,
+    labels: &[usize],
+    smoothing: f32,
+) -> BatchMetrics {
+    if smoothing == 0.0 {
+        return softmax_cross_entropy(logits, labels);
+    }
+    assert_eq!(logits.nrows(), labels.len(), "one label per row of logits");
+    let classes = logits.ncols();
+    let mut metrics = BatchMetrics {
+        count: labels.len(),
+        ..Default::default()
+    };
+    let (on, all) = (1.0 - smoothing, smoothing / classes as f32);
+    for (mut row, &y) in logits.axis_iter_mut(Axis(0)).zip(labels) {
+        let predicted = argmax(row.view());
+        let (z_y, z_sum) = (row[y], row.sum());
+        let (max, sum) = softmax_in_place(row.view_mut());
+        let log_sum = libm::logf(sum);
+        // Σ_j log p_j = Σ_j (z_j − max) − C·log Σ.
+        let log_p_y = (z_y - max) - log_sum;
+        let sum_log_p = (z_sum - classes as f32 * max) - classes as f32 * log_sum;
+        metrics.loss_sum -= f64::from(on * log_p_y + all * sum_log_p);
+        metrics.correct += usize::from(predicted == y);
+    }
+    metrics
+}
+
 /// Gradient of the mean cross-entropy with respect to the logits.
 // probs: (n, classes)   labels: (n)   dz: (n, classes)
 pub fn softmax_cross_entropy_backward(
     probs: ArrayView2<f32>,
     labels: &[usize],
+    dz: ArrayViewMut2<f32>,
+) {
+    smoothed_cross_entropy_backward(probs, labels, 0.0, dz);
+}
+
+/// Gradient of [`smoothed_cross_entropy`]'s mean with respect to the logits: (p − t) / n,
+/// t = (1 − ε)·onehot(y) + ε/C. (t is 1 and 0 when ε = 0: the plain gradient's bits.)
+// probs: (n, classes)   labels: (n)   dz: (n, classes)
+pub fn smoothed_cross_entropy_backward(
+    probs: ArrayView2<f32>,
+    labels: &[usize],
+    smoothing: f32,
     mut dz: ArrayViewMut2<f32>,
 ) {
     let inv_n = 1.0 / labels.len() as f32;
     let classes = probs.ncols();
+    let off = smoothing / classes as f32;
+    let target = |j: usize, y: usize| if j == y { (1.0 - smoothing) + off } else { off };
     if let (Some(p), Some(d), true) = (probs.as_slice(), dz.as_slice_mut(), classes > 0) {
         for ((p_row, dz_row), &y) in p
             .chunks_exact(classes)
@@ -90,7 +142,7 @@ pub fn softmax_cross_entropy_backward(
             .zip(labels)
         {
             for (j, (d, &p)) in dz_row.iter_mut().zip(p_row).enumerate() {
-                *d = (p - (j == y) as u8 as f32) * inv_n;
+                *d = (p - target(j, y)) * inv_n;
             }
         }
         return;
@@ -101,7 +153,7 @@ pub fn softmax_cross_entropy_backward(
         .zip(labels)
     {
         for (j, (d, &p)) in dz_row.iter_mut().zip(p_row).enumerate() {
-            *d = (p - (j == y) as u8 as f32) * inv_n;
+            *d = (p - target(j, y)) * inv_n;
         }
     }
 }

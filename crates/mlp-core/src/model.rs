@@ -138,6 +138,23 @@ impl Mlp {
         })
     }
 
+    /// A network of `shape` whose every parameter is 0 (what an optimiser's moments start
+    /// from: they are laid out as a model's parameters).
+    pub fn zeros(shape: Shape, activation: Activation) -> Self {
+        let Shape {
+            inputs,
+            hidden,
+            classes,
+        } = shape;
+        Self {
+            w1: Array2::zeros((inputs, hidden)),
+            b1: Array1::zeros(hidden),
+            w2: Array2::zeros((hidden, classes)),
+            b2: Array1::zeros(classes),
+            activation,
+        }
+    }
+
     /// Assembles a network from parameters, checking that their shapes agree and values are finite.
     pub fn from_parts(
         w1: Array2<f32>,

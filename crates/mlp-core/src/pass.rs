@@ -8,6 +8,11 @@
 //! p  = softmax(z2)      (n, C)        dz1 = da1 ⊙ f'(z1)
 //! L  = −mean log p_y                  dW1 = xᵀ·dz1,   db1 = Σ dz1
 //! ```
+//!
+//! A training pass ([`Mlp::forward_training`]) may add dropout on the hidden layer, a mask m
+//! of factors 0 or 1/(1 − rate): h = a1 ⊙ m replaces a1 after the activation, so
+//! z2 = h·W2 + b2, dW2 = hᵀ·dz2, and da1 = (dz2·W2ᵀ) ⊙ m; and label smoothing, which changes
+//! the target of the loss (see [`loss`]).
 
 use ndarray::{Array1, Array2, ArrayView2, s};
 
@@ -61,6 +66,8 @@ impl Gradients {
 pub struct Workspace {
     z1: Array2<f32>,
     a1: Array2<f32>,
+    /// h = a1 ⊙ m under hidden dropout (unused without).
+    h: Array2<f32>,
     /// Logits z2, replaced by probabilities p after the loss.
     z2: Array2<f32>,
     dz2: Array2<f32>,
@@ -79,6 +86,7 @@ impl Workspace {
         Self {
             z1: Array2::zeros((capacity, hidden)),
             a1: Array2::zeros((capacity, hidden)),
+            h: Array2::zeros((capacity, hidden)),
             z2: Array2::zeros((capacity, classes)),
             dz2: Array2::zeros((capacity, classes)),
             dz1: Array2::zeros((capacity, hidden)),
@@ -100,6 +108,15 @@ impl Workspace {
     pub fn probabilities(&self, n: usize) -> ArrayView2<'_, f32> {
         self.z2.slice(s![..n, ..])
     }
+}
+
+/// What a training pass adds to the plain one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Regularisation<'a> {
+    /// The hidden layer's dropout factors for this batch, (n, hidden): 0 or 1/(1 − rate).
+    pub hidden_mask: Option<ArrayView2<'a, f32>>,
+    /// Label smoothing ε in [0, 1).
+    pub smoothing: f32,
 }
 
 impl Mlp {
@@ -127,16 +144,38 @@ impl Mlp {
     /// The forward pass up to the logits z2, (n, classes).
     // x: (n, inputs)
     pub fn logits<'w>(&self, x: ArrayView2<f32>, ws: &'w mut Workspace) -> ArrayView2<'w, f32> {
+        self.logits_masked(x, None, ws)
+    }
+
+    /// [`Mlp::logits`], with the hidden layer multiplied by `mask` if there is one.
+    fn logits_masked<'w>(
+        &self,
+        x: ArrayView2<f32>,
+        mask: Option<ArrayView2<f32>>,
+        ws: &'w mut Workspace,
+    ) -> ArrayView2<'w, f32> {
         self.check_batch(&x, ws);
         let n = x.nrows();
-        let (mut z1, mut a1, mut z2) = (
+        let (mut z1, mut a1, mut h, mut z2) = (
             ws.z1.slice_mut(s![..n, ..]),
             ws.a1.slice_mut(s![..n, ..]),
+            ws.h.slice_mut(s![..n, ..]),
             ws.z2.slice_mut(s![..n, ..]),
         );
         linear::forward(x, self.w1.view(), self.b1.view(), z1.view_mut());
         self.activation.forward(z1.view(), a1.view_mut());
-        linear::forward(a1.view(), self.w2.view(), self.b2.view(), z2.view_mut());
+        let hidden = match mask {
+            Some(m) => {
+                assert_eq!(m.dim(), a1.dim(), "one dropout factor per hidden unit");
+                ndarray::Zip::from(&mut h)
+                    .and(&a1)
+                    .and(&m)
+                    .for_each(|h, &a, &m| *h = a * m);
+                h.view()
+            }
+            None => a1.view(),
+        };
+        linear::forward(hidden, self.w2.view(), self.b2.view(), z2.view_mut());
         ws.z2.slice(s![..n, ..])
     }
 
@@ -149,9 +188,21 @@ impl Mlp {
         labels: &[usize],
         ws: &mut Workspace,
     ) -> BatchMetrics {
+        self.forward_training(x, labels, Regularisation::default(), ws)
+    }
+
+    /// [`Mlp::forward`] with dropout and label smoothing: the loss is the smoothed one.
+    // x: (n, inputs)   labels: (n)
+    pub fn forward_training(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[usize],
+        reg: Regularisation,
+        ws: &mut Workspace,
+    ) -> BatchMetrics {
         let n = x.nrows();
-        self.logits(x, ws);
-        loss::softmax_cross_entropy(ws.z2.slice_mut(s![..n, ..]), labels)
+        self.logits_masked(x, reg.hidden_mask, ws);
+        loss::smoothed_cross_entropy(ws.z2.slice_mut(s![..n, ..]), labels, reg.smoothing)
     }
 
     /// The backward pass for the batch of the last [`Mlp::forward`] on `ws` (same `x` and
@@ -163,11 +214,25 @@ impl Mlp {
         labels: &[usize],
         ws: &'w mut Workspace,
     ) -> &'w Gradients {
+        self.backward_training(x, labels, Regularisation::default(), ws)
+    }
+
+    /// The backward pass of the last [`Mlp::forward_training`] on `ws` (same `x`, `labels`
+    /// and `reg`).
+    // x: (n, inputs)   labels: (n)
+    pub fn backward_training<'w>(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[usize],
+        reg: Regularisation,
+        ws: &'w mut Workspace,
+    ) -> &'w Gradients {
         self.check_batch(&x, ws);
         let n = x.nrows();
         let Workspace {
             z1,
             a1,
+            h,
             z2,
             dz2,
             dz1,
@@ -180,9 +245,21 @@ impl Mlp {
         );
         let (mut dz2, mut dz1) = (dz2.slice_mut(s![..n, ..]), dz1.slice_mut(s![..n, ..]));
 
-        loss::softmax_cross_entropy_backward(p, labels, dz2.view_mut());
-        linear::backward_params(a1, dz2.view(), grads.dw2.view_mut(), grads.db2.view_mut());
-        linear::backward_input(dz2.view(), self.w2.view(), dz1.view_mut()); // da1
+        loss::smoothed_cross_entropy_backward(p, labels, reg.smoothing, dz2.view_mut());
+        let hidden = match reg.hidden_mask {
+            Some(_) => h.slice(s![..n, ..]),
+            None => a1,
+        };
+        linear::backward_params(
+            hidden,
+            dz2.view(),
+            grads.dw2.view_mut(),
+            grads.db2.view_mut(),
+        );
+        linear::backward_input(dz2.view(), self.w2.view(), dz1.view_mut()); // dh
+        if let Some(m) = reg.hidden_mask {
+            dz1.zip_mut_with(&m, |d, &m| *d *= m); // dh → da1
+        }
         self.activation.backward(z1, a1, dz1.view_mut()); // da1 → dz1
         linear::backward_params(x, dz1.view(), grads.dw1.view_mut(), grads.db1.view_mut());
         grads

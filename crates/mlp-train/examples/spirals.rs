@@ -43,8 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         l2: 0.0,
         seed: 7,
         threads: 1,
-        patience: None,
-        simd: None,
+        ..TrainConfig::default()
     };
     let outcome = train(&config.validate()?, &train_set, &val_set, |r| {
         if r.epoch % 40 == 0 {

@@ -4,9 +4,11 @@
 //! (`"fmnist-mlp checkpoint"`) and `version` (2), like the model file, so that a model file,
 //! a damaged checkpoint or one from another version each get their own message. The rest:
 //! `config`, `model` and `best_model` (each a complete model file, as bytes), `best_epoch`,
-//! `best_val_acc`, `history`, `epochs_done`, `rng` (the ChaCha8 state), and `partial`, the
+//! `best_val_acc`, `history`, `epochs_done`, `rng` (the ChaCha8 state), `partial`, the
 //! progress through an epoch that was interrupted between two mini-batches (its shuffled
-//! order, the next batch, and the running sums), or nil at an epoch boundary.
+//! order, the next batch, the running sums, and the epoch's key when the run draws noise), or
+//! nil at an epoch boundary, and `moments`, the optimiser's (each a complete model file, as
+//! bytes: none for SGD, and none in checkpoints written before optimisers had them).
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +49,8 @@ pub struct TrainState {
     pub rng: ChaCha8Rng,
     /// How far the current epoch got, if it was interrupted in the middle.
     pub partial: Option<PartialEpoch>,
+    /// The optimiser's moments, each laid out as the model (none for SGD).
+    pub moments: Vec<Mlp>,
 }
 
 impl TrainState {
@@ -62,6 +66,7 @@ impl TrainState {
             epochs_done: 0,
             rng,
             partial: None,
+            moments: Vec::new(),
         }
     }
 }
@@ -83,6 +88,9 @@ pub struct PartialEpoch {
     pub grad_norm_sum: f64,
     /// Seconds spent on the epoch so far.
     pub seconds: f64,
+    /// The epoch's key for augmentation and dropout (see `regularise`), if the run draws any.
+    #[serde(default)]
+    pub key: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -100,6 +108,8 @@ struct CheckpointRecord {
     epochs_done: usize,
     rng: ChaCha8Rng,
     partial: Option<PartialEpoch>,
+    #[serde(default)]
+    moments: Vec<serde_bytes::ByteBuf>,
 }
 
 /// A checkpoint that could not be read.
@@ -158,6 +168,11 @@ pub fn save_checkpoint(path: &Path, state: &TrainState) -> Result<(), WriteError
         epochs_done: state.epochs_done,
         rng: state.rng.clone(),
         partial: state.partial.clone(),
+        moments: state
+            .moments
+            .iter()
+            .map(|m| serde_bytes::ByteBuf::from(model_to_bytes(m, &[])))
+            .collect(),
     };
     write_atomic(
         path,
@@ -208,6 +223,11 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path) -> Result<TrainState, Ch
         epochs_done: r.epochs_done,
         rng: r.rng,
         partial: r.partial,
+        moments: r
+            .moments
+            .iter()
+            .map(|m| model(m))
+            .collect::<Result<_, _>>()?,
     };
     if state.history.len() != state.epochs_done || state.best_epoch > state.epochs_done {
         return Err(corrupt(format!(
@@ -246,6 +266,7 @@ mod tests {
                 count: 2,
                 grad_norm_sum: 0.25,
                 seconds: 0.1,
+                key: Some(7),
             }),
             ..TrainState::new(TrainConfig::default(), model, rng)
         }

@@ -1,7 +1,12 @@
 //! Training hyperparameters, checked once into a [`CheckedConfig`] that the trainer trusts.
 
+use mlp_core::noise::Dropout;
 use mlp_core::{Activation, SimdLevel, SimdLevelError};
 use serde::{Deserialize, Serialize};
+
+use crate::optim::{Optimizer, OptimizerKind};
+use crate::regularise::{Augmentation, Regularisers};
+use crate::schedule::{Cosine, ExponentialDecay, Schedule, ScheduleKind};
 
 /// Hyperparameters of a training run, as a user writes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +40,64 @@ pub struct TrainConfig {
     /// trials record none: they may be trained on several machines).
     #[serde(default)]
     pub simd: Option<SimdLevel>,
+    /// The optimiser (SGD by default).
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// μ of momentum and Nesterov.
+    #[serde(default = "defaults::momentum")]
+    pub momentum: f32,
+    /// Adam's β1.
+    #[serde(default = "defaults::beta1")]
+    pub beta1: f32,
+    /// Adam's β2.
+    #[serde(default = "defaults::beta2")]
+    pub beta2: f32,
+    /// Adam's ε.
+    #[serde(default = "defaults::eps")]
+    pub eps: f32,
+    /// AdamW's decoupled weight decay (the weights shrink by lr·wd each step).
+    #[serde(default)]
+    pub weight_decay: f32,
+    /// The learning-rate schedule (exponential decay per epoch by default).
+    #[serde(default)]
+    pub schedule: ScheduleKind,
+    /// Epochs of linear warm-up before the cosine decay.
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    /// The rate the cosine schedule ends at.
+    #[serde(default)]
+    pub lr_floor: f32,
+    /// Dropout rate of the hidden layer.
+    #[serde(default)]
+    pub hidden_dropout: f32,
+    /// Dropout rate of the input pixels.
+    #[serde(default)]
+    pub input_dropout: f32,
+    /// Label smoothing ε.
+    #[serde(default)]
+    pub label_smoothing: f32,
+    /// Largest random shift of a training image, in pixels along each axis (0: none).
+    #[serde(default)]
+    pub translate: usize,
+    /// Flip half the training images left to right.
+    #[serde(default)]
+    pub flip: bool,
+}
+
+/// The defaults that are not zero, for configurations written before the settings existed.
+mod defaults {
+    pub fn momentum() -> f32 {
+        0.9
+    }
+    pub fn beta1() -> f32 {
+        0.9
+    }
+    pub fn beta2() -> f32 {
+        0.999
+    }
+    pub fn eps() -> f32 {
+        1e-8
+    }
 }
 
 impl Default for TrainConfig {
@@ -55,12 +118,28 @@ impl Default for TrainConfig {
             threads: 0,
             patience: None,
             simd: None,
+            optimizer: OptimizerKind::Sgd,
+            momentum: defaults::momentum(),
+            beta1: defaults::beta1(),
+            beta2: defaults::beta2(),
+            eps: defaults::eps(),
+            weight_decay: 0.0,
+            schedule: ScheduleKind::Exponential,
+            warmup_epochs: 0,
+            lr_floor: 0.0,
+            hidden_dropout: 0.0,
+            input_dropout: 0.0,
+            label_smoothing: 0.0,
+            translate: 0,
+            flip: false,
         }
     }
 }
 
 /// Largest hidden layer accepted: far beyond useful, small enough to allocate.
 pub const MAX_HIDDEN: usize = 1 << 16;
+/// Largest random shift accepted, in pixels (half a 28-pixel image).
+pub const MAX_TRANSLATE: usize = 14;
 /// Largest mini-batch accepted.
 pub const MAX_BATCH_SIZE: usize = 1 << 16;
 /// Largest hidden size × max(batch size, 1,024) accepted: about 400 MB per step buffer.
@@ -121,6 +200,8 @@ impl TrainConfig {
             "batch_size" => (1, MAX_BATCH_SIZE),
             "threads" => (0, 1024),
             "patience" => (1, 1_000_000),
+            "warmup_epochs" => (0, 1_000_000),
+            "translate" => (0, MAX_TRANSLATE),
             _ => return None,
         })
     }
@@ -163,6 +244,36 @@ impl TrainConfig {
         )?;
         real("l2", self.l2, self.l2 >= 0.0, "zero or a positive number")?;
         int("threads", self.threads)?;
+        let unit = |name, value: f32| real(name, value, (0.0..1.0).contains(&value), "in [0, 1)");
+        unit("momentum", self.momentum)?;
+        unit("beta1", self.beta1)?;
+        unit("beta2", self.beta2)?;
+        real("eps", self.eps, self.eps > 0.0, "a positive number")?;
+        real(
+            "weight_decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+            "zero or a positive number",
+        )?;
+        int("warmup_epochs", self.warmup_epochs)?;
+        if self.warmup_epochs > self.epochs {
+            return Err(ConfigError::OutOfRange {
+                name: "warmup_epochs",
+                value: self.warmup_epochs as i128,
+                min: 0,
+                max: self.epochs,
+            });
+        }
+        real(
+            "lr_floor",
+            self.lr_floor,
+            (0.0..=self.lr).contains(&self.lr_floor),
+            "between 0 and the learning rate",
+        )?;
+        unit("hidden_dropout", self.hidden_dropout)?;
+        unit("input_dropout", self.input_dropout)?;
+        unit("label_smoothing", self.label_smoothing)?;
+        int("translate", self.translate)?;
         // The step keeps a few (batch × hidden) buffers and the reference evaluation
         // (EVAL_BATCH × hidden) ones; past this they would not fit in memory anywhere.
         let rows = self.batch_size.max(crate::evaluate::EVAL_BATCH);
@@ -210,6 +321,50 @@ impl CheckedConfig {
         match self.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             wanted => wanted,
+        }
+    }
+}
+
+impl CheckedConfig {
+    /// The optimiser these settings describe.
+    pub fn optimizer(&self) -> Optimizer {
+        Optimizer {
+            kind: self.optimizer,
+            l2: self.l2,
+            momentum: self.momentum,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
+    }
+
+    /// The learning-rate schedule, for epochs of `steps_per_epoch` steps.
+    pub fn lr_schedule(&self, steps_per_epoch: usize) -> Schedule {
+        match self.schedule {
+            ScheduleKind::Exponential => Schedule::Exponential(ExponentialDecay {
+                initial: self.lr,
+                decay: self.lr_decay,
+            }),
+            ScheduleKind::Cosine => Schedule::Cosine(Cosine {
+                peak: self.lr,
+                floor: self.lr_floor,
+                warmup: self.warmup_epochs * steps_per_epoch,
+                total: self.epochs * steps_per_epoch,
+            }),
+        }
+    }
+
+    /// The regularisers of a training step (L2 is the optimiser's).
+    pub fn regularisers(&self) -> Regularisers {
+        Regularisers {
+            hidden_dropout: Dropout::new(self.hidden_dropout),
+            input_dropout: Dropout::new(self.input_dropout),
+            label_smoothing: self.label_smoothing,
+            augmentation: (self.translate > 0 || self.flip).then_some(Augmentation {
+                translate: self.translate,
+                flip: self.flip,
+            }),
         }
     }
 }

@@ -27,22 +27,28 @@ pub mod evaluate;
 pub mod fsio;
 pub mod history;
 pub mod model_file;
+pub mod optim;
+pub mod regularise;
 pub mod safetensors_file;
+pub mod schedule;
 pub mod sgd;
 pub mod trainer;
 
 pub use checkpoint::{CheckpointError, PartialEpoch, TrainState, load_checkpoint, save_checkpoint};
 pub use config::{CheckedConfig, ConfigError, TrainConfig, checked_whole};
 pub use data::{ByteImages, InMemoryData, LabelledData, PIXEL_VALUES};
-pub use engine::{Engine, StepStats};
+pub use engine::{Engine, EngineError, Sample, StepStats};
 pub use evaluate::{Evaluation, Evaluator, evaluate};
 pub use fsio::{WriteError, write_atomic, write_json_atomic};
 pub use history::{EpochRecord, History};
 pub use model_file::{ModelFileError, SavedModel, load_model, save_model};
+pub use optim::{Optimizer, OptimizerKind};
+pub use regularise::{Augmentation, Regularisers};
 pub use safetensors_file::{
     Layout, SafetensorsError, model_from_safetensors, model_to_safetensors,
 };
-pub use sgd::{ExponentialDecay, Sgd};
+pub use schedule::{Cosine, ExponentialDecay, Schedule, ScheduleKind};
+pub use sgd::Sgd;
 pub use trainer::{EpochHook, Hooks, RunEnd, Start, TrainError, TrainOutcome, run, train};
 
 /// The README's example, compiled and run as a test so that it cannot go stale.

@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with L2 regularisation (weight decay) on the weights.
 
-use mlp_core::kernels::Descent;
+use mlp_core::kernels::{Descent, Update};
 use mlp_core::{Gradients, Mlp};
 
 /// Plain SGD. With the L2 term λ/2·‖W‖² added to the loss, the update of a weight is
@@ -52,47 +52,23 @@ impl Sgd {
         }
     }
 
-    /// b ← b − lr·db (biases are not regularised).
+    /// b ← b − lr·db (biases are not regularised): [`Descent`] without L2, as the engine
+    /// takes it.
     #[inline(always)]
     pub fn update_biases(&self, b: &mut [f32], g: &[f32]) {
+        let step = Descent {
+            l2: 0.0,
+            ..self.descent()
+        };
         for (b, &g) in b.iter_mut().zip(g) {
-            *b -= self.lr * g;
+            step.apply(b, g);
         }
     }
 }
 
-/// The learning rate schedule lr_epoch = lr_0 · decay^epoch (epochs counted from 0).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ExponentialDecay {
-    /// Learning rate of epoch 0.
-    pub initial: f32,
-    /// Factor per epoch.
-    pub decay: f32,
-}
-
-impl ExponentialDecay {
-    /// The learning rate for `epoch` (0-based).
-    pub fn at(&self, epoch: usize) -> f32 {
-        // decay^epoch in f64 keeps 50 epochs of decay free of accumulated rounding.
-        (self.initial as f64 * power(self.decay as f64, epoch)) as f32
-    }
-}
-
-/// `x^n` by binary exponentiation, written out: `f64::powi` promises no particular rounding,
-/// and the learning rate of every step comes from here. (This is the loop LLVM's `powi`
-/// calls on x86-64 and aarch64, `__powidf2`, so the bits are those of every model trained
-/// with `powi`.)
-fn power(mut x: f64, mut n: usize) -> f64 {
-    let mut result = 1.0;
-    loop {
-        if n & 1 == 1 {
-            result *= x;
-        }
-        n >>= 1;
-        if n == 0 {
-            return result;
-        }
-        x *= x;
+impl From<&Sgd> for Update {
+    fn from(sgd: &Sgd) -> Self {
+        Update::Sgd(sgd.descent())
     }
 }
 
@@ -121,23 +97,5 @@ mod tests {
         assert_eq!(model.w1[[0, 0]], 1.0 - 0.5 * 0.1 * 1.0);
         assert_eq!(model.w2[[0, 0]], 2.0 - 0.5 * 0.1 * 2.0);
         assert_eq!((model.b1[0], model.b2[0]), (1.0, 1.0));
-    }
-
-    #[test]
-    fn power_is_binary_exponentiation_with_the_bits_of_powi() {
-        for x in [0.95f64, 0.5, 0.999, 1.0, 0.0] {
-            for n in [0usize, 1, 2, 3, 7, 49, 50, 1000] {
-                assert_eq!(power(x, n).to_bits(), x.powi(n as i32).to_bits(), "{x}^{n}");
-            }
-        }
-    }
-
-    #[test]
-    fn schedule_decays_geometrically() {
-        let s = ExponentialDecay {
-            initial: 0.2,
-            decay: 0.5,
-        };
-        assert_eq!((s.at(0), s.at(1), s.at(3)), (0.2, 0.1, 0.025));
     }
 }

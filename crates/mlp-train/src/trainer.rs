@@ -5,16 +5,16 @@
 use std::time::Instant;
 
 use mlp_core::{BatchMetrics, Mlp, ModelError, Shape, SimdLevel, SimdLevelError};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{PartialEpoch, TrainState};
 use crate::config::{CheckedConfig, TrainConfig};
 use crate::data::LabelledData;
-use crate::engine::Engine;
+use crate::engine::{Engine, Sample};
 use crate::history::{EpochRecord, History};
-use crate::sgd::{ExponentialDecay, Sgd};
+use crate::regularise::batch_key;
 
 /// What a finished training run produced.
 #[derive(Debug, Clone)]
@@ -162,7 +162,9 @@ pub fn run(
             };
             let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
             let model = Mlp::new(shape, config.activation, &mut rng)?;
-            TrainState::new(TrainConfig::clone(&config), model, rng)
+            let mut state = TrainState::new(TrainConfig::clone(&config), model, rng);
+            state.moments = vec![Mlp::zeros(shape, config.activation); config.optimizer.moments()];
+            state
         }
         Start::Resume(state) => {
             check_resume(&state, train_data)?;
@@ -198,20 +200,25 @@ fn train_loop(
     threads: usize,
     mut hooks: Hooks,
 ) -> Result<RunEnd, TrainError> {
-    let config = state.config.clone();
-    let schedule = ExponentialDecay {
-        initial: config.lr,
-        decay: config.lr_decay,
-    };
-    let mut sgd = Sgd::new(config.lr, config.l2);
+    let config = state
+        .config
+        .validate()
+        .map_err(|e| TrainError::Resume(e.to_string()))?;
+    let optimizer = config.optimizer();
+    let regularisers = config.regularisers();
 
-    // The optimised step computes Mlp::forward, Mlp::backward and Sgd::step (see engine/);
-    // it owns every buffer the loop needs, allocated once.
+    // The optimised step computes Mlp::forward_training, Mlp::backward_training and
+    // Optimizer::step (see engine/); it owns every buffer the loop needs, allocated once.
     let batch_size = config.batch_size.min(train_data.len());
     let level = config.simd.unwrap_or_else(SimdLevel::best);
     let mut engine = Engine::with_level(&state.model, batch_size, threads, level)?;
+    engine.set_moments(&state.moments);
+    engine
+        .set_regularisers(regularisers)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
     let mut order: Vec<usize> = (0..train_data.len()).collect();
     let batches = order.len().div_ceil(batch_size);
+    let schedule = config.lr_schedule(batches);
 
     // Early stopping is checked before each epoch, so that a run resumed after it stopped
     // stops again rather than training on.
@@ -223,9 +230,11 @@ fn train_loop(
     while state.epochs_done < config.epochs && !patience_spent(&state) {
         let epoch = state.epochs_done;
         let started = Instant::now();
-        sgd.lr = schedule.at(epoch);
-        // A fresh epoch shuffles; an interrupted one continues its own order and sums.
-        let (mut metrics, mut grad_norm_sum, first_batch, seconds_before) =
+        let epoch_lr = schedule.at(epoch, 0, batches);
+        let mut lr = epoch_lr;
+        // A fresh epoch shuffles (and draws its key, if anything is random); an interrupted
+        // one continues its own order, key and sums.
+        let (mut metrics, mut grad_norm_sum, first_batch, seconds_before, epoch_key) =
             match state.partial.take() {
                 Some(p) => {
                     order
@@ -241,6 +250,7 @@ fn train_loop(
                         p.grad_norm_sum,
                         p.batches_done,
                         p.seconds,
+                        p.key.unwrap_or(0),
                     )
                 }
                 None => {
@@ -248,21 +258,48 @@ fn train_loop(
                     // state alone (and a resumed run needs nothing else to reproduce it).
                     order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
                     order.shuffle(&mut state.rng);
-                    (BatchMetrics::default(), 0.0, 0, 0.0)
+                    // Only then, so that a run without noise draws what the seed's recipe did.
+                    let key = if regularisers.is_random() {
+                        state.rng.next_u64()
+                    } else {
+                        0
+                    };
+                    (BatchMetrics::default(), 0.0, 0, 0.0, key)
                 }
             };
+        let key = |k: usize| {
+            if regularisers.is_random() {
+                batch_key(epoch_key, k)
+            } else {
+                0
+            }
+        };
 
         for k in first_batch..batches {
             let batch = &order[k * batch_size..((k + 1) * batch_size).min(order.len())];
             let next = order
                 .get((k + 1) * batch_size..)
                 .map_or(&[][..], |rest| &rest[..rest.len().min(batch_size)]);
-            let step = engine.train_step(train_data, batch, next, &sgd);
+            lr = schedule.at(epoch, k, batches);
+            // Step t of the run, 1-based (Adam's bias correction counts from 1).
+            let t = (epoch * batches + k + 1) as u64;
+            let step = engine.train_step(
+                train_data,
+                Sample {
+                    indices: batch,
+                    key: key(k),
+                },
+                Sample {
+                    indices: next,
+                    key: key(k + 1),
+                },
+                optimizer.update(lr, t),
+            );
             if !step.metrics.loss_sum.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: epoch + 1,
                     loss: step.metrics.loss_sum,
-                    lr: sgd.lr,
+                    lr,
                 });
             }
             grad_norm_sum += step.grad_norm;
@@ -270,7 +307,8 @@ fn train_loop(
             (hooks.on_batch)(epoch + 1, k + 1, batches, metrics.mean_loss());
             if k + 1 < batches && (hooks.stop)() {
                 engine.copy_to(&mut state.model);
-                finite(&state.model, epoch + 1, sgd.lr)?;
+                state.moments = engine.moments();
+                finite(&state.model, epoch + 1, lr)?;
                 state.partial = Some(PartialEpoch {
                     order: order.iter().map(|&i| i as u32).collect(),
                     batches_done: k + 1,
@@ -279,6 +317,7 @@ fn train_loop(
                     count: metrics.count,
                     grad_norm_sum,
                     seconds: seconds_before + started.elapsed().as_secs_f64(),
+                    key: regularisers.is_random().then_some(epoch_key),
                 });
                 return Ok(RunEnd::Interrupted(Box::new(state)));
             }
@@ -289,7 +328,7 @@ fn train_loop(
             return Err(TrainError::Diverged {
                 epoch: epoch + 1,
                 loss: val.loss,
-                lr: sgd.lr,
+                lr,
             });
         }
         let record = EpochRecord {
@@ -299,13 +338,14 @@ fn train_loop(
             val_loss: val.loss,
             val_acc: val.accuracy(),
             grad_norm: grad_norm_sum / batches as f64,
-            lr: sgd.lr as f64,
+            lr: epoch_lr as f64,
             epoch_seconds: seconds_before + started.elapsed().as_secs_f64(),
         };
         state.history.push(&record);
         state.epochs_done += 1;
         engine.copy_to(&mut state.model);
-        finite(&state.model, epoch + 1, sgd.lr)?;
+        state.moments = engine.moments();
+        finite(&state.model, epoch + 1, lr)?;
         if record.val_acc > state.best_val_acc {
             state.best_model.clone_from(&state.model);
             state.best_epoch = record.epoch;
@@ -344,6 +384,14 @@ fn check_resume(state: &TrainState, train_data: &dyn LabelledData) -> Result<(),
             "the saved model is {shape}, but the data has {} features and {} classes",
             train_data.features(),
             train_data.classes()
+        )));
+    }
+    let moments = state.config.optimizer.moments();
+    if state.moments.len() != moments || state.moments.iter().any(|m| m.shape() != shape) {
+        return Err(TrainError::Resume(format!(
+            "the {} optimiser keeps {moments} moments of the model's shape, the state has {}",
+            state.config.optimizer,
+            state.moments.len()
         )));
     }
     if let Some(p) = &state.partial

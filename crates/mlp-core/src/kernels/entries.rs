@@ -136,7 +136,7 @@ pub(super) use with_read;
 mod tests {
     use crate::kernels::test_data::{bits, masks_of, on_every_level, pseudo_random};
     use crate::kernels::{
-        Descent, Entries, SparseBlock, SparseColumns, mask_words, masked_rows_product,
+        Descent, Entries, SparseBlock, SparseColumns, Update, mask_words, masked_rows_product,
         sparse_gradient_step,
     };
     use fearless_simd::Simd;
@@ -253,7 +253,8 @@ mod tests {
                             &d,
                             width,
                             &mut w,
-                            Descent { lr: 0.1, l2: 1e-3 },
+                            Update::Sgd(Descent { lr: 0.1, l2: 1e-3 }),
+                            (&mut [], &mut []),
                             (&mut Vec::new(), &mut Default::default()),
                         );
                         (squares.to_bits(), bits(&w))

@@ -1,10 +1,12 @@
-//! An SGD step on a weight matrix whose gradient is a sparse product, fused: the first layer's
-//! dW1 = xᵀ·dz1, applied to W1 four rows at a time as it is computed, never stored whole.
+//! An optimiser step on a weight matrix whose gradient is a sparse product, fused: the first
+//! layer's dW1 = xᵀ·dz1, applied to W1 four rows at a time as it is computed, never stored
+//! whole.
 
 use fearless_simd::{Simd, SimdBase, SimdFloat};
 
 use super::entries::with_read;
 use super::product::{lanes_of, sums};
+use super::update::{Rule, Update, Vector};
 use super::vector::{F32s, lane_sum, load_padded, store_padded, tile_vectors};
 use super::{Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, fits, mask_words};
 
@@ -27,27 +29,9 @@ pub struct SparseColumns<'a> {
     pub mask_stride: usize,
 }
 
-/// The SGD step with L2 on one weight, `w ← w − lr·(g + l2·w)`: written once, here, for the
-/// fused kernel below and for mlp-train's `Sgd`, so that the two round alike (four roundings:
-/// l2·w, g + …, lr·…, w − …).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Descent {
-    /// Learning rate.
-    pub lr: f32,
-    /// L2 strength λ.
-    pub l2: f32,
-}
-
-impl Descent {
-    /// Applies the step to `w` given its gradient `g`.
-    #[inline(always)]
-    pub fn apply(self, w: &mut f32, g: f32) {
-        *w -= self.lr * (g + self.l2 * *w);
-    }
-}
-
-/// One step of SGD with L2 on `w` (`cols × width`, row-major), whose gradient is
-/// `G = xᵀ·d` (`d` is `x.rows × width`): [`Descent::apply`] element by element. Returns `Σ G²`.
+/// One optimiser step on `w` (`cols × width`, row-major), whose gradient is `G = xᵀ·d` (`d`
+/// is `x.rows × width`): `update` element by element (see [`Update`]), with the moments in
+/// `moments` (laid out as `w`, each as long as `w` when the rule keeps it). Returns `Σ G²`.
 ///
 /// G is never stored: for each block of [`MAX_BLOCK_ROWS`] rows `p0..` of `w`, its rows are
 /// `g[q][k] = Σ_j x[j, p0 + q]·d[j][k]` over the rows j where any of the block's columns of x
@@ -60,13 +44,35 @@ impl Descent {
 ///
 /// `union` and `packed` are reused buffers (grown as needed).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn sparse_gradient_step<S: Simd>(
     simd: S,
     x: &SparseColumns,
     d: &[f32],
     width: usize,
     w: &mut [f32],
-    step: Descent,
+    update: Update,
+    moments: (&mut [f32], &mut [f32]),
+    buffers: (&mut Vec<u64>, &mut PackedBlock),
+) -> f64 {
+    match update {
+        Update::Sgd(rule) => gradient_step(simd, x, d, width, w, rule, moments, buffers),
+        Update::Momentum(rule) => gradient_step(simd, x, d, width, w, rule, moments, buffers),
+        Update::Adam(rule) => gradient_step(simd, x, d, width, w, rule, moments, buffers),
+    }
+}
+
+/// [`sparse_gradient_step`] for one rule.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gradient_step<S: Simd, U: Rule>(
+    simd: S,
+    x: &SparseColumns,
+    d: &[f32],
+    width: usize,
+    w: &mut [f32],
+    step: U,
+    (first, second): (&mut [f32], &mut [f32]),
     (union, packed): (&mut Vec<u64>, &mut PackedBlock),
 ) -> f64 {
     let (rows, cols) = (x.rows, x.cols);
@@ -74,6 +80,10 @@ pub fn sparse_gradient_step<S: Simd>(
     assert!(
         fits(w.len(), 0, cols, width, 0),
         "w is shorter than {cols} × {width}"
+    );
+    assert!(
+        (U::MOMENTS < 1 || first.len() == w.len()) && (U::MOMENTS < 2 || second.len() == w.len()),
+        "one moment per weight"
     );
     assert!(
         fits(x.vals.len(), 0, rows, cols, 0),
@@ -113,14 +123,26 @@ pub fn sparse_gradient_step<S: Simd>(
         // Every index was checked above: rows j < x.rows (the union's bits past it are
         // cleared) and columns p0 + q < cols.
         with_read!(x.vals, |vals| packed.pack(&block, vals));
-        let w_block = &mut w[p0 * width..][..r * width];
+        let block = p0 * width..(p0 + r) * width;
+        let w_block = &mut w[block.clone()];
+        let m_block = if U::MOMENTS >= 1 {
+            &mut first[block.clone()]
+        } else {
+            &mut [][..]
+        };
+        let v_block = if U::MOMENTS >= 2 {
+            &mut second[block]
+        } else {
+            &mut [][..]
+        };
+        let state = (w_block, m_block, v_block);
         macro_rules! rows {
             ($($r:literal),*) => {
                 match r {
                     $($r => if tile_vectors::<S>() == 4 {
-                        block_step::<S, $r, 4>(simd, d, width, packed, w_block, step)
+                        block_step::<S, U, $r, 4>(simd, d, width, packed, state, step)
                     } else {
-                        block_step::<S, $r, 2>(simd, d, width, packed, w_block, step)
+                        block_step::<S, U, $r, 2>(simd, d, width, packed, state, step)
                     },)*
                     _ => unreachable!("blocks have 1 to MAX_BLOCK_ROWS rows"),
                 }
@@ -139,25 +161,23 @@ fn valid_bits(rows: usize, word: usize) -> u64 {
     }
 }
 
-/// One block of R rows of `w`: each tile of columns summed in registers, its squares added
-/// and its step applied there. Returns the block's `lane_sum`.
+/// One block of R rows of `w` (and of its moments): each tile of columns summed in
+/// registers, its squares added and its step applied there. Returns the block's `lane_sum`.
 #[inline(always)]
-fn block_step<S: Simd, const R: usize, const N: usize>(
+fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     simd: S,
     d: &[f32],
     width: usize,
     packed: &PackedBlock,
-    w: &mut [f32],
-    step: Descent,
+    (w, first, second): (&mut [f32], &mut [f32], &mut [f32]),
+    step: U,
 ) -> f32 {
     let lanes = F32s::<S>::LEN;
     // The 16 lanes of squares, as native vectors (16 / LEN of them).
     let per16 = 16 / lanes;
     let mut squares = [F32s::<S>::splat(simd, 0.0); 4];
-    let (lr, l2) = (
-        F32s::<S>::splat(simd, step.lr),
-        F32s::<S>::splat(simd, step.l2),
-    );
+    let splat = |c: f32| Vector::<S>(F32s::<S>::splat(simd, c));
+    let zero = splat(0.0);
     let tile = N * lanes;
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
@@ -175,11 +195,31 @@ fn block_step<S: Simd, const R: usize, const N: usize>(
             }
         }
         for (q, g_q) in g.iter().enumerate() {
-            let row = &mut w[q * width + c0..][..cols];
+            let row = q * width + c0..q * width + c0 + cols;
+            let row_w = &mut w[row.clone()];
+            let row_m = if U::MOMENTS >= 1 {
+                &mut first[row.clone()]
+            } else {
+                &mut [][..]
+            };
+            let row_v = if U::MOMENTS >= 2 {
+                &mut second[row]
+            } else {
+                &mut [][..]
+            };
             for (k, &g) in g_q.iter().enumerate() {
                 let (at, len) = lanes_of(k, lanes, cols);
-                let w = load_padded(simd, row, at, len);
-                store_padded::<S>(w - lr * (g + l2 * w), row, at, len);
+                let load = |row: &[f32]| Vector(load_padded(simd, row, at, len));
+                let mut m = if U::MOMENTS >= 1 { load(row_m) } else { zero };
+                let mut v = if U::MOMENTS >= 2 { load(row_v) } else { zero };
+                let w = step.apply(splat, load(row_w), Vector(g), &mut m, &mut v);
+                store_padded::<S>(w.0, row_w, at, len);
+                if U::MOMENTS >= 1 {
+                    store_padded::<S>(m.0, row_m, at, len);
+                }
+                if U::MOMENTS >= 2 {
+                    store_padded::<S>(v.0, row_v, at, len);
+                }
             }
         }
     }

@@ -32,13 +32,15 @@ mod entries;
 mod gradient;
 mod mask;
 mod product;
+mod update;
 mod vector;
 
 pub use dense::{combine_rows, dot_rows};
 pub use entries::Entries;
-pub use gradient::{Descent, SparseColumns, sparse_gradient_step};
+pub use gradient::{SparseColumns, sparse_gradient_step};
 pub use mask::{mask_words, nonzero_mask, row_and_column_masks};
 pub use product::{MAX_BLOCK_ROWS, PackedBlock, SparseBlock, masked_rows_product};
+pub use update::{Adam, Descent, Lanes, Momentum, Rule, Update};
 pub use vector::{axpy, dot, sum_of_squares};
 
 /// Whether `start + count·stride + extra ≤ len` without overflowing on the way (a sum that

@@ -1,10 +1,22 @@
-//! The batch as the training step reads it: gathered rows with their non-zero masks, the
-//! masks of the batch's columns (pixels) for the backward pass, and which examples were
-//! gathered ahead.
+//! The batch as the training step reads it: gathered rows (augmented, and with input
+//! dropout, when the run asks) with their non-zero masks, the masks of the batch's columns
+//! (pixels) for the backward pass, and which examples were gathered ahead.
 
 use mlp_core::kernels::{Entries, SparseColumns, mask_words, nonzero_mask, row_and_column_masks};
+use mlp_core::noise::Dropout;
 
+use super::Sample;
 use crate::data::{LabelledData, PIXEL_VALUES};
+use crate::regularise::{Augmentation, StepKeys};
+
+/// What a training batch's rows go through once gathered: augmentation of each image (of
+/// `side` × `side` pixels), then dropout of its pixels.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct InputNoise {
+    pub augmentation: Option<Augmentation>,
+    pub dropout: Option<Dropout>,
+    pub side: usize,
+}
 
 /// A gathered batch: its rows with the masks of their non-zeros, and for training the masks
 /// of each pixel's non-zeros, as the backward pass reads them. The rows are bytes read
@@ -13,8 +25,13 @@ use crate::data::{LabelledData, PIXEL_VALUES};
 pub(super) struct Batch {
     x: Vec<f32>,
     x_bytes: Vec<u8>,
-    /// Whether the rows are in `x_bytes` (standing for [`PIXEL_VALUES`]) rather than `x`.
+    /// Whether the rows are in `x_bytes` (standing for `table`) rather than `x`.
     as_bytes: bool,
+    /// What a byte stands for: [`PIXEL_VALUES`], times 1/(1 − rate) under input dropout.
+    table: [f32; 256],
+    /// One image, for augmentation.
+    scratch: Vec<f32>,
+    scratch_bytes: Vec<u8>,
     pub(super) y: Vec<usize>,
     pub(super) x_masks: Vec<u64>,
     /// The rows in the order the forward pass takes them (see [`BlockOrder`]).
@@ -34,6 +51,9 @@ impl Batch {
             x: vec![0.0; batch_size * inputs],
             x_bytes: vec![0; batch_size * inputs],
             as_bytes: false,
+            table: PIXEL_VALUES,
+            scratch: vec![0.0; inputs],
+            scratch_bytes: vec![0; inputs],
             y: vec![0; batch_size],
             x_masks: vec![0; batch_size * mask_words(inputs)],
             order: BlockOrder::new(inputs, batch_size),
@@ -43,13 +63,16 @@ impl Batch {
         }
     }
 
-    /// Gathers the examples at `indices`, masks the non-zeros of each row and of each pixel
-    /// (see [`Batch::pixels`]), and orders the rows for the forward pass.
+    /// Gathers the examples at `indices`, puts them through `noise` under the step's `key`,
+    /// masks the non-zeros of each row and of each pixel (see [`Batch::pixels`]), and orders
+    /// the rows for the forward pass.
     pub(super) fn fill(
         &mut self,
         token: fearless_simd::Level,
         data: &dyn LabelledData,
         indices: &[usize],
+        noise: &InputNoise,
+        key: u64,
     ) {
         let (n, inputs) = (indices.len(), self.inputs);
         let values = ..n * inputs;
@@ -63,7 +86,39 @@ impl Batch {
             }
             None => data.gather(indices, &mut self.x[values], y),
         }
-        let src = entries(&self.x, &self.x_bytes, self.as_bytes).slice(0..n * inputs);
+        let keys = StepKeys::of(key);
+        let dropout = noise.dropout.map(|d| (d, keys.input));
+        self.table = PIXEL_VALUES;
+        if let Some(d) = noise.dropout {
+            self.table = PIXEL_VALUES.map(|v| v * d.scale());
+        }
+        if self.as_bytes {
+            // Kept pixels are scaled by the table (dropped ones become byte 0).
+            let kept = |_: &mut u8, _: f32| {};
+            let rows = &mut self.x_bytes[..n * inputs];
+            perturb(
+                rows,
+                inputs,
+                noise,
+                &keys,
+                dropout,
+                &mut self.scratch_bytes,
+                kept,
+            );
+        } else {
+            let scale = |x: &mut f32, m: f32| *x *= m;
+            let rows = &mut self.x[..n * inputs];
+            perturb(
+                rows,
+                inputs,
+                noise,
+                &keys,
+                dropout,
+                &mut self.scratch,
+                scale,
+            );
+        }
+        let src = entries(&self.x, &self.x_bytes, self.as_bytes, &self.table).slice(0..n * inputs);
         let row_masks = &mut self.x_masks[..n * mask_words(inputs)];
         let (column_masks, stride) = (&mut self.pixel_masks, self.pixel_mask_stride);
         fearless_simd::dispatch!(token, simd => {
@@ -91,19 +146,52 @@ impl Batch {
 
     /// The gathered rows, one after the other, as the kernels read them.
     pub(super) fn values(&self) -> Entries<'_> {
-        entries(&self.x, &self.x_bytes, self.as_bytes)
+        entries(&self.x, &self.x_bytes, self.as_bytes, &self.table)
     }
 }
 
-/// The batch's rows: `bytes` read through [`PIXEL_VALUES`] if `as_bytes`, else `x`.
-fn entries<'a>(x: &'a [f32], bytes: &'a [u8], as_bytes: bool) -> Entries<'a> {
+/// The batch's rows: `bytes` read through `table` if `as_bytes`, else `x`.
+fn entries<'a>(
+    x: &'a [f32],
+    bytes: &'a [u8],
+    as_bytes: bool,
+    table: &'a [f32; 256],
+) -> Entries<'a> {
     if as_bytes {
-        Entries::Bytes {
-            bytes,
-            table: &PIXEL_VALUES,
-        }
+        Entries::Bytes { bytes, table }
     } else {
         Entries::F32(x)
+    }
+}
+
+/// Row i of `rows` (each `inputs` long) transformed by `noise`'s augmentation under
+/// `keys.augment`, then each of its pixels p given its dropout factor m under `dropout`'s key
+/// (index i·inputs + p): a dropped pixel (m = 0) becomes zero, a kept one goes through
+/// `scale(pixel, m)`.
+fn perturb<T: Copy + Default>(
+    rows: &mut [T],
+    inputs: usize,
+    noise: &InputNoise,
+    keys: &StepKeys,
+    dropout: Option<(Dropout, u64)>,
+    scratch: &mut [T],
+    scale: impl Fn(&mut T, f32),
+) {
+    for (i, row) in rows.chunks_exact_mut(inputs).enumerate() {
+        if let Some(aug) = noise.augmentation {
+            aug.transform(keys.augment, i)
+                .apply(row, noise.side, scratch);
+        }
+        if let Some((d, key)) = dropout {
+            for (p, x) in row.iter_mut().enumerate() {
+                let m = d.factor(key, (i * inputs + p) as u64);
+                if m == 0.0 {
+                    *x = T::default();
+                } else {
+                    scale(x, m);
+                }
+            }
+        }
     }
 }
 
@@ -213,13 +301,14 @@ fn silhouette(mask: &[u64], side: usize) -> (u32, u32) {
     (columns.count_ones(), height)
 }
 
-/// The examples gathered ahead into the training batches: their data set and indices. The
+/// The examples gathered ahead into the training batches: their data set, indices and key. The
 /// data set is known by its address only, which is why [`super::Engine::train_step`] asks
 /// that the call after one with a `next` pass the same, unchanged data object.
 #[derive(Debug)]
 pub(super) struct ReadyBatch {
     data: Option<usize>,
     indices: Vec<usize>,
+    key: u64,
 }
 
 impl ReadyBatch {
@@ -228,6 +317,7 @@ impl ReadyBatch {
         Self {
             data: None,
             indices: Vec::with_capacity(batch_size),
+            key: 0,
         }
     }
 
@@ -235,17 +325,20 @@ impl ReadyBatch {
         (data as *const dyn LabelledData).cast::<()>() as usize
     }
 
-    pub(super) fn holds(&self, data: &dyn LabelledData, indices: &[usize]) -> bool {
-        self.data == Some(Self::address(data)) && self.indices == indices
+    pub(super) fn holds(&self, data: &dyn LabelledData, batch: Sample) -> bool {
+        self.data == Some(Self::address(data))
+            && self.indices == batch.indices
+            && self.key == batch.key
     }
 
-    pub(super) fn set(&mut self, data: &dyn LabelledData, indices: &[usize]) {
-        if indices.is_empty() {
+    pub(super) fn set(&mut self, data: &dyn LabelledData, batch: Sample) {
+        if batch.indices.is_empty() {
             return self.clear();
         }
         self.data = Some(Self::address(data));
         self.indices.clear();
-        self.indices.extend_from_slice(indices);
+        self.indices.extend_from_slice(batch.indices);
+        self.key = batch.key;
     }
 
     pub(super) fn clear(&mut self) {
@@ -303,21 +396,20 @@ mod tests {
     /// in any order of the rows, the silhouette order included (for finite weights).
     #[test]
     fn the_forward_pass_gives_the_same_bits_in_any_order_of_the_rows() {
-        use super::super::shard::{ForwardBuffers, Scratch, Shard, SparseRows};
+        use super::super::shard::{ForwardBuffers, Scratch, Shard, SparseRows, Tensors};
         use rand::{RngExt, SeedableRng};
 
         let (n, inputs, width, classes) = (20, 784, 48, 10);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut uniform =
             |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0..1.0)).collect() };
-        let shard = Shard::new(
-            uniform(inputs * width),
-            uniform(width),
-            uniform(classes * width),
-            uniform(classes),
-            n,
-            classes,
-        );
+        let params = Tensors {
+            w1: uniform(inputs * width),
+            b1: uniform(width),
+            w2t: uniform(classes * width),
+            b2: uniform(classes),
+        };
+        let shard = Shard::new(params, 0, n, classes);
         // Images with rectangles of non-zero pixels of many sizes, so that the order sorts.
         let mut x = vec![0.0f32; n * inputs];
         for (i, image) in x.chunks_exact_mut(inputs).enumerate() {
@@ -364,6 +456,7 @@ mod tests {
                 &rows,
                 order,
                 Activation::Relu,
+                None,
                 &mut z2,
             );
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

@@ -61,7 +61,7 @@ pub(super) fn evaluate_chunks(
     results: &mut [BatchMetrics],
     confusion: &mut Array2<usize>,
 ) {
-    let (inputs, classes) = (data.features(), shards[0].b2.len());
+    let (inputs, classes) = (data.features(), shards[0].params.b2.len());
     for (chunk, result) in chunks.zip(results) {
         let start = chunk * CHUNK;
         let n = CHUNK.min(data.len() - start);
@@ -97,6 +97,7 @@ pub(super) fn evaluate_chunks(
                 &x,
                 rows,
                 activation,
+                None,
                 part,
             );
             if s == 0 {

@@ -36,22 +36,64 @@
 
 mod batch;
 mod inference;
+mod layout;
 mod shard;
 mod worker;
 
 use fearless_simd::Level;
+use mlp_core::kernels::Update;
 use mlp_core::{Activation, BatchMetrics, Mlp, Shape, SimdLevel, SimdLevelError};
-use ndarray::{Array1, Array2};
+use ndarray::Array2;
 
-use self::batch::ReadyBatch;
+use self::batch::{InputNoise, ReadyBatch};
 use self::inference::EvalBuffers;
-use self::shard::Shard;
+use self::layout::{shard_tensors, write_tensors};
+use self::shard::{HiddenDropout, Shard};
 use self::worker::{Worker, assign, each_worker, join_all, partition};
 use crate::data::LabelledData;
 use crate::evaluate::Evaluation;
-use crate::sgd::Sgd;
+use crate::regularise::{Regularisers, StepKeys};
 
 pub use self::worker::SHARD_WIDTH;
+
+/// A training batch: the examples' indices and the key of the step's random choices
+/// (augmentation, dropout; see [`crate::regularise`]). Plain index slices convert with key 0.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    /// The examples, in batch order.
+    pub indices: &'a [usize],
+    /// The step's key.
+    pub key: u64,
+}
+
+impl<'a> From<&'a [usize]> for Sample<'a> {
+    fn from(indices: &'a [usize]) -> Self {
+        Self { indices, key: 0 }
+    }
+}
+
+impl<'a> From<&'a Vec<usize>> for Sample<'a> {
+    fn from(indices: &'a Vec<usize>) -> Self {
+        Self { indices, key: 0 }
+    }
+}
+
+impl<'a, const N: usize> From<&'a [usize; N]> for Sample<'a> {
+    fn from(indices: &'a [usize; N]) -> Self {
+        Self { indices, key: 0 }
+    }
+}
+
+/// What the engine cannot train with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// Augmentation shifts and mirrors square images only.
+    #[error("augmentation needs square images, but the data has {inputs} features")]
+    NotSquare {
+        /// Features per example.
+        inputs: usize,
+    },
+}
 
 /// What one training step measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,6 +123,11 @@ pub struct Engine {
     part_len: usize,
     /// Each shard's squared gradient norm of the last step.
     grad_sq: Vec<f64>,
+    /// Moments the shards hold (see [`Engine::set_moments`]).
+    moment_count: usize,
+    regularisers: Regularisers,
+    /// What gathering a training batch puts its rows through.
+    noise: InputNoise,
     batch_size: usize,
     /// Threads evaluation may use.
     threads: usize,
@@ -117,32 +164,13 @@ impl Engine {
             hidden: _,
             classes,
         } = shape;
-        let shard = |s: usize, cols: std::ops::Range<usize>| {
-            let w1 = model
-                .w1
-                .columns()
-                .into_iter()
-                .skip(cols.start)
-                .take(cols.len())
-                .collect::<Vec<_>>();
-            let w1 = (0..inputs)
-                .flat_map(|p| w1.iter().map(move |col| col[p]))
-                .collect();
-            let b1 = model.b1.as_slice().expect("contiguous")[cols.clone()].to_vec();
-            let w2t = (0..classes)
-                .flat_map(|c| cols.clone().map(move |h| model.w2[[h, c]]))
-                .collect();
-            let b2 = if s == 0 {
-                model.b2.to_vec()
-            } else {
-                Vec::new()
-            };
-            Shard::new(w1, b1, w2t, b2, batch_size, classes)
-        };
         let shards: Vec<Shard> = partition(shape.hidden)
             .into_iter()
             .enumerate()
-            .map(|(s, cols)| shard(s, cols))
+            .map(|(s, cols)| {
+                let col0 = cols.start;
+                Shard::new(shard_tensors(model, s, cols), col0, batch_size, classes)
+            })
             .collect();
         let widest = shards.iter().map(|s| s.width).max().unwrap_or(0);
         let workers = assign(shards.len(), threads.min(shards.len()))
@@ -159,6 +187,9 @@ impl Engine {
             z2_parts: vec![0.0; shards.len() * part_len],
             part_len,
             grad_sq: vec![0.0; shards.len()],
+            moment_count: 0,
+            regularisers: Regularisers::default(),
+            noise: InputNoise::default(),
             threads,
             eval: Vec::new(),
             shards,
@@ -180,57 +211,70 @@ impl Engine {
             self.shape,
             "copy_to needs a model of the engine's shape"
         );
-        let mut col0 = 0;
-        for shard in &self.shards {
-            let w = shard.width;
-            for p in 0..self.shape.inputs {
-                for k in 0..w {
-                    model.w1[[p, col0 + k]] = shard.w1[p * w + k];
-                }
-            }
-            for k in 0..w {
-                model.b1[col0 + k] = shard.b1[k];
-                for c in 0..self.shape.classes {
-                    model.w2[[col0 + k, c]] = shard.w2t[c * w + k];
-                }
-            }
-            col0 += w;
-        }
-        model
-            .b2
-            .as_slice_mut()
-            .expect("contiguous")
-            .copy_from_slice(&self.shards[0].b2);
+        write_tensors(&self.shards, |s| &s.params, model);
         model.activation = self.activation;
     }
 
     /// The current parameters as a new [`Mlp`].
     pub fn to_model(&self) -> Mlp {
-        let Shape {
-            inputs,
-            hidden,
-            classes,
-        } = self.shape;
-        let mut model = Mlp {
-            w1: Array2::zeros((inputs, hidden)),
-            b1: Array1::zeros(hidden),
-            w2: Array2::zeros((hidden, classes)),
-            b2: Array1::zeros(classes),
-            activation: self.activation,
-        };
+        let mut model = Mlp::zeros(self.shape, self.activation);
         self.copy_to(&mut model);
         model
     }
 
+    /// Lays out the optimiser's moments, each in the model's layout (as many as the updates
+    /// to come keep: 0, 1 or 2; all zero to start a run).
+    pub fn set_moments(&mut self, moments: &[Mlp]) {
+        assert!(moments.len() <= 2, "optimisers keep at most two moments");
+        let parts = partition(self.shape.hidden);
+        for (s, (shard, cols)) in self.shards.iter_mut().zip(parts).enumerate() {
+            shard.moments = Default::default();
+            for (slot, moment) in shard.moments.iter_mut().zip(moments) {
+                assert_eq!(moment.shape(), self.shape, "moments have the model's shape");
+                *slot = shard_tensors(moment, s, cols.clone());
+            }
+        }
+        self.moment_count = moments.len();
+    }
+
+    /// The optimiser's moments, in the model's layout.
+    pub fn moments(&self) -> Vec<Mlp> {
+        (0..self.moment_count)
+            .map(|k| {
+                let mut moment = Mlp::zeros(self.shape, self.activation);
+                write_tensors(&self.shards, |s| &s.moments[k], &mut moment);
+                moment
+            })
+            .collect()
+    }
+
+    /// Trains with `regularisers` from the next step on (none to start with). Augmentation
+    /// needs square images (an error otherwise).
+    pub fn set_regularisers(&mut self, regularisers: Regularisers) -> Result<(), EngineError> {
+        let inputs = self.shape.inputs;
+        let side = inputs.isqrt();
+        if regularisers.augmentation.is_some() && side * side != inputs {
+            return Err(EngineError::NotSquare { inputs });
+        }
+        self.noise = InputNoise {
+            augmentation: regularisers.augmentation,
+            dropout: regularisers.input_dropout,
+            side,
+        };
+        self.regularisers = regularisers;
+        self.ready.clear();
+        Ok(())
+    }
+
     /// Phase 1, training: every worker gathers the whole batch into its own copy.
-    fn gather_training(&mut self, data: &dyn LabelledData, indices: &[usize]) {
-        let token = self.token;
+    fn gather_training(&mut self, data: &dyn LabelledData, batch: Sample) {
+        let (token, noise) = (self.token, &self.noise);
         each_worker(
             &mut self.workers,
             &mut self.shards,
             &mut [(); 0],
             0,
-            &|w, _, _| w.gather(token, data, indices),
+            &|w, _, _| w.gather(token, data, batch.indices, noise, batch.key),
         );
     }
 
@@ -241,13 +285,22 @@ impl Engine {
     /// 2 µs, where the calling thread used to spend 4 µs alone before the fork (12
     /// alternating bench runs: epoch quartiles 0.089 / 0.092 / 0.103 s against
     /// 0.090 / 0.102 / 0.108 s).
-    fn forward(&mut self, n: usize, data: &dyn LabelledData, next: &[usize]) {
+    fn forward(&mut self, n: usize, key: u64, data: &dyn LabelledData, next: &[usize]) {
         assert!(
             self.workers.iter().all(|w| w.batch.order.rows().len() == n),
             "the gathered batch has {n} rows"
         );
         let (token, activation, part_len) = (self.token, self.activation, self.part_len);
         let workers = self.workers.len();
+        let hidden = self.shape.hidden;
+        let dropout = self
+            .regularisers
+            .hidden_dropout
+            .map(|dropout| HiddenDropout {
+                dropout,
+                key: StepKeys::of(key).hidden,
+                hidden,
+            });
         each_worker(
             &mut self.workers,
             &mut self.shards,
@@ -256,41 +309,56 @@ impl Engine {
             &|worker, shards, parts| {
                 let t = worker.id;
                 data.prefetch(&next[t * next.len() / workers..(t + 1) * next.len() / workers]);
-                worker.forward(token, shards, parts, part_len, activation);
+                worker.forward(token, shards, parts, part_len, activation, dropout);
             },
         );
     }
 
-    /// One step of mini-batch SGD on the examples at `indices` of `data`: forward, backward
-    /// and update.
+    /// One step of mini-batch training on the examples of `batch` in `data`: forward,
+    /// backward and `update` (an [`Update`], or a [`Sgd`](crate::Sgd)), with the
+    /// regularisers set by [`Engine::set_regularisers`] drawing under the batch's key.
     ///
     /// `next` names the examples of the following step (or is empty). They are fetched into
     /// cache while this step computes and gathered at its end, by each worker right after its
     /// backward pass, which saves the next step a phase. The next call uses them if it asks
-    /// for the same indices of the same `data` object (known by its address), and gathers
-    /// again otherwise. So the call after one with a `next` must pass the same, unchanged
-    /// data object, or another at another address; then `next` never changes a result.
-    pub fn train_step(
+    /// for the same indices and key of the same `data` object (known by its address), and
+    /// gathers again otherwise. So the call after one with a `next` must pass the same,
+    /// unchanged data object, or another at another address; then `next` never changes a
+    /// result.
+    pub fn train_step<'a, 'b>(
         &mut self,
         data: &dyn LabelledData,
-        indices: &[usize],
-        next: &[usize],
-        sgd: &Sgd,
+        batch: impl Into<Sample<'a>>,
+        next: impl Into<Sample<'b>>,
+        update: impl Into<Update>,
     ) -> StepStats {
-        let n = indices.len();
+        let (batch, next, update) = (batch.into(), next.into(), update.into());
+        let n = batch.indices.len();
         assert!(
-            n <= self.batch_size && next.len() <= self.batch_size,
+            n <= self.batch_size && next.indices.len() <= self.batch_size,
             "training batches are at most the engine's batch size {}",
             self.batch_size
         );
-        if !self.ready.holds(data, indices) {
-            self.gather_training(data, indices);
+        assert_eq!(
+            update.moments(),
+            self.moment_count,
+            "the update keeps as many moments as set_moments laid out"
+        );
+        if !self.ready.holds(data, batch) {
+            self.gather_training(data, batch);
         }
-        self.forward(n, data, next);
+        self.forward(n, batch.key, data, next.indices);
 
         // Until the next batch is complete, the buffers hold no batch anyone can rely on.
         self.ready.clear();
         let (token, activation, part_len) = (self.token, self.activation, self.part_len);
+        let reg = &self.regularisers;
+        let pass = (
+            activation,
+            reg.hidden_dropout.is_some(),
+            reg.label_smoothing,
+        );
+        let noise = &self.noise;
         let parts = self.z2_parts.as_slice();
         // Each worker: backward with its own copy of the batch, then the next batch into it.
         each_worker(
@@ -299,9 +367,9 @@ impl Engine {
             &mut self.grad_sq,
             1,
             &|worker, shards, grad_sq| {
-                worker.backward_update(token, n, parts, part_len, shards, grad_sq, activation, sgd);
-                if !next.is_empty() {
-                    worker.gather(token, data, next);
+                worker.backward_update(token, n, parts, part_len, shards, grad_sq, pass, update);
+                if !next.indices.is_empty() {
+                    worker.gather(token, data, next.indices, noise, next.key);
                 }
             },
         );

@@ -1,16 +1,16 @@
 //! One shard of the hidden layer: its columns of W1 and b1, its rows of W2 (stored transposed,
 //! classes × width, so that every product below runs along contiguous memory), and the
-//! per-batch buffers for those columns. Shard 0 also holds b2.
+//! per-batch buffers for those columns. Shard 0 also holds b2. The optimiser's moments, if it
+//! keeps any, are laid out as the parameters, in the same shard.
 
 use fearless_simd::{Level, Simd};
 use mlp_core::Activation;
 use mlp_core::kernels::{
-    Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, SparseColumns, combine_rows, dot_rows,
-    mask_words, masked_rows_product, sparse_gradient_step, sum_of_squares,
+    Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, SparseColumns, Update, combine_rows,
+    dot_rows, mask_words, masked_rows_product, sparse_gradient_step, sum_of_squares,
 };
+use mlp_core::noise::Dropout;
 use ndarray::{ArrayView2, ArrayViewMut2};
-
-use crate::sgd::Sgd;
 
 /// Rows of `len` values with the bit masks of their non-zeros: row r is entries
 /// `r * stride..` (`len` of them) of `values`, and its mask
@@ -69,11 +69,9 @@ impl SparseRows<'_> {
     }
 }
 
-#[derive(Debug, Clone)]
-pub(super) struct Shard {
-    /// Hidden columns this shard owns (width = `w1.len() / inputs`).
-    pub width: usize,
-    classes: usize,
+/// A shard's share of the parameters, or of one of the optimiser's moments (same layout).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Tensors {
     /// W1[:, columns], (inputs, width).
     pub w1: Vec<f32>,
     /// b1[columns].
@@ -82,6 +80,26 @@ pub(super) struct Shard {
     pub w2t: Vec<f32>,
     /// b2 in shard 0 (which adds it to its logits and updates it), empty in the others.
     pub b2: Vec<f32>,
+}
+
+/// The hidden layer's dropout in a training step: the rate, the step's key, and the layer's
+/// whole width (unit (i, j) of the layer is index `i·hidden + j` of the mask).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HiddenDropout {
+    pub dropout: Dropout,
+    pub key: u64,
+    pub hidden: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Shard {
+    /// Hidden columns this shard owns (width = `w1.len() / inputs`), from `col0`.
+    pub width: usize,
+    pub col0: usize,
+    classes: usize,
+    pub params: Tensors,
+    /// The optimiser's moments (as many as it keeps; the others empty).
+    pub moments: [Tensors; 2],
     /// z1 and a1 of the last training forward pass, kept for the backward pass.
     fwd: ForwardBuffers,
     /// da1, then dz1 in place, (capacity, width).
@@ -91,11 +109,14 @@ pub(super) struct Shard {
     db2: Vec<f32>,
 }
 
-/// z1 and a1 = f(z1) of a forward pass over one shard's columns, (rows, width).
+/// z1 and a1 = f(z1) of a forward pass over one shard's columns, (rows, width), and under
+/// dropout its factors m and h = a1 ⊙ m.
 #[derive(Debug, Clone, Default)]
 pub(super) struct ForwardBuffers {
     z1: Vec<f32>,
     a1: Vec<f32>,
+    keep: Vec<f32>,
+    h: Vec<f32>,
 }
 
 /// The scratch buffers of the products, one set per thread (shards run one after another
@@ -131,6 +152,8 @@ impl ForwardBuffers {
         Self {
             z1: vec![0.0; rows * width],
             a1: vec![0.0; rows * width],
+            keep: Vec::new(),
+            h: Vec::new(),
         }
     }
 
@@ -142,23 +165,16 @@ impl ForwardBuffers {
 }
 
 impl Shard {
-    /// A shard of `w1`'s width over `capacity`-row batches; `b2` non-empty for shard 0 only.
-    pub fn new(
-        w1: Vec<f32>,
-        b1: Vec<f32>,
-        w2t: Vec<f32>,
-        b2: Vec<f32>,
-        capacity: usize,
-        classes: usize,
-    ) -> Self {
-        let width = b1.len();
+    /// A shard of `params.b1`'s width from column `col0`, over `capacity`-row batches;
+    /// `params.b2` non-empty for shard 0 only. No moments (see [`Shard::moments`]).
+    pub fn new(params: Tensors, col0: usize, capacity: usize, classes: usize) -> Self {
+        let width = params.b1.len();
         Self {
             width,
+            col0,
             classes,
-            w1,
-            b1,
-            w2t,
-            b2,
+            params,
+            moments: Default::default(),
             fwd: ForwardBuffers::new(capacity, width),
             dz1: vec![0.0; capacity * width],
             dw2t: vec![0.0; classes * width],
@@ -170,6 +186,7 @@ impl Shard {
     /// The training forward pass: [`Shard::forward_into`] with the shard's own buffers, which
     /// the backward pass then reads.
     // rows: n = order.len() examples   z2_part: (n, classes)
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &mut self,
         level: Level,
@@ -177,16 +194,25 @@ impl Shard {
         rows: &SparseRows,
         order: &[usize],
         activation: Activation,
+        dropout: Option<HiddenDropout>,
         z2_part: &mut [f32],
     ) {
         let mut fwd = std::mem::take(&mut self.fwd);
-        self.forward_into(level, &mut fwd, scratch, rows, order, activation, z2_part);
+        if dropout.is_some() && fwd.h.is_empty() {
+            fwd.keep = vec![0.0; fwd.a1.len()];
+            fwd.h = vec![0.0; fwd.a1.len()];
+        }
+        self.forward_into(
+            level, &mut fwd, scratch, rows, order, activation, dropout, z2_part,
+        );
         self.fwd = fwd;
     }
 
     /// z1 = x·W1 + b1 and a1 = f(z1) for this shard's columns, into `fwd`, then this shard's
-    /// share of the logits, `z2_part = a1·W2[columns, :]` (plus b2 in shard 0). Reads the
-    /// parameters only, so threads can share a shard for inference.
+    /// share of the logits, `z2_part = a1·W2[columns, :]` (plus b2 in shard 0); under
+    /// `dropout` (training), h = a1 ⊙ m replaces a1 there, m drawn for the shard's columns
+    /// (buffers `fwd.keep` and `fwd.h` sized). Reads the parameters only, so threads can
+    /// share a shard for inference.
     ///
     /// `order` is a permutation of the rows 0..n: the order in which the sparse product takes
     /// them, four at a time (see `BlockOrder`). Every row's results land at its own index,
@@ -201,10 +227,11 @@ impl Shard {
         rows: &SparseRows,
         order: &[usize],
         activation: Activation,
+        dropout: Option<HiddenDropout>,
         z2_part: &mut [f32],
     ) {
         fearless_simd::dispatch!(level, simd => {
-            self.forward_body(simd, fwd, scratch, rows, order, activation, z2_part)
+            self.forward_body(simd, fwd, scratch, rows, order, activation, dropout, z2_part)
         })
     }
 
@@ -218,17 +245,18 @@ impl Shard {
         rows: &SparseRows,
         order: &[usize],
         activation: Activation,
+        dropout: Option<HiddenDropout>,
         z2_part: &mut [f32],
     ) {
         let (n, w, classes) = (order.len(), self.width, self.classes);
-        let ForwardBuffers { z1, a1 } = fwd;
+        let ForwardBuffers { z1, a1, keep, h } = fwd;
         let Scratch { block, dot, packed } = scratch;
         for i in 0..n {
-            z1[i * w..][..w].copy_from_slice(&self.b1);
+            z1[i * w..][..w].copy_from_slice(&self.params.b1);
         }
         // Blocks of rows in `order`, each row's z1 in its own place.
         for group in order.chunks(MAX_BLOCK_ROWS) {
-            let x = rows.block(group.iter().copied(), block, &self.w1, w);
+            let x = rows.block(group.iter().copied(), block, &self.params.w1, w);
             let mut out_rows = [0; MAX_BLOCK_ROWS];
             for (o, &i) in out_rows.iter_mut().zip(group) {
                 *o = i * w;
@@ -240,92 +268,140 @@ impl Shard {
             z1,
             ArrayViewMut2::from_shape((n, w), &mut a1[..n * w]).expect("buffer sized for n rows"),
         );
-        // z2_part = a1·W2[columns, :] + b2: each logit `dot(a1_i, W2ᵀ_c)`, then its bias added
+        // h = a1 ⊙ m, m for the shard's columns of the layer's mask.
+        let hidden = match dropout {
+            Some(HiddenDropout {
+                dropout,
+                key,
+                hidden,
+            }) => {
+                for i in 0..n {
+                    let units = (i * hidden + self.col0) as u64;
+                    for k in 0..w {
+                        let m = dropout.factor(key, units + k as u64);
+                        keep[i * w + k] = m;
+                        h[i * w + k] = a1[i * w + k] * m;
+                    }
+                }
+                &h[..]
+            }
+            None => &a1[..],
+        };
+        // z2_part = h·W2[columns, :] + b2: each logit `dot(h_i, W2ᵀ_c)`, then its bias added
         // (the same bits as `bias + dot`: addition commutes).
         let z2_part = &mut z2_part[..n * classes];
-        dot_rows(simd, a1, n, &self.w2t, classes, w, dot, z2_part);
-        if !self.b2.is_empty() {
+        dot_rows(simd, hidden, n, &self.params.w2t, classes, w, dot, z2_part);
+        if !self.params.b2.is_empty() {
             for row in z2_part.chunks_exact_mut(classes) {
-                for (z, &b) in row.iter_mut().zip(&self.b2) {
+                for (z, &b) in row.iter_mut().zip(&self.params.b2) {
                     *z += b;
                 }
             }
         }
     }
 
-    /// Backward pass and SGD update for this shard's parameters (and b2, in shard 0), given
-    /// the batch's dz2 = ∂loss/∂z2, (n, classes). Returns the squared norm of this shard's
-    /// gradients (b2's counting towards shard 0's).
+    /// Backward pass and optimiser update for this shard's parameters (and b2, in shard 0),
+    /// given the batch's dz2 = ∂loss/∂z2, (n, classes), with the dropout (if any) of the
+    /// forward pass just before. Returns the squared norm of this shard's gradients (b2's
+    /// counting towards shard 0's).
+    #[allow(clippy::too_many_arguments)]
     pub fn backward_update(
         &mut self,
         level: Level,
         dz2: &[f32],
         pixels: &SparseColumns,
         activation: Activation,
-        sgd: &Sgd,
+        dropped: bool,
+        update: Update,
         scratch: &mut Scratch,
     ) -> f64 {
         fearless_simd::dispatch!(level, simd => {
-            self.backward_update_body(simd, dz2, pixels, activation, sgd, scratch)
+            self.backward_update_body(simd, dz2, pixels, activation, dropped, update, scratch)
         })
     }
 
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn backward_update_body<S: Simd>(
         &mut self,
         simd: S,
         dz2: &[f32],
         pixels: &SparseColumns,
         activation: Activation,
-        sgd: &Sgd,
+        dropped: bool,
+        update: Update,
         scratch: &mut Scratch,
     ) -> f64 {
         let (n, w, classes) = (pixels.rows, self.width, self.classes);
         let dz2 = &dz2[..n * classes];
         let mut grad_sq = 0.0f64;
+        let bias_update = update.without_decay();
+        let Self {
+            params,
+            moments: [first, second],
+            fwd,
+            ..
+        } = self;
 
         if w > 0 {
-            // da1 = dz2·W2ᵀ and dW2 = a1ᵀ·dz2 (with W2 still as used in the forward pass).
-            // da1[i, :] = Σ_c dz2[i, c]·W2ᵀ[c, :]   dW2ᵀ[c, :] = Σ_i dz2[i, c]·a1[i, :]
-            let (w2t, a1) = (&self.w2t, &self.fwd.a1);
-            combine_rows(simd, dz2, (classes, 1), w2t, classes, w, &mut self.dz1, n);
-            combine_rows(simd, dz2, (1, classes), a1, n, w, &mut self.dw2t, classes);
-            // dz1 = da1 ⊙ f'(z1), then db1 = Σ over rows of dz1.
-            let z1 = ArrayView2::from_shape((n, w), &self.fwd.z1[..n * w]).expect("sized");
-            let a1 = ArrayView2::from_shape((n, w), &self.fwd.a1[..n * w]).expect("sized");
+            // dh = dz2·W2ᵀ and dW2 = hᵀ·dz2 (with W2 still as used in the forward pass; h is
+            // a1 without dropout).
+            // dh[i, :] = Σ_c dz2[i, c]·W2ᵀ[c, :]   dW2ᵀ[c, :] = Σ_i dz2[i, c]·h[i, :]
+            let hidden = if dropped { &fwd.h } else { &fwd.a1 };
+            let dz1 = &mut self.dz1;
+            combine_rows(simd, dz2, (classes, 1), &params.w2t, classes, w, dz1, n);
+            combine_rows(
+                simd,
+                dz2,
+                (1, classes),
+                hidden,
+                n,
+                w,
+                &mut self.dw2t,
+                classes,
+            );
+            // da1 = dh ⊙ m, then dz1 = da1 ⊙ f'(z1), then db1 = Σ over rows of dz1.
+            if dropped {
+                for (d, &m) in dz1[..n * w].iter_mut().zip(&fwd.keep) {
+                    *d *= m;
+                }
+            }
+            let z1 = ArrayView2::from_shape((n, w), &fwd.z1[..n * w]).expect("sized");
+            let a1 = ArrayView2::from_shape((n, w), &fwd.a1[..n * w]).expect("sized");
             activation.backward(
                 z1,
                 a1,
-                ArrayViewMut2::from_shape((n, w), &mut self.dz1[..n * w]).expect("sized"),
+                ArrayViewMut2::from_shape((n, w), &mut dz1[..n * w]).expect("sized"),
             );
             self.db1.fill(0.0);
             for i in 0..n {
-                add_row(&self.dz1[i * w..][..w], &mut self.db1);
+                add_row(&dz1[i * w..][..w], &mut self.db1);
             }
             grad_sq += f64::from(sum_of_squares(simd, &self.dw2t))
                 + f64::from(sum_of_squares(simd, &self.db1));
-            sgd.update_weights(&mut self.w2t, &self.dw2t);
-            sgd.update_biases(&mut self.b1, &self.db1);
+            update.apply_to(&mut params.w2t, &self.dw2t, &mut first.w2t, &mut second.w2t);
+            bias_update.apply_to(&mut params.b1, &self.db1, &mut first.b1, &mut second.b1);
 
             // dW1 = xᵀ·dz1, applied to W1 a few pixel rows at a time as soon as they are
             // known: the full dW1 is never stored.
             grad_sq += sparse_gradient_step(
                 simd,
                 pixels,
-                &self.dz1[..n * w],
+                &dz1[..n * w],
                 w,
-                &mut self.w1,
-                sgd.descent(),
+                &mut params.w1,
+                update,
+                (&mut first.w1, &mut second.w1),
                 (&mut scratch.block.union, &mut scratch.packed),
             );
         }
-        if !self.b2.is_empty() {
+        if !params.b2.is_empty() {
             self.db2.fill(0.0);
             for i in 0..n {
                 add_row(&dz2[i * classes..][..classes], &mut self.db2);
             }
             grad_sq += f64::from(sum_of_squares(simd, &self.db2));
-            sgd.update_biases(&mut self.b2, &self.db2);
+            bias_update.apply_to(&mut params.b2, &self.db2, &mut first.b2, &mut second.b2);
         }
         grad_sq
     }

@@ -10,13 +10,13 @@
 use std::ops::Range;
 
 use fearless_simd::Level;
+use mlp_core::kernels::Update;
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::batch::Batch;
-use super::shard::{Scratch, Shard, SparseRows};
+use super::batch::{Batch, InputNoise};
+use super::shard::{HiddenDropout, Scratch, Shard, SparseRows};
 use crate::data::LabelledData;
-use crate::sgd::Sgd;
 
 /// Columns per shard (the last may have fewer): four 16-column chunks, AVX-512's widest
 /// tile. A shard's W1 (200 KB at 784 inputs) stays in a core's L2 cache for the whole batch,
@@ -93,6 +93,7 @@ impl Worker {
         parts: &mut [f32],
         part_len: usize,
         activation: Activation,
+        dropout: Option<HiddenDropout>,
     ) {
         let Self { batch, scratch, .. } = self;
         let inputs = batch.inputs();
@@ -104,13 +105,15 @@ impl Worker {
             mask_stride: mlp_core::kernels::mask_words(inputs),
         };
         for (shard, part) in shards.iter_mut().zip(parts.chunks_exact_mut(part_len)) {
-            shard.forward(token, scratch, &rows, batch.order.rows(), activation, part);
+            let order = batch.order.rows();
+            shard.forward(token, scratch, &rows, order, activation, dropout, part);
         }
     }
 
-    /// Softmax and cross-entropy of the logits, z2 = ((z2_0 + b2) + z2_1) + … summed over
-    /// every shard's part in shard order, then the backward pass and update of this
-    /// worker's `shards`, each shard's squared gradient norm into `grad_sq`.
+    /// Softmax and cross-entropy (against labels smoothed by `smoothing`) of the logits,
+    /// z2 = ((z2_0 + b2) + z2_1) + … summed over every shard's part in shard order, then the
+    /// backward pass and update of this worker's `shards`, each shard's squared gradient
+    /// norm into `grad_sq`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward_update(
         &mut self,
@@ -120,8 +123,8 @@ impl Worker {
         part_len: usize,
         shards: &mut [Shard],
         grad_sq: &mut [f64],
-        activation: Activation,
-        sgd: &Sgd,
+        (activation, dropped, smoothing): (Activation, bool, f32),
+        update: Update,
     ) {
         let classes = self.classes;
         let logits = &mut self.probs[..n * classes];
@@ -131,16 +134,18 @@ impl Worker {
                 *z += p;
             }
         }
-        // p = softmax(z2) and dz2 = (p − onehot(y)) / n, as in mlp-core's loss module.
+        // p = softmax(z2) and dz2 = (p − t) / n, t the (smoothed) one-hot labels, as in
+        // mlp-core's loss module.
         let labels = &self.batch.y[..n];
         let shape = (n, classes);
-        self.metrics = loss::softmax_cross_entropy(
+        self.metrics = loss::smoothed_cross_entropy(
             ArrayViewMut2::from_shape(shape, logits).expect("sized"),
             labels,
+            smoothing,
         );
         let probs = ArrayView2::from_shape(shape, &self.probs[..n * classes]).expect("sized");
         let dz2 = ArrayViewMut2::from_shape(shape, &mut self.dz2[..n * classes]).expect("sized");
-        loss::softmax_cross_entropy_backward(probs, labels, dz2);
+        loss::smoothed_cross_entropy_backward(probs, labels, smoothing, dz2);
 
         let pixels = self.batch.pixels(n);
         for (shard, sq) in shards.iter_mut().zip(grad_sq) {
@@ -149,15 +154,24 @@ impl Worker {
                 &self.dz2,
                 &pixels,
                 activation,
-                sgd,
+                dropped,
+                update,
                 &mut self.scratch,
             );
         }
     }
 
-    /// Gathers the examples at `indices` of `data` into this worker's batch.
-    pub fn gather(&mut self, token: Level, data: &dyn LabelledData, indices: &[usize]) {
-        self.batch.fill(token, data, indices);
+    /// Gathers the examples at `indices` of `data` into this worker's batch, augmented and
+    /// with input dropout as `noise` says under `key`.
+    pub fn gather(
+        &mut self,
+        token: Level,
+        data: &dyn LabelledData,
+        indices: &[usize],
+        noise: &InputNoise,
+        key: u64,
+    ) {
+        self.batch.fill(token, data, indices, noise, key);
     }
 }
 

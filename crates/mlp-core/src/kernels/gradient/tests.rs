@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::kernels::test_data::{bits, masks_of, on_every_level, pseudo_random};
+use crate::kernels::update::{Adam, Descent, Momentum};
 
 /// x (`rows × cols`) about half zeros and some −0.0, its column masks with set bits that must
 /// be ignored (past the rows, and in a padding word per column), and d.
@@ -40,7 +41,13 @@ fn case(rows: usize, cols: usize, width: usize) -> Case {
 }
 
 /// The step as its doc defines it, on plain floats, entry by entry.
-fn defining_loop(x: &SparseColumns, d: &[f32], width: usize, w: &mut [f32], step: Descent) -> f64 {
+fn defining_loop(
+    x: &SparseColumns,
+    d: &[f32],
+    width: usize,
+    (w, m, v): (&mut [f32], &mut [f32], &mut [f32]),
+    step: Update,
+) -> f64 {
     let cols = x.cols;
     let mut total = 0.0f64;
     for p0 in (0..cols).step_by(MAX_BLOCK_ROWS) {
@@ -74,15 +81,43 @@ fn defining_loop(x: &SparseColumns, d: &[f32], width: usize, w: &mut [f32], step
             }
         }
         total += f64::from(lanes.iter().fold(0.0f32, |s, &l| s + l));
-        for (w, &g) in w[p0 * width..][..r * width].iter_mut().zip(&g) {
-            step.apply(w, g);
-        }
+        let block = p0 * width..(p0 + r) * width;
+        let moment = |m: &mut [f32]| if m.is_empty() { 0..0 } else { block.clone() };
+        let (mb, vb) = (moment(m), moment(v));
+        step.apply_to(&mut w[block], &g, &mut m[mb], &mut v[vb]);
     }
     total
 }
 
+/// Every update rule, with L2 and decay, moments that start non-zero.
+fn rules() -> [Update; 4] {
+    [
+        Update::Sgd(Descent { lr: 0.1, l2: 1e-3 }),
+        Update::Momentum(Momentum {
+            lr: 0.1,
+            l2: 1e-3,
+            momentum: 0.9,
+            nesterov: false,
+        }),
+        Update::Momentum(Momentum {
+            lr: 0.05,
+            l2: 0.0,
+            momentum: 0.8,
+            nesterov: true,
+        }),
+        Update::Adam(Adam {
+            lr_t: 0.003,
+            eps_t: 1e-7,
+            beta1: 0.9,
+            beta2: 0.999,
+            l2: 1e-4,
+            decay: 1e-3,
+        }),
+    ]
+}
+
 /// For every block size and width, batches of one row to more than 64, and with mask bits
-/// that must be ignored set.
+/// that must be ignored set; every update rule.
 #[test]
 fn the_fused_step_gives_the_bits_of_its_loop_on_every_level() {
     on_every_level(|level, name| fearless_simd::dispatch!(level, s => check_step(s, name)));
@@ -102,23 +137,35 @@ fn check_step<S: Simd>(simd: S, level: &str) {
                 };
                 let w0 = pseudo_random(cols * width, 40, 1_000_000);
                 let case = format!("{level}: width {width}, {cols} columns, {rows} rows");
-                let step = Descent { lr: 0.1, l2: 1e-3 };
-                let mut looped = w0.clone();
-                let expected = defining_loop(&x, &data.d, width, &mut looped, step);
-                assert_ne!(bits(&looped), bits(&w0), "{case}: nothing moved");
+                for step in rules() {
+                    let case = format!("{case}, {step:?}");
+                    let len = |k| if step.moments() > k { w0.len() } else { 0 };
+                    let m0 = pseudo_random(len(0), 41, 100);
+                    let v0: Vec<f32> = pseudo_random(len(1), 42, 100)
+                        .iter()
+                        .map(|v| v * v)
+                        .collect();
+                    let (mut w, mut m, mut v) = (w0.clone(), m0.clone(), v0.clone());
+                    let expected =
+                        defining_loop(&x, &data.d, width, (&mut w, &mut m, &mut v), step);
+                    assert_ne!(bits(&w), bits(&w0), "{case}: nothing moved");
 
-                let mut kernel = w0.clone();
-                let squares = sparse_gradient_step(
-                    simd,
-                    &x,
-                    &data.d,
-                    width,
-                    &mut kernel,
-                    step,
-                    (&mut Vec::new(), &mut PackedBlock::default()),
-                );
-                assert_eq!(squares.to_bits(), expected.to_bits(), "{case}: squares");
-                assert_eq!(bits(&kernel), bits(&looped), "{case}: weights");
+                    let (mut kw, mut km, mut kv) = (w0.clone(), m0.clone(), v0.clone());
+                    let squares = sparse_gradient_step(
+                        simd,
+                        &x,
+                        &data.d,
+                        width,
+                        &mut kw,
+                        step,
+                        (&mut km, &mut kv),
+                        (&mut Vec::new(), &mut PackedBlock::default()),
+                    );
+                    assert_eq!(squares.to_bits(), expected.to_bits(), "{case}: squares");
+                    assert_eq!(bits(&kw), bits(&w), "{case}: weights");
+                    assert_eq!(bits(&km), bits(&m), "{case}: first moments");
+                    assert_eq!(bits(&kv), bits(&v), "{case}: second moments");
+                }
             }
         }
     }
