@@ -261,9 +261,15 @@ fn grid(args: &SearchArgs) -> Result<Vec<TrainConfig>, ConfigError> {
     expand(&mut recipes, &args.momentum, |c, &v| c.momentum = v);
     expand(&mut recipes, &args.weight_decay, |c, &v| c.weight_decay = v);
     expand(&mut recipes, &args.schedule, |c, &v| c.schedule = v);
-    expand(&mut recipes, &args.hidden_dropout, |c, &v| c.hidden_dropout = v);
-    expand(&mut recipes, &args.input_dropout, |c, &v| c.input_dropout = v);
-    expand(&mut recipes, &args.label_smoothing, |c, &v| c.label_smoothing = v);
+    expand(&mut recipes, &args.hidden_dropout, |c, &v| {
+        c.hidden_dropout = v
+    });
+    expand(&mut recipes, &args.input_dropout, |c, &v| {
+        c.input_dropout = v
+    });
+    expand(&mut recipes, &args.label_smoothing, |c, &v| {
+        c.label_smoothing = v
+    });
     expand(&mut recipes, &translates, |c, &v| c.translate = v);
     expand(&mut recipes, &args.flip, |c, &v| c.flip = v);
     let mut trials = Vec::new();
@@ -336,13 +342,28 @@ pub(crate) fn trial_id(c: &TrainConfig) -> String {
     part(c.beta1 != d.beta1, format!("b1-{}", c.beta1));
     part(c.beta2 != d.beta2, format!("b2-{}", c.beta2));
     part(c.eps != d.eps, format!("eps{}", c.eps));
-    part(c.weight_decay != d.weight_decay, format!("wd{}", c.weight_decay));
+    part(
+        c.weight_decay != d.weight_decay,
+        format!("wd{}", c.weight_decay),
+    );
     part(c.schedule != d.schedule, c.schedule.to_string());
-    part(c.warmup_epochs != d.warmup_epochs, format!("warm{}", c.warmup_epochs));
+    part(
+        c.warmup_epochs != d.warmup_epochs,
+        format!("warm{}", c.warmup_epochs),
+    );
     part(c.lr_floor != d.lr_floor, format!("floor{}", c.lr_floor));
-    part(c.hidden_dropout != d.hidden_dropout, format!("hdrop{}", c.hidden_dropout));
-    part(c.input_dropout != d.input_dropout, format!("idrop{}", c.input_dropout));
-    part(c.label_smoothing != d.label_smoothing, format!("ls{}", c.label_smoothing));
+    part(
+        c.hidden_dropout != d.hidden_dropout,
+        format!("hdrop{}", c.hidden_dropout),
+    );
+    part(
+        c.input_dropout != d.input_dropout,
+        format!("idrop{}", c.input_dropout),
+    );
+    part(
+        c.label_smoothing != d.label_smoothing,
+        format!("ls{}", c.label_smoothing),
+    );
     part(c.translate != d.translate, format!("shift{}", c.translate));
     part(c.flip, "flip".to_owned());
     id

@@ -196,15 +196,25 @@ fn every_optimizer_matches_its_reference_step() {
                 reg,
                 (SimdLevel::best(), 2),
             );
-            assert_ne!(worst_difference(&got, &start), 0.0, "{kind}: nothing trained");
+            assert_ne!(
+                worst_difference(&got, &start),
+                0.0,
+                "{kind}: nothing trained"
+            );
             // Sums in another order (sparse against dense): rounding differences only.
             let worst = worst_difference(&got, &want);
-            assert!(worst < 2e-5, "{kind}, {reg:?}: parameters differ by {worst}");
+            assert!(
+                worst < 2e-5,
+                "{kind}, {reg:?}: parameters differ by {worst}"
+            );
             assert_eq!(got_moments.len(), kind.moments());
             for (g, w) in got_moments.iter().zip(&want_moments) {
                 let scale = worst_difference(w, &Mlp::zeros(SHAPE, Activation::Relu));
                 let worst = worst_difference(g, w);
-                assert!(worst <= 1e-3 * scale, "{kind}: moments differ by {worst} of {scale}");
+                assert!(
+                    worst <= 1e-3 * scale,
+                    "{kind}: moments differ by {worst} of {scale}"
+                );
             }
         }
     }
@@ -218,7 +228,11 @@ fn byte_and_float_images_train_alike_with_every_regulariser() {
     let bytes = ByteImages::new(&pixels, &labels, 784, 10).unwrap();
     let mut x = Array2::zeros((100, 784));
     let mut y = vec![0; 100];
-    bytes.gather(&(0..100).collect::<Vec<_>>(), x.as_slice_mut().unwrap(), &mut y);
+    bytes.gather(
+        &(0..100).collect::<Vec<_>>(),
+        x.as_slice_mut().unwrap(),
+        &mut y,
+    );
     let floats = InMemoryData::new(x, y, 10).unwrap();
     let start = Mlp::new(SHAPE, Activation::Tanh, &mut ChaCha8Rng::seed_from_u64(4)).unwrap();
     let batches = batches(100, 5);
