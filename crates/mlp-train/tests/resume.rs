@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mlp_core::Activation;
 use mlp_train::{
-    CheckedConfig, Hooks, InMemoryData, RunEnd, Start, TrainConfig, TrainOutcome, load_checkpoint,
-    run, save_checkpoint,
+    CheckedConfig, Hooks, InMemoryData, OptimizerKind, RunEnd, ScheduleKind, Start, TrainConfig,
+    TrainOutcome, load_checkpoint, run, save_checkpoint,
 };
 use ndarray::Array2;
 use rand::{RngExt, SeedableRng};
@@ -14,7 +14,8 @@ use rand_chacha::ChaCha8Rng;
 
 fn data(n: usize, seed: u64) -> InMemoryData {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x = Array2::from_shape_simple_fn((n, 20), || {
+    // 25 features: 5 × 5 images, so that augmentation applies.
+    let x = Array2::from_shape_simple_fn((n, 25), || {
         if rng.random_bool(0.5) {
             0.0
         } else {
@@ -47,11 +48,20 @@ fn config(threads: usize) -> CheckedConfig {
 /// Runs to the end, stopping after each listed count of mini-batches (counted across
 /// restarts) and continuing from a checkpoint file each time.
 fn run_with_stops(stops: &[usize], threads_after_stop: usize) -> TrainOutcome {
+    run_config_with_stops(config(2), stops, threads_after_stop)
+}
+
+/// [`run_with_stops`] for `config`.
+fn run_config_with_stops(
+    config: CheckedConfig,
+    stops: &[usize],
+    threads_after_stop: usize,
+) -> TrainOutcome {
     let (train, val) = (data(300, 1), data(60, 2));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("checkpoint.msgpack");
     let batches = AtomicUsize::new(0);
-    let mut start = Start::Fresh(config(2));
+    let mut start = Start::Fresh(config);
     loop {
         let hooks = Hooks {
             on_batch: Box::new(|_, _, _, _| {
@@ -97,6 +107,57 @@ fn interrupted_and_resumed_runs_equal_the_uninterrupted_one() {
             without_timings(&whole),
             "stops {stops:?}"
         );
+    }
+}
+
+/// The same with an optimiser that keeps moments, a per-step schedule, dropout, label
+/// smoothing and augmentation: their state (moments, the epoch's key) survives a checkpoint.
+#[test]
+fn resumed_runs_with_every_optimizer_and_regulariser_equal_the_uninterrupted_one() {
+    for optimizer in [OptimizerKind::Nesterov, OptimizerKind::Adamw] {
+        let config = TrainConfig {
+            optimizer,
+            lr: if optimizer == OptimizerKind::Adamw {
+                0.01
+            } else {
+                0.05
+            },
+            weight_decay: 0.01,
+            schedule: ScheduleKind::Cosine,
+            warmup_epochs: 1,
+            lr_floor: 0.001,
+            hidden_dropout: 0.25,
+            input_dropout: 0.1,
+            label_smoothing: 0.1,
+            translate: 1,
+            flip: true,
+            ..TrainConfig::clone(&config(2))
+        }
+        .validate()
+        .unwrap();
+        let whole = run_config_with_stops(config.clone(), &[], 2);
+        for (stops, threads) in [(vec![5], 2), (vec![19], 1), (vec![3, 40], 3)] {
+            let resumed = run_config_with_stops(config.clone(), &stops, threads);
+            assert_eq!(
+                resumed.best_model, whole.best_model,
+                "{optimizer}, stops {stops:?}"
+            );
+            assert_eq!(
+                without_timings(&resumed),
+                without_timings(&whole),
+                "{optimizer}, stops {stops:?}"
+            );
+        }
+        // And the noise is drawn: the same run without it trains another model.
+        let plain = TrainConfig {
+            hidden_dropout: 0.0,
+            input_dropout: 0.0,
+            translate: 0,
+            flip: false,
+            ..TrainConfig::clone(&config)
+        };
+        let plain = run_config_with_stops(plain.validate().unwrap(), &[], 2);
+        assert_ne!(plain.best_model, whole.best_model);
     }
 }
 
