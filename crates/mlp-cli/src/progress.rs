@@ -54,9 +54,13 @@ impl Progress {
             return;
         }
         let width = self.epochs.to_string().len();
+        let val = match (r.val_loss, r.val_acc) {
+            (Some(loss), Some(acc)) => format!("val_loss {loss:.4}  val_acc {acc:.4}"),
+            _ => "no validation".to_owned(),
+        };
         let line = format!(
-            "epoch {:>width$}/{}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.5}  {:.2}s",
-            r.epoch, self.epochs, r.train_loss, r.val_loss, r.val_acc, r.lr, r.epoch_seconds
+            "epoch {:>width$}/{}  train_loss {:.4}  {val}  lr {:.5}  {:.2}s",
+            r.epoch, self.epochs, r.train_loss, r.lr, r.epoch_seconds
         );
         match &self.bar {
             Some(bar) => bar.println(line),

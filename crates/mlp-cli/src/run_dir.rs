@@ -95,16 +95,9 @@ impl RunDir {
     pub fn rewrite_metrics(&self, history: &mlp_train::History) -> anyhow::Result<()> {
         let mut text = String::new();
         for i in 0..history.len() {
-            let record = EpochRecord {
-                epoch: i + 1,
-                train_loss: history.train_loss[i],
-                train_acc: history.train_acc[i],
-                val_loss: history.val_loss[i],
-                val_acc: history.val_acc[i],
-                grad_norm: history.grad_norm[i],
-                lr: history.lr[i],
-                epoch_seconds: history.epoch_seconds[i],
-            };
+            let record = history
+                .record(i)
+                .context("a checkpoint's history is whole")?;
             text.push_str(&serde_json::to_string(&record)?);
             text.push('\n');
         }

@@ -67,7 +67,7 @@ pub fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     }
 
     let all = data::load(&args.data, Split::Train)?;
-    let val_size = crate::train_cmd::val_size(args.val_size, all.len())?;
+    let val_size = crate::train_cmd::val_size(args.val_size, 1, all.len())?;
     let (train_set, val_set) = all.split_last(val_size);
 
     // A trial from another search (another seed or validation split) in this folder, finished

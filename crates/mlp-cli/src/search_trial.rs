@@ -191,7 +191,7 @@ pub(crate) fn run_trial(
                     ..config.clone()
                 },
             )?;
-            result.best_val_acc = Some(o.best_val_acc);
+            result.best_val_acc = o.best_val_acc;
             result.best_epoch = Some(o.best_epoch);
             result.final_train_loss = o.history.train_loss.last().copied();
             result.final_val_loss = o.history.val_loss.last().copied();

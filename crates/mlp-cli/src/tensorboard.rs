@@ -76,15 +76,15 @@ impl EventWriter {
     pub fn epoch(&mut self, record: &EpochRecord, model: &Mlp) -> anyhow::Result<()> {
         let (step, wall_time) = (record.epoch as u64, now());
         let scalars = [
-            ("loss/train", record.train_loss),
+            ("loss/train", Some(record.train_loss)),
             ("loss/validation", record.val_loss),
-            ("accuracy/train", record.train_acc),
+            ("accuracy/train", Some(record.train_acc)),
             ("accuracy/validation", record.val_acc),
-            ("learning_rate", record.lr),
-            ("grad_norm", record.grad_norm),
+            ("learning_rate", Some(record.lr)),
+            ("grad_norm", Some(record.grad_norm)),
         ];
         let mut bytes = Vec::new();
-        for (tag, value) in scalars {
+        for (tag, value) in scalars.iter().filter_map(|&(tag, v)| Some((tag, v?))) {
             let value = Message::default().string(1, tag).float(2, value as f32);
             bytes.extend(record_of(wall_time, step, value));
         }

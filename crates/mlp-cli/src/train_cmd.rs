@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::bail;
 use fmnist_data::{CLASS_NAMES, Split};
 use mlp_train::{
-    Hooks, RunEnd, Start, load_checkpoint, run, save_checkpoint, save_model, write_json_atomic,
+    Hooks, OptimizerKind, RunEnd, ScheduleKind, Start, load_checkpoint, run, save_checkpoint,
+    save_model, write_json_atomic,
 };
 
 use crate::cli::{DEFAULT_DATA_DIR, DataArgs, TrainArgs};
@@ -106,7 +107,7 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
             all.len()
         );
     }
-    let val_size = self::val_size(val_size, all.len())?;
+    let val_size = self::val_size(val_size, 0, all.len())?;
     let (train_set, val_set) = all.split_last(val_size);
     let config = match &start {
         Start::Fresh(c) => mlp_train::TrainConfig::clone(c),
@@ -154,16 +155,15 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
                 )
             }
             Start::Fresh(_) => println!(
-                "training {} ({}) on {} examples, validating on {}: lr {} decay {} l2 {} batch {} seed {}",
+                "training {} ({}) on {} examples, {}: {}",
                 run_config.shape,
                 config.activation,
                 train_set.len(),
-                val_set.len(),
-                config.lr,
-                config.lr_decay,
-                config.l2,
-                config.batch_size,
-                config.seed
+                match val_set.len() {
+                    0 => "no validation set (the last epoch's model is kept)".to_owned(),
+                    n => format!("validating on {n}"),
+                },
+                describe(&config)
             ),
         }
     }
@@ -246,7 +246,7 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
         RunEnd::Finished(outcome) => {
             let class_names: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
             run_config.best_epoch = Some(outcome.best_epoch);
-            run_config.best_val_acc = Some(outcome.best_val_acc);
+            run_config.best_val_acc = outcome.best_val_acc;
             dir.write_config(&run_config)?;
             save_model(
                 &dir.file("model.msgpack"),
@@ -260,10 +260,16 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
                     config.patience.unwrap_or(0)
                 );
             }
-            println!(
-                "best validation accuracy {:.4} at epoch {}",
-                outcome.best_val_acc, outcome.best_epoch
-            );
+            match outcome.best_val_acc {
+                Some(acc) => println!(
+                    "best validation accuracy {acc:.4} at epoch {}",
+                    outcome.best_epoch
+                ),
+                None => println!(
+                    "no validation set (--val-size 0): kept the model of the last epoch, {}",
+                    outcome.best_epoch
+                ),
+            }
             let data_flag = if data_args.data_dir.as_os_str() == DEFAULT_DATA_DIR {
                 String::new()
             } else {
@@ -286,13 +292,71 @@ pub(crate) fn as_flag(e: mlp_train::ConfigError) -> anyhow::Error {
 }
 
 /// `--val-size` (read as a signed number, like every whole-number flag), checked against
-/// a training file of `examples`: at least one example must be left to train on.
-pub(crate) fn val_size(value: i64, examples: usize) -> anyhow::Result<usize> {
+/// a training file of `examples`: at least `min` (0 for `mlp train`, which can train on
+/// everything, 1 for a search, which ranks by validation), and at least one example left to
+/// train on.
+pub(crate) fn val_size(value: i64, min: usize, examples: usize) -> anyhow::Result<usize> {
     match usize::try_from(value) {
-        Ok(v) if v >= 1 && v < examples => Ok(v),
+        Ok(v) if v >= min && v < examples => Ok(v),
         _ => bail!(
-            "--val-size must be between 1 and {} (the training file has {examples} examples), got {value}",
+            "--val-size must be between {min} and {} (the training file has {examples} examples), got {value}",
             examples.saturating_sub(1),
         ),
     }
+}
+
+/// The run's settings in one line: the seed's, then each later one that differs from its
+/// default.
+pub(crate) fn describe(c: &mlp_train::TrainConfig) -> String {
+    let mut line = format!("{} lr {}", c.optimizer, c.lr);
+    let d = mlp_train::TrainConfig::default();
+    let mut add = |show: bool, text: String| {
+        if show {
+            line.push_str(&text);
+        }
+    };
+    let momentum = matches!(
+        c.optimizer,
+        OptimizerKind::Momentum | OptimizerKind::Nesterov
+    );
+    let adam = matches!(c.optimizer, OptimizerKind::Adam | OptimizerKind::Adamw);
+    add(momentum, format!(" momentum {}", c.momentum));
+    add(
+        adam,
+        format!(" betas {} {} eps {}", c.beta1, c.beta2, c.eps),
+    );
+    add(
+        c.optimizer == OptimizerKind::Adamw,
+        format!(" weight_decay {}", c.weight_decay),
+    );
+    add(
+        c.schedule == ScheduleKind::Exponential,
+        format!(" decay {}", c.lr_decay),
+    );
+    add(
+        c.schedule == ScheduleKind::Cosine,
+        format!(
+            " cosine to {} after {} warm-up epochs",
+            c.lr_floor, c.warmup_epochs
+        ),
+    );
+    add(
+        true,
+        format!(" l2 {} batch {} seed {}", c.l2, c.batch_size, c.seed),
+    );
+    add(
+        c.hidden_dropout != d.hidden_dropout,
+        format!(" hidden_dropout {}", c.hidden_dropout),
+    );
+    add(
+        c.input_dropout != d.input_dropout,
+        format!(" input_dropout {}", c.input_dropout),
+    );
+    add(
+        c.label_smoothing != d.label_smoothing,
+        format!(" label_smoothing {}", c.label_smoothing),
+    );
+    add(c.translate > 0, format!(" translate {}", c.translate));
+    add(c.flip, " flip".to_owned());
+    line
 }

@@ -154,3 +154,71 @@ fn a_new_run_refuses_a_folder_that_holds_one() {
         "the old run is untouched"
     );
 }
+
+/// `--val-size 0` trains on every example, keeps the last epoch's model and says so; the new
+/// settings are recorded in config.json and the history has no validation series.
+#[test]
+fn training_without_a_validation_set_keeps_the_last_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 240, 100);
+    let out = tmp.path().join("run");
+    let (data_s, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = quick_train_args(data_s, out_s);
+    let at = args.iter().position(|a| *a == "--val-size").unwrap();
+    args[at + 1] = "0";
+    args.extend([
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.01",
+        "--weight-decay",
+        "0.01",
+        "--schedule",
+        "cosine",
+        "--warmup-epochs",
+        "1",
+        "--hidden-dropout",
+        "0.2",
+        "--label-smoothing",
+        "0.1",
+        "--translate",
+        "1",
+        "--flip",
+    ]);
+    let train = mlp(&args);
+    assert!(train.status.success(), "{}", stderr(&train));
+    let text = stdout(&train);
+    assert!(
+        text.contains("on 240 examples, no validation set")
+            && text.contains("adamw lr 0.01 betas 0.9 0.999")
+            && text.contains("cosine to 0 after 1 warm-up epochs")
+            && text.contains("hidden_dropout 0.2 label_smoothing 0.1 translate 1 flip"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no validation set (--val-size 0): kept the model of the last epoch, 5"),
+        "{text}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["val_size"], 0);
+    assert_eq!(config["train_examples"], 240);
+    assert_eq!(config["best_epoch"], 5);
+    assert_eq!(config["best_val_acc"], serde_json::Value::Null);
+    assert_eq!(config["train"]["optimizer"], "adamw");
+    assert_eq!(config["train"]["translate"], 1);
+    assert_eq!(config["train"]["flip"], true);
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    assert_eq!(history["train_loss"].as_array().map(Vec::len), Some(5));
+    assert_eq!(history["val_acc"].as_array().map(Vec::len), Some(0));
+    // The same seed, the same file (the noise is the seed's too).
+    let again = tmp.path().join("again");
+    let at = args.iter().position(|a| *a == out_s).unwrap();
+    args[at] = again.to_str().unwrap();
+    assert!(mlp(&args).status.success());
+    assert_eq!(
+        std::fs::read(out.join("model.msgpack")).unwrap(),
+        std::fs::read(again.join("model.msgpack")).unwrap()
+    );
+}

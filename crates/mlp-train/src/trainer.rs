@@ -19,12 +19,13 @@ use crate::regularise::batch_key;
 /// What a finished training run produced.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
-    /// The parameters after the epoch with the highest validation accuracy.
+    /// The parameters after the epoch with the highest validation accuracy (the last epoch's
+    /// in a run without a validation set).
     pub best_model: Mlp,
     /// That epoch (1-based).
     pub best_epoch: usize,
-    /// Its validation accuracy.
-    pub best_val_acc: f64,
+    /// Its validation accuracy (none without a validation set).
+    pub best_val_acc: Option<f64>,
     /// Every epoch's measurements.
     pub history: History,
 }
@@ -122,7 +123,8 @@ impl Default for Hooks<'_> {
     }
 }
 
-/// Trains a network on `train_data`, choosing the parameters by accuracy on `val_data`.
+/// Trains a network on `train_data`, choosing the parameters by accuracy on `val_data`; an
+/// empty `val_data` trains without validation and keeps the last epoch's parameters.
 /// `on_epoch` sees each epoch's record as soon as it is measured (for logs and progress).
 ///
 /// Deterministic: the same config and data give bit-identical results, because one seeded RNG
@@ -152,7 +154,6 @@ pub fn run(
     val_data: &dyn LabelledData,
     hooks: Hooks,
 ) -> Result<RunEnd, TrainError> {
-    check_data(train_data, val_data)?;
     let state = match start {
         Start::Fresh(config) => {
             let shape = Shape {
@@ -175,6 +176,7 @@ pub fn run(
         .config
         .validate()
         .map_err(|e| TrainError::Resume(e.to_string()))?;
+    check_data(train_data, val_data, config.patience)?;
     let threads = config.train_threads();
     if threads == 1 {
         return train_loop(state, train_data, val_data, 1, hooks);
@@ -323,8 +325,10 @@ fn train_loop(
             }
         }
 
-        let val = engine.evaluate(val_data);
-        if !val.loss.is_finite() {
+        let val = (!val_data.is_empty()).then(|| engine.evaluate(val_data));
+        if let Some(val) = &val
+            && !val.loss.is_finite()
+        {
             return Err(TrainError::Diverged {
                 epoch: epoch + 1,
                 loss: val.loss,
@@ -335,8 +339,8 @@ fn train_loop(
             epoch: epoch + 1,
             train_loss: metrics.mean_loss(),
             train_acc: metrics.accuracy(),
-            val_loss: val.loss,
-            val_acc: val.accuracy(),
+            val_loss: val.as_ref().map(|v| v.loss),
+            val_acc: val.as_ref().map(|v| v.accuracy()),
             grad_norm: grad_norm_sum / batches as f64,
             lr: epoch_lr as f64,
             epoch_seconds: seconds_before + started.elapsed().as_secs_f64(),
@@ -346,10 +350,12 @@ fn train_loop(
         engine.copy_to(&mut state.model);
         state.moments = engine.moments();
         finite(&state.model, epoch + 1, lr)?;
-        if record.val_acc > state.best_val_acc {
+        // Without validation, the latest epoch is the one kept.
+        let val_acc = record.val_acc.unwrap_or(f64::NEG_INFINITY);
+        if val_acc > state.best_val_acc || record.val_acc.is_none() {
             state.best_model.clone_from(&state.model);
             state.best_epoch = record.epoch;
-            state.best_val_acc = record.val_acc;
+            state.best_val_acc = val_acc;
         }
         (hooks.on_epoch)(&record, &state);
         if state.epochs_done < config.epochs && !patience_spent(&state) && (hooks.stop)() {
@@ -359,7 +365,7 @@ fn train_loop(
     Ok(RunEnd::Finished(Box::new(TrainOutcome {
         best_model: state.best_model,
         best_epoch: state.best_epoch,
-        best_val_acc: state.best_val_acc,
+        best_val_acc: (!val_data.is_empty()).then_some(state.best_val_acc),
         history: state.history,
     })))
 }
@@ -410,11 +416,14 @@ fn check_resume(state: &TrainState, train_data: &dyn LabelledData) -> Result<(),
 fn check_data(
     train_data: &dyn LabelledData,
     val_data: &dyn LabelledData,
+    patience: Option<usize>,
 ) -> Result<(), TrainError> {
     let problem = if train_data.is_empty() {
         Some("the training set is empty".to_owned())
+    } else if val_data.is_empty() && patience.is_some() {
+        Some("early stopping (patience) needs a validation set".to_owned())
     } else if val_data.is_empty() {
-        Some("the validation set is empty".to_owned())
+        None
     } else if train_data.features() != val_data.features()
         || train_data.classes() != val_data.classes()
     {

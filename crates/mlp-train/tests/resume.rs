@@ -161,6 +161,30 @@ fn resumed_runs_with_every_optimizer_and_regulariser_equal_the_uninterrupted_one
     }
 }
 
+/// Without a validation set the kept model is the last epoch's, however the epochs went.
+#[test]
+fn without_validation_the_last_epoch_is_kept() {
+    let train = data(300, 1);
+    let empty = InMemoryData::new(Array2::zeros((0, 25)), Vec::new(), 3).unwrap();
+    let last = std::sync::Mutex::new(None);
+    let hooks = Hooks {
+        on_epoch: Box::new(|record, state| {
+            assert_eq!((record.val_loss, record.val_acc), (None, None));
+            *last.lock().unwrap() = Some((record.epoch, state.model.clone()));
+        }),
+        ..Hooks::default()
+    };
+    let RunEnd::Finished(outcome) = run(Start::Fresh(config(2)), &train, &empty, hooks).unwrap()
+    else {
+        panic!("the run finished");
+    };
+    let (epoch, model) = last.into_inner().unwrap().unwrap();
+    assert_eq!((outcome.best_epoch, epoch), (4, 4));
+    assert_eq!(outcome.best_model, model);
+    assert_eq!(outcome.best_val_acc, None);
+    assert!(outcome.history.val_acc.is_empty() && outcome.history.len() == 4);
+}
+
 /// A run that stops improving after its first epoch (a negligible learning rate), with a
 /// patience of two epochs.
 fn stalling_config() -> CheckedConfig {

@@ -139,15 +139,24 @@ fn result_blocks(run: &Run, numbers: &Numbers) -> Vec<Block> {
     let seconds: f64 = h.epoch_seconds.iter().sum();
     let last = h.len() - 1;
     let mut rows = test_rows(model, numbers);
+    let kept = if h.val_acc.is_empty() {
+        format!(
+            "no validation set: the model of the last epoch, {}",
+            h.len()
+        )
+    } else {
+        format!("{best_val:.4} at epoch {best_epoch} (the kept model)")
+    };
+    let val_loss = h
+        .val_loss
+        .get(last)
+        .map_or("-".to_owned(), |l| format!("{l:.4}"));
     rows.extend([
-        row(&[
-            &"best validation accuracy",
-            &format!("{best_val:.4} at epoch {best_epoch} (the kept model)"),
-        ]),
+        row(&[&"best validation accuracy", &kept]),
         row(&[&"epochs", &h.len()]),
         row(&[
             &"last epoch: train loss / validation loss",
-            &format!("{:.4} / {:.4}", h.train_loss[last], h.val_loss[last]),
+            &format!("{:.4} / {val_loss}", h.train_loss[last]),
         ]),
         row(&[
             &"training time (epochs, validation included)",

@@ -1,5 +1,6 @@
 //! Training curves from history.json: loss, accuracy, gradient norm and learning rate per
-//! epoch, four panels in one figure.
+//! epoch (per step, from the run's settings, when its schedule changes every step), four
+//! panels in one figure.
 
 use mlp_train::History;
 use plotters::coord::Shift;
@@ -10,6 +11,9 @@ use super::canvas::{DrawResult, FONT, Figure, font};
 /// Colours of the training and validation series, the same in every panel.
 const TRAIN: RGBColor = RGBColor(31, 119, 180);
 const VALIDATION: RGBColor = RGBColor(214, 39, 40);
+
+/// The learning-rate panel's title.
+const LR_TITLE: &str = "Learning rate";
 
 /// One panel: a title, a y-axis name, and named series of one value per epoch.
 struct Panel<'a> {
@@ -25,11 +29,38 @@ struct Panel<'a> {
 pub struct Curves<'a> {
     panels: [Panel<'a>; 4],
     epochs: usize,
+    /// The learning rate of every step (x in epochs: step s of E per epoch at 1 + s/E),
+    /// drawn instead of the per-epoch series when the schedule is per step.
+    lr_steps: Option<Vec<(f64, f64)>>,
 }
 
 impl<'a> Curves<'a> {
-    pub fn new(history: &'a History) -> Self {
+    /// The curves of `history`, the learning rate per step if `config` (config.json's
+    /// `train`) has a per-step schedule over epochs of `steps_per_epoch` steps.
+    pub fn new(
+        history: &'a History,
+        config: Option<&mlp_train::TrainConfig>,
+        steps_per_epoch: usize,
+    ) -> Self {
+        let lr_steps = config
+            .and_then(|c| c.validate().ok())
+            .map(|c| c.lr_schedule(steps_per_epoch))
+            .filter(|s| s.is_per_step() && steps_per_epoch > 0)
+            .map(|schedule| {
+                let total = history.len() * steps_per_epoch;
+                // At most about 2,000 points: every k-th step.
+                let k = total.div_ceil(2000).max(1);
+                (0..total)
+                    .step_by(k)
+                    .map(|s| {
+                        let (epoch, step) = (s / steps_per_epoch, s % steps_per_epoch);
+                        let x = 1.0 + s as f64 / steps_per_epoch as f64;
+                        (x, f64::from(schedule.at(epoch, step, steps_per_epoch)))
+                    })
+                    .collect()
+            });
         Self {
+            lr_steps,
             epochs: history.len(),
             panels: [
                 Panel {
@@ -57,7 +88,7 @@ impl<'a> Curves<'a> {
                     series: vec![("gradient norm", TRAIN, &history.grad_norm)],
                 },
                 Panel {
-                    title: "Learning rate",
+                    title: LR_TITLE,
                     legend: SeriesLabelPosition::UpperRight,
                     y_name: "learning rate",
                     series: vec![("learning rate", TRAIN, &history.lr)],
@@ -108,7 +139,11 @@ impl Figure for Curves<'_> {
                 .light_line_style(WHITE.mix(0.0))
                 .draw()?;
             for &(name, colour, values) in &panel.series {
-                let points = values.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v));
+                let per_epoch = values.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v));
+                let points: Vec<(f64, f64)> = match &self.lr_steps {
+                    Some(steps) if panel.title == LR_TITLE => steps.clone(),
+                    _ => per_epoch.collect(),
+                };
                 chart
                     .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
                     .label(name)

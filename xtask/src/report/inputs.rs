@@ -137,23 +137,25 @@ pub fn read_run(dir: &Path) -> anyhow::Result<Run> {
     })
 }
 
-/// The series must all have one value per epoch, and at least one epoch.
+/// The series must all have one value per epoch (the validation ones may both be empty: a
+/// run without a validation set), and at least one epoch.
 fn check_history(h: &History) -> anyhow::Result<()> {
     let n = h.len();
     if n == 0 {
         bail!("no epochs recorded");
     }
+    let validated = !(h.val_loss.is_empty() && h.val_acc.is_empty());
     let lengths = [
-        ("train_loss", h.train_loss.len()),
         ("train_acc", h.train_acc.len()),
-        ("val_loss", h.val_loss.len()),
+        ("val_loss", if validated { h.val_loss.len() } else { n }),
+        ("val_acc", if validated { h.val_acc.len() } else { n }),
         ("grad_norm", h.grad_norm.len()),
         ("lr", h.lr.len()),
         ("epoch_seconds", h.epoch_seconds.len()),
     ];
     for (name, len) in lengths {
         if len != n {
-            bail!("{name} has {len} values but val_acc has {n}");
+            bail!("{name} has {len} values but train_loss has {n}");
         }
     }
     Ok(())

@@ -150,7 +150,22 @@ pub fn run(options: &ReportOptions) -> anyhow::Result<PathBuf> {
         Ok(())
     };
     if let Some(run) = run {
-        add("curves", &curves::Curves::new(&run.history))?;
+        // The run's settings give the learning rate of every step (config.json is read
+        // loosely: a run from before per-step schedules has none, and gets its per-epoch
+        // series).
+        let config: Option<mlp_train::TrainConfig> = run
+            .config
+            .get("train")
+            .and_then(|t| serde_json::from_value(t.clone()).ok());
+        let examples = run.config.get("train_examples").and_then(|v| v.as_u64());
+        let steps = match (&config, examples) {
+            (Some(c), Some(n)) if c.batch_size > 0 => (n as usize).div_ceil(c.batch_size),
+            _ => 0,
+        };
+        add(
+            "curves",
+            &curves::Curves::new(&run.history, config.as_ref(), steps),
+        )?;
     }
     add("weights", &weight_grid)?;
     add(
