@@ -134,13 +134,20 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = TrainConfig::default().l2)]
     pub l2: f32,
     #[command(flatten)]
-    pub recipe: RecipeArgs,
-    /// Training examples held out for validation (the last ones of the training file).
-    #[arg(long, default_value_t = 10_000)]
-    pub val_size: i64,
+    pub settings: RecipeArgs,
+    /// Training examples held out for validation (the last ones of the training file; 0:
+    /// train on all of them and keep the last epoch's model). Default 10000, or the
+    /// recipe's.
+    #[arg(long)]
+    pub val_size: Option<i64>,
     /// Seed for initialisation and shuffling.
     #[arg(long, default_value_t = TrainConfig::default().seed.into())]
     pub seed: i128,
+    /// A named recipe instead of the settings flags: `best`, the most accurate network we
+    /// found (docs/ACCURACY.md; trains on all 60,000 images unless --val-size says
+    /// otherwise). --seed, --threads, --val-size and the output flags still apply.
+    #[arg(long, value_enum, conflicts_with_all = RECIPE_SETTINGS)]
+    pub recipe: Option<Recipe>,
     /// Threads for training (0: all cores; the step uses one per 64 hidden units at most);
     /// results do not depend on it.
     #[arg(long, default_value_t = 0)]
@@ -162,13 +169,43 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
     /// Continue the run saved in this folder, with its own settings and data.
-    #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "hidden", "activation", "epochs", "batch_size", "lr", "lr_decay", "l2", "val_size", "seed",
-        "patience", "data_dir", "allow_unverified", "optimizer", "momentum", "beta1", "beta2",
-        "eps", "weight_decay", "schedule", "warmup_epochs", "lr_floor", "hidden_dropout",
-        "input_dropout", "label_smoothing", "translate", "flip",
-    ])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = [RECIPE_SETTINGS, &[
+        "val_size", "seed", "data_dir", "allow_unverified", "recipe",
+    ]].concat())]
     pub resume: Option<PathBuf>,
+}
+
+/// The flags a recipe sets (and a resumed run takes from its folder).
+const RECIPE_SETTINGS: &[&str] = &[
+    "hidden",
+    "activation",
+    "epochs",
+    "batch_size",
+    "lr",
+    "lr_decay",
+    "l2",
+    "patience",
+    "optimizer",
+    "momentum",
+    "beta1",
+    "beta2",
+    "eps",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "lr_floor",
+    "hidden_dropout",
+    "input_dropout",
+    "label_smoothing",
+    "translate",
+    "flip",
+];
+
+/// Named recipes of `mlp train --recipe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Recipe {
+    /// [`TrainConfig::best`]: the most accurate one-hidden-layer network we found.
+    Best,
 }
 
 /// The optimiser, schedule and regularisers of a run; the defaults are the seed's recipe
@@ -249,7 +286,14 @@ impl TrainArgs {
     /// The flags' settings, each whole number checked against its range (the rest are
     /// checked by `TrainConfig::validate`).
     pub fn config(&self) -> Result<TrainConfig, ConfigError> {
-        self.recipe.apply(TrainConfig {
+        if let Some(Recipe::Best) = self.recipe {
+            return Ok(TrainConfig {
+                seed: seed(self.seed)?,
+                threads: TrainConfig::whole("threads", self.threads)?,
+                ..TrainConfig::best()
+            });
+        }
+        self.settings.apply(TrainConfig {
             hidden: TrainConfig::whole("hidden", self.hidden)?,
             activation: self.activation,
             epochs: TrainConfig::whole("epochs", self.epochs)?,
@@ -265,6 +309,15 @@ impl TrainArgs {
                 .transpose()?,
             simd: None,
             ..TrainConfig::default()
+        })
+    }
+
+    /// `--val-size` as given, or its default: 10,000, or 0 for `--recipe best` (which was
+    /// chosen on a validation set, and then trains on every image).
+    pub fn val_size(&self) -> i64 {
+        self.val_size.unwrap_or(match self.recipe {
+            Some(Recipe::Best) => 0,
+            None => 10_000,
         })
     }
 

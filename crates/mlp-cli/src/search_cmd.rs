@@ -326,15 +326,24 @@ fn expand<T>(configs: &mut Vec<TrainConfig>, values: &[T], set: impl Fn(&mut Tra
 /// then each later setting that differs from its default (so that a search of the seed's
 /// settings keeps the names, and the seeds, it always had).
 pub(crate) fn trial_id(c: &TrainConfig) -> String {
-    let mut id = format!(
+    let id = format!(
         "lr{}_h{}_l2-{}_{}_b{}_e{}_d{}",
         c.lr, c.hidden, c.l2, c.activation, c.batch_size, c.epochs, c.lr_decay
     );
+    match recipe_tags(c) {
+        tags if tags.is_empty() => id,
+        tags => format!("{id}_{tags}"),
+    }
+}
+
+/// The settings after the seed's that differ from their defaults, as `_`-separated tags
+/// (`nesterov_hdrop0.2_flip`; empty for the seed's recipe).
+pub(crate) fn recipe_tags(c: &TrainConfig) -> String {
+    let mut tags = Vec::new();
     let d = TrainConfig::default();
     let mut part = |differs: bool, text: String| {
         if differs {
-            id.push('_');
-            id.push_str(&text);
+            tags.push(text);
         }
     };
     part(c.optimizer != d.optimizer, c.optimizer.to_string());
@@ -366,7 +375,7 @@ pub(crate) fn trial_id(c: &TrainConfig) -> String {
     );
     part(c.translate != d.translate, format!("shift{}", c.translate));
     part(c.flip, "flip".to_owned());
-    id
+    tags.join("_")
 }
 
 /// FNV-1a of the trial's name, mixed with the search seed: stable across builds and

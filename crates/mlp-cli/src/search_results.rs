@@ -23,21 +23,38 @@ pub(crate) fn write_summary(
     write_json_atomic(&dir.join("results.json"), &rows)?;
     write_atomic(&dir.join("results.csv"), to_csv(&rows).as_bytes())?;
 
+    // The recipe column only when some trial has settings beyond the seed's.
+    let recipes = rows.iter().any(|r| !r.recipe.is_empty());
+    let recipe = |r: &str| {
+        if recipes {
+            format!("  {r}")
+        } else {
+            String::new()
+        }
+    };
     println!(
-        "{:>4}  {:>8}  {:>6}  {:>8}  {:<10}  {:>7}  {:>5}  status",
-        "rank", "lr", "hidden", "l2", "activation", "val_acc", "epoch"
+        "{:>4}  {:>8}  {:>6}  {:>8}  {:<10}  {:>7}  {:>5}  status{}",
+        "rank",
+        "lr",
+        "hidden",
+        "l2",
+        "activation",
+        "val_acc",
+        "epoch",
+        recipe("recipe")
     );
     for (rank, r) in rows.iter().enumerate() {
         let acc = r.best_val_acc.map_or("-".to_owned(), |a| format!("{a:.4}"));
         let epoch = r.best_epoch.map_or("-".to_owned(), |e| e.to_string());
         println!(
-            "{:>4}  {:>8}  {:>6}  {:>8}  {:<10}  {acc:>7}  {epoch:>5}  {}",
+            "{:>4}  {:>8}  {:>6}  {:>8}  {:<10}  {acc:>7}  {epoch:>5}  {}{}",
             rank + 1,
             r.lr,
             r.hidden,
             r.l2,
             r.activation.name(),
-            r.status
+            r.status,
+            recipe(&r.recipe)
         );
     }
     match results.iter().find(|(r, _)| r.status == "ok") {
@@ -164,12 +181,12 @@ fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
 
 fn to_csv(rows: &[&TrialResult]) -> String {
     let mut csv = String::from(
-        "rank,id,lr,hidden,l2,activation,batch_size,epochs,lr_decay,seed,status,best_val_acc,best_epoch,final_train_loss,final_val_loss,seconds\n",
+        "rank,id,lr,hidden,l2,activation,batch_size,epochs,lr_decay,recipe,seed,status,best_val_acc,best_epoch,final_train_loss,final_val_loss,seconds\n",
     );
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
     for (rank, r) in rows.iter().enumerate() {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3}\n",
             rank + 1,
             r.id,
             r.lr,
@@ -179,6 +196,7 @@ fn to_csv(rows: &[&TrialResult]) -> String {
             r.batch_size,
             r.epochs,
             r.lr_decay,
+            r.recipe,
             r.seed,
             r.status,
             opt(r.best_val_acc),

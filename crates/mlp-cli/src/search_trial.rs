@@ -36,6 +36,10 @@ pub struct TrialResult {
     pub batch_size: usize,
     pub epochs: usize,
     pub lr_decay: f32,
+    /// The settings beyond the seed's that differ from their defaults (see
+    /// `search_cmd::recipe_tags`); empty for the seed's recipe and in older results.
+    #[serde(default)]
+    pub recipe: String,
     pub seed: u64,
     /// Training examples held out for validation.
     pub val_size: usize,
@@ -168,6 +172,7 @@ pub(crate) fn run_trial(
         batch_size: config.batch_size,
         epochs: config.epochs,
         lr_decay: config.lr_decay,
+        recipe: crate::search_cmd::recipe_tags(&config),
         seed: config.seed,
         val_size: val_set.len(),
         status: "ok".to_owned(),

@@ -96,7 +96,7 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
                 data_dir: args.data.data_dir.clone(),
                 allow_unverified: args.data.allow_unverified,
             };
-            (Start::Fresh(checked), data_args, args.val_size, dir)
+            (Start::Fresh(checked), data_args, args.val_size(), dir)
         }
     };
 

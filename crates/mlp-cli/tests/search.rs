@@ -341,3 +341,77 @@ fn the_largest_trials_are_handed_out_first() {
     assert_eq!(hidden.len(), 12, "{}", stdout(&o));
     assert!(hidden.windows(2).all(|w| w[0] >= w[1]), "{hidden:?}");
 }
+
+/// The optimiser and regularisers take lists like the seed's settings: every combination is
+/// a trial of its own, named by its settings, trained with them and recorded.
+#[test]
+fn lists_of_the_new_hyperparameters_make_a_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_dataset(tmp.path(), 240, 60);
+    let out = tmp.path().join("search");
+    let o = mlp(&[
+        "search",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--allow-unverified",
+        "--lr",
+        "0.05",
+        "--hidden",
+        "8",
+        "--l2",
+        "0",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--val-size",
+        "40",
+        "--optimizer",
+        "sgd,nesterov",
+        "--hidden-dropout",
+        "0,0.2",
+        "--flip",
+        "true",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = table(&out);
+    let mut recipes: Vec<&str> = rows.iter().map(|r| r["recipe"].as_str().unwrap()).collect();
+    recipes.sort_unstable();
+    assert_eq!(
+        recipes,
+        [
+            "flip",
+            "hdrop0.2_flip",
+            "nesterov_flip",
+            "nesterov_hdrop0.2_flip"
+        ]
+    );
+    assert!(stdout(&o).contains("recipe"), "{}", stdout(&o));
+    for row in &rows {
+        let id = row["id"].as_str().unwrap();
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("trials").join(id).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        let train = &config;
+        assert_eq!(train["flip"], true, "{id}");
+        let nesterov = row["recipe"].as_str().unwrap().contains("nesterov");
+        assert_eq!(
+            train["optimizer"],
+            if nesterov { "nesterov" } else { "sgd" }
+        );
+        let dropout = train["hidden_dropout"].as_f64().unwrap();
+        assert_eq!(dropout > 0.0, id.contains("hdrop0.2"), "{id}");
+    }
+    // Different settings, different models.
+    let models: std::collections::HashSet<Vec<u8>> = rows
+        .iter()
+        .map(|r| {
+            let id = r["id"].as_str().unwrap();
+            std::fs::read(out.join("trials").join(id).join("model.msgpack")).unwrap()
+        })
+        .collect();
+    assert_eq!(models.len(), 4);
+}
