@@ -1,6 +1,7 @@
-//! The model shipped in models/ still loads, in both forms, scores what README says, and is
-//! what the default recipe trains, byte for byte, on the best SIMD level of whatever machine
-//! runs the tests (real_data.rs checks that every level trains the same bits).
+//! The models shipped in models/ still load and score what README says: the default
+//! recipe's, in both forms, which is also what the default recipe trains, byte for byte, on
+//! the best SIMD level of whatever machine runs the tests (real_data.rs checks that every
+//! level trains the same bits); and `--recipe best`'s, as safetensors.
 
 mod common;
 
@@ -10,6 +11,10 @@ use common::*;
 
 /// The test accuracy README states for the shipped model.
 const README_ACCURACY: f64 = 0.8881;
+
+/// The shipped `--recipe best` model (seed 0) and the test accuracy README states for it.
+const BEST_MODEL: &str = "fmnist-mlp-784-1024-10-best.safetensors";
+const README_BEST_ACCURACY: f64 = 0.0;
 
 fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")
@@ -65,6 +70,33 @@ fn the_shipped_model_scores_what_readme_says() {
     assert!(
         readme.contains(&format!("test accuracy {README_ACCURACY}")),
         "README states another accuracy"
+    );
+}
+
+#[test]
+fn the_shipped_best_model_scores_what_readme_says() {
+    let Some(data) = real_data_dir() else {
+        eprintln!("{SKIPPED_NO_DATA}");
+        return;
+    };
+    let model = models().join(BEST_MODEL);
+    let o = mlp(&[
+        "test",
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["accuracy"].as_f64(), Some(README_BEST_ACCURACY));
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    assert!(
+        readme.contains(&format!("`--recipe best`: test accuracy {README_BEST_ACCURACY}")),
+        "README states another accuracy for the best recipe"
     );
 }
 

@@ -142,7 +142,7 @@ impl TrainConfig {
     pub fn best() -> Self {
         Self {
             hidden: 1024,
-            epochs: 50,
+            epochs: 100,
             lr: 0.02,
             l2: 5e-5,
             optimizer: OptimizerKind::Nesterov,
@@ -150,7 +150,7 @@ impl TrainConfig {
             schedule: ScheduleKind::Cosine,
             warmup_epochs: 1,
             hidden_dropout: 0.2,
-            label_smoothing: 0.1,
+            input_dropout: 0.1,
             flip: true,
             ..Self::default()
         }
