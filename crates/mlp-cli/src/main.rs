@@ -12,6 +12,7 @@ mod onnx;
 mod predict_cmd;
 mod progress;
 mod protobuf;
+mod recipe_args;
 mod run_dir;
 mod search_cmd;
 mod search_results;

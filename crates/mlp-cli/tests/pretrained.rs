@@ -95,7 +95,9 @@ fn the_shipped_best_model_scores_what_readme_says() {
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
             .unwrap();
     assert!(
-        readme.contains(&format!("`--recipe best`: test accuracy {README_BEST_ACCURACY}")),
+        readme.contains(&format!(
+            "`--recipe best`: test accuracy {README_BEST_ACCURACY}"
+        )),
         "README states another accuracy for the best recipe"
     );
 }

@@ -49,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if r.epoch % 40 == 0 {
             println!(
                 "epoch {:>3}  train_loss {:.4}  val_acc {:.3}",
-                r.epoch, r.train_loss, r.val_acc
+                r.epoch,
+                r.train_loss,
+                r.val_acc.expect("a validation set is given")
             );
         }
     })?;

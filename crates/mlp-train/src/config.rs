@@ -1,12 +1,10 @@
 //! Training hyperparameters, checked once into a [`CheckedConfig`] that the trainer trusts.
 
-use mlp_core::noise::Dropout;
 use mlp_core::{Activation, SimdLevel, SimdLevelError};
 use serde::{Deserialize, Serialize};
 
-use crate::optim::{Optimizer, OptimizerKind};
-use crate::regularise::{Augmentation, Regularisers};
-use crate::schedule::{Cosine, ExponentialDecay, Schedule, ScheduleKind};
+use crate::optim::OptimizerKind;
+use crate::schedule::ScheduleKind;
 
 /// Hyperparameters of a training run, as a user writes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,27 +130,6 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             translate: 0,
             flip: false,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// The most accurate recipe we found (`mlp train --recipe best`; how it was chosen, on
-    /// the validation set only, is in docs/ACCURACY.md). Trained on all 60,000 images.
-    pub fn best() -> Self {
-        Self {
-            hidden: 1024,
-            epochs: 100,
-            lr: 0.02,
-            l2: 5e-5,
-            optimizer: OptimizerKind::Nesterov,
-            momentum: 0.9,
-            schedule: ScheduleKind::Cosine,
-            warmup_epochs: 1,
-            hidden_dropout: 0.2,
-            input_dropout: 0.1,
-            flip: true,
-            ..Self::default()
         }
     }
 }
@@ -342,50 +319,6 @@ impl CheckedConfig {
         match self.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             wanted => wanted,
-        }
-    }
-}
-
-impl CheckedConfig {
-    /// The optimiser these settings describe.
-    pub fn optimizer(&self) -> Optimizer {
-        Optimizer {
-            kind: self.optimizer,
-            l2: self.l2,
-            momentum: self.momentum,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-        }
-    }
-
-    /// The learning-rate schedule, for epochs of `steps_per_epoch` steps.
-    pub fn lr_schedule(&self, steps_per_epoch: usize) -> Schedule {
-        match self.schedule {
-            ScheduleKind::Exponential => Schedule::Exponential(ExponentialDecay {
-                initial: self.lr,
-                decay: self.lr_decay,
-            }),
-            ScheduleKind::Cosine => Schedule::Cosine(Cosine {
-                peak: self.lr,
-                floor: self.lr_floor,
-                warmup: self.warmup_epochs * steps_per_epoch,
-                total: self.epochs * steps_per_epoch,
-            }),
-        }
-    }
-
-    /// The regularisers of a training step (L2 is the optimiser's).
-    pub fn regularisers(&self) -> Regularisers {
-        Regularisers {
-            hidden_dropout: Dropout::new(self.hidden_dropout),
-            input_dropout: Dropout::new(self.input_dropout),
-            label_smoothing: self.label_smoothing,
-            augmentation: (self.translate > 0 || self.flip).then_some(Augmentation {
-                translate: self.translate,
-                flip: self.flip,
-            }),
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod fsio;
 pub mod history;
 pub mod model_file;
 pub mod optim;
+pub mod recipe;
 pub mod regularise;
 pub mod safetensors_file;
 pub mod schedule;

@@ -3,20 +3,11 @@
 //! (pixels) for the backward pass, and which examples were gathered ahead.
 
 use mlp_core::kernels::{Entries, SparseColumns, mask_words, nonzero_mask, row_and_column_masks};
-use mlp_core::noise::Dropout;
 
 use super::Sample;
+use super::input_noise::{InputNoise, perturb};
 use crate::data::{LabelledData, PIXEL_VALUES};
-use crate::regularise::{Augmentation, StepKeys};
-
-/// What a training batch's rows go through once gathered: augmentation of each image (of
-/// `side` × `side` pixels), then dropout of its pixels.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct InputNoise {
-    pub augmentation: Option<Augmentation>,
-    pub dropout: Option<Dropout>,
-    pub side: usize,
-}
+use crate::regularise::StepKeys;
 
 /// A gathered batch: its rows with the masks of their non-zeros, and for training the masks
 /// of each pixel's non-zeros, as the backward pass reads them. The rows are bytes read
@@ -161,37 +152,6 @@ fn entries<'a>(
         Entries::Bytes { bytes, table }
     } else {
         Entries::F32(x)
-    }
-}
-
-/// Row i of `rows` (each `inputs` long) transformed by `noise`'s augmentation under
-/// `keys.augment`, then each of its pixels p given its dropout factor m under `dropout`'s key
-/// (index i·inputs + p): a dropped pixel (m = 0) becomes zero, a kept one goes through
-/// `scale(pixel, m)`.
-fn perturb<T: Copy + Default>(
-    rows: &mut [T],
-    inputs: usize,
-    noise: &InputNoise,
-    keys: &StepKeys,
-    dropout: Option<(Dropout, u64)>,
-    scratch: &mut [T],
-    scale: impl Fn(&mut T, f32),
-) {
-    for (i, row) in rows.chunks_exact_mut(inputs).enumerate() {
-        if let Some(aug) = noise.augmentation {
-            aug.transform(keys.augment, i)
-                .apply(row, noise.side, scratch);
-        }
-        if let Some((d, key)) = dropout {
-            for (p, x) in row.iter_mut().enumerate() {
-                let m = d.factor(key, (i * inputs + p) as u64);
-                if m == 0.0 {
-                    *x = T::default();
-                } else {
-                    scale(x, m);
-                }
-            }
-        }
     }
 }
 

@@ -7,9 +7,12 @@ use mlp_core::kernels::mask_words;
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{Array2, ArrayViewMut2};
 
+use super::Engine;
 use super::batch::{BlockOrder, gather_rows};
 use super::shard::{ForwardBuffers, Scratch, Shard, SparseRows};
+use super::worker::{assign, join_all};
 use crate::data::LabelledData;
+use crate::evaluate::Evaluation;
 
 /// Rows per forward pass: their inputs (784 KB at 784 features) and a shard's W1 (200 KB)
 /// stay in a core's L2 cache together.
@@ -43,6 +46,58 @@ impl EvalBuffers {
             scratch: Scratch::new(CHUNK.max(inputs), widest),
             z2_part: vec![0.0; CHUNK * classes],
             logits: vec![0.0; CHUNK * classes],
+        }
+    }
+}
+
+impl Engine {
+    /// Loss and confusion matrix of the current parameters on all of `data`: the rows in
+    /// chunks, each thread a contiguous run of them (see `inference.rs`).
+    pub fn evaluate(&mut self, data: &dyn LabelledData) -> Evaluation {
+        let classes = self.shape.classes;
+        let len = data.len();
+        let chunks = len.div_ceil(CHUNK);
+        let threads = self.threads.min(chunks).max(1);
+        let widest = self.shards.iter().map(|s| s.width).max().unwrap_or(0);
+        while self.eval.len() < threads {
+            let buffers = EvalBuffers::new(self.shape.inputs, widest, classes);
+            self.eval.push(buffers);
+        }
+        let mut results = vec![BatchMetrics::default(); chunks];
+        let mut confusions = vec![Array2::zeros((classes, classes)); threads];
+        let runs = assign(chunks, threads);
+        let mut tasks = Vec::with_capacity(runs.len());
+        let mut rest = results.as_mut_slice();
+        for ((buffers, run), confusion) in self.eval.iter_mut().zip(runs).zip(&mut confusions) {
+            let (mine, others) = rest.split_at_mut(run.len());
+            rest = others;
+            tasks.push((buffers, run, mine, confusion));
+        }
+        let (shards, activation, token) = (self.shards.as_slice(), self.activation, self.token);
+        join_all(&mut tasks, &|(buffers, run, results, confusion)| {
+            evaluate_chunks(
+                token,
+                shards,
+                activation,
+                data,
+                run.clone(),
+                buffers,
+                results,
+                confusion,
+            );
+        });
+        // Summed chunk by chunk in order, whichever thread evaluated which.
+        let metrics = results
+            .into_iter()
+            .fold(BatchMetrics::default(), |mut sum, m| {
+                sum.merge(m);
+                sum
+            });
+        Evaluation {
+            loss: metrics.mean_loss(),
+            confusion: confusions
+                .into_iter()
+                .fold(Array2::zeros((classes, classes)), |a, b| a + b),
         }
     }
 }

@@ -36,6 +36,7 @@
 
 mod batch;
 mod inference;
+mod input_noise;
 mod layout;
 mod shard;
 mod worker;
@@ -43,15 +44,14 @@ mod worker;
 use fearless_simd::Level;
 use mlp_core::kernels::Update;
 use mlp_core::{Activation, BatchMetrics, Mlp, Shape, SimdLevel, SimdLevelError};
-use ndarray::Array2;
 
-use self::batch::{InputNoise, ReadyBatch};
+use self::batch::ReadyBatch;
 use self::inference::EvalBuffers;
+use self::input_noise::InputNoise;
 use self::layout::{shard_tensors, write_tensors};
 use self::shard::{HiddenDropout, Shard};
-use self::worker::{Worker, assign, each_worker, join_all, partition};
+use self::worker::{Worker, assign, each_worker, partition};
 use crate::data::LabelledData;
-use crate::evaluate::Evaluation;
 use crate::regularise::{Regularisers, StepKeys};
 
 pub use self::worker::SHARD_WIDTH;
@@ -378,56 +378,6 @@ impl Engine {
             metrics: self.workers[0].metrics,
             // Summed in shard order, whichever thread computed which.
             grad_norm: self.grad_sq.iter().fold(0.0, |sum, sq| sum + sq).sqrt(),
-        }
-    }
-
-    /// Loss and confusion matrix of the current parameters on all of `data`: the rows in
-    /// chunks, each thread a contiguous run of them (see `inference.rs`).
-    pub fn evaluate(&mut self, data: &dyn LabelledData) -> Evaluation {
-        let classes = self.shape.classes;
-        let len = data.len();
-        let chunks = len.div_ceil(inference::CHUNK);
-        let threads = self.threads.min(chunks).max(1);
-        let widest = self.shards.iter().map(|s| s.width).max().unwrap_or(0);
-        while self.eval.len() < threads {
-            let buffers = EvalBuffers::new(self.shape.inputs, widest, classes);
-            self.eval.push(buffers);
-        }
-        let mut results = vec![BatchMetrics::default(); chunks];
-        let mut confusions = vec![Array2::zeros((classes, classes)); threads];
-        let runs = assign(chunks, threads);
-        let mut tasks = Vec::with_capacity(runs.len());
-        let mut rest = results.as_mut_slice();
-        for ((buffers, run), confusion) in self.eval.iter_mut().zip(runs).zip(&mut confusions) {
-            let (mine, others) = rest.split_at_mut(run.len());
-            rest = others;
-            tasks.push((buffers, run, mine, confusion));
-        }
-        let (shards, activation, token) = (self.shards.as_slice(), self.activation, self.token);
-        join_all(&mut tasks, &|(buffers, run, results, confusion)| {
-            inference::evaluate_chunks(
-                token,
-                shards,
-                activation,
-                data,
-                run.clone(),
-                buffers,
-                results,
-                confusion,
-            );
-        });
-        // Summed chunk by chunk in order, whichever thread evaluated which.
-        let metrics = results
-            .into_iter()
-            .fold(BatchMetrics::default(), |mut sum, m| {
-                sum.merge(m);
-                sum
-            });
-        Evaluation {
-            loss: metrics.mean_loss(),
-            confusion: confusions
-                .into_iter()
-                .fold(Array2::zeros((classes, classes)), |a, b| a + b),
         }
     }
 }

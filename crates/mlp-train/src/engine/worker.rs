@@ -14,7 +14,8 @@ use mlp_core::kernels::Update;
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::batch::{Batch, InputNoise};
+use super::batch::Batch;
+use super::input_noise::InputNoise;
 use super::shard::{HiddenDropout, Scratch, Shard, SparseRows};
 use crate::data::LabelledData;
 
