@@ -152,10 +152,44 @@ fn the_curves_plot_every_series_of_the_history() {
         lr: series(&|e| 0.2 * 0.9f64.powf(e)),
         epoch_seconds: vec![0.1; n],
     };
-    let svg = xtask::report::canvas::svg(&Curves::new(&history))
+    let svg = xtask::report::canvas::svg(&Curves::new(&history, None, 0))
         .unwrap()
         .unwrap();
     assert_curves_match(&svg, &history);
+}
+
+/// A per-step schedule's rate is drawn at every step, from the run's settings; a run
+/// without a validation set draws (and names) no validation series.
+#[test]
+fn a_per_step_schedule_is_drawn_step_by_step_and_no_validation_is_drawn_as_none() {
+    let n = 9;
+    let history = History {
+        train_loss: vec![0.5; n],
+        train_acc: vec![0.8; n],
+        grad_norm: vec![1.0; n],
+        lr: vec![0.1; n],
+        epoch_seconds: vec![0.1; n],
+        ..History::default()
+    };
+    let config = mlp_train::TrainConfig {
+        epochs: n,
+        lr: 0.1,
+        schedule: mlp_train::ScheduleKind::Cosine,
+        warmup_epochs: 1,
+        ..Default::default()
+    };
+    let svg = xtask::report::canvas::svg(&Curves::new(&history, Some(&config), 5))
+        .unwrap()
+        .unwrap();
+    let series = svg_series(&svg);
+    // Train loss, train accuracy, gradient norm, learning rate.
+    assert_eq!(series.len(), 4, "{series:?}");
+    let lr = &series[3];
+    assert_eq!(lr.len(), n * 5, "one point per step");
+    // Warm-up: step 0 at a fifth of the peak (lower on the page: larger y), step 4 at it;
+    // the last step near 0.
+    assert!(lr[0].1 > lr[4].1 && lr[n * 5 - 1].1 > lr[4].1, "{lr:?}");
+    assert!(!svg_texts(&svg).contains(&"validation"));
 }
 
 /// Trains with the real `mlp` on `data`, reports with the real `xtask`, and checks every

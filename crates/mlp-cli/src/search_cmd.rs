@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use anyhow::Context;
 use fmnist_data::Split;
 use indicatif::{ProgressBar, ProgressStyle};
-use mlp_train::{ConfigError, TrainConfig};
+use mlp_train::{ConfigError, OptimizerKind, ScheduleKind, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 
@@ -272,6 +272,10 @@ fn grid(args: &SearchArgs) -> Result<Vec<TrainConfig>, ConfigError> {
     });
     expand(&mut recipes, &translates, |c, &v| c.translate = v);
     expand(&mut recipes, &args.flip, |c, &v| c.flip = v);
+    // A setting the trial's optimiser or schedule does not read is left at its default, so
+    // that a list of it makes no trials that differ in their names alone (the trials are
+    // deduplicated by name below).
+    let recipes: Vec<TrainConfig> = recipes.into_iter().map(without_unused).collect();
     let mut trials = Vec::new();
     for &lr in &args.lr {
         for &hidden in &args.hidden {
@@ -305,6 +309,35 @@ fn grid(args: &SearchArgs) -> Result<Vec<TrainConfig>, ConfigError> {
         }
     }
     Ok(trials)
+}
+
+/// `c` with the settings its optimiser and schedule ignore at their defaults.
+fn without_unused(c: TrainConfig) -> TrainConfig {
+    let d = TrainConfig::default();
+    let momentum = matches!(
+        c.optimizer,
+        OptimizerKind::Momentum | OptimizerKind::Nesterov
+    );
+    let adam = matches!(c.optimizer, OptimizerKind::Adam | OptimizerKind::Adamw);
+    let cosine = c.schedule == ScheduleKind::Cosine;
+    TrainConfig {
+        momentum: if momentum { c.momentum } else { d.momentum },
+        beta1: if adam { c.beta1 } else { d.beta1 },
+        beta2: if adam { c.beta2 } else { d.beta2 },
+        eps: if adam { c.eps } else { d.eps },
+        weight_decay: if c.optimizer == OptimizerKind::Adamw {
+            c.weight_decay
+        } else {
+            d.weight_decay
+        },
+        warmup_epochs: if cosine {
+            c.warmup_epochs
+        } else {
+            d.warmup_epochs
+        },
+        lr_floor: if cosine { c.lr_floor } else { d.lr_floor },
+        ..c
+    }
 }
 
 /// Every config of `configs` once for each of `values`, `set` giving it the value (in the

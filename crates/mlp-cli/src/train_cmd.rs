@@ -101,11 +101,8 @@ fn train_in(args: &TrainArgs, claimed: Option<std::path::PathBuf>) -> anyhow::Re
     };
 
     let all = data::load(&data_args, Split::Train)?;
-    if all.len() < 2 {
-        bail!(
-            "the training file has {} examples; training needs at least 2 (one to train on, one to validate)",
-            all.len()
-        );
+    if all.is_empty() {
+        bail!("the training file has 0 examples; training needs at least 1");
     }
     let val_size = self::val_size(val_size, 0, all.len())?;
     let (train_set, val_set) = all.split_last(val_size);

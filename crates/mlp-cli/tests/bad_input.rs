@@ -163,7 +163,7 @@ fn cases() -> Vec<Case> {
                 std::fs::write(d.join("train-labels-idx1-ubyte"), idx(&[0], &[])).unwrap();
             },
             args: TRAIN,
-            expect: "the training file has 0 examples; training needs at least 2",
+            expect: "the training file has 0 examples; training needs at least 1",
         },
         Case {
             name: "missing data",
@@ -324,7 +324,7 @@ fn cases() -> Vec<Case> {
             name: "eps zero",
             setup: no_change,
             args: with(&["--eps", "0"]),
-            expect: "--eps must be a positive number, got 0",
+            expect: "--eps must be a positive number, at least 1e-30, got 0",
         },
         Case {
             name: "weight decay negative",

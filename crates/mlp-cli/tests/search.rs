@@ -370,6 +370,9 @@ fn lists_of_the_new_hyperparameters_make_a_grid() {
         "sgd,nesterov",
         "--hidden-dropout",
         "0,0.2",
+        // Plain SGD ignores momentum: two values make no more SGD trials.
+        "--momentum",
+        "0.9,0.8",
         "--flip",
         "true",
         "--out",
@@ -385,7 +388,9 @@ fn lists_of_the_new_hyperparameters_make_a_grid() {
             "flip",
             "hdrop0.2_flip",
             "nesterov_flip",
-            "nesterov_hdrop0.2_flip"
+            "nesterov_hdrop0.2_flip",
+            "nesterov_mu0.8_flip",
+            "nesterov_mu0.8_hdrop0.2_flip"
         ]
     );
     assert!(stdout(&o).contains("recipe"), "{}", stdout(&o));
@@ -402,6 +407,8 @@ fn lists_of_the_new_hyperparameters_make_a_grid() {
             train["optimizer"],
             if nesterov { "nesterov" } else { "sgd" }
         );
+        let mu = if id.contains("mu0.8") { 0.8 } else { 0.9 };
+        assert_eq!(train["momentum"].as_f64().unwrap() as f32, mu, "{id}");
         let dropout = train["hidden_dropout"].as_f64().unwrap();
         assert_eq!(dropout > 0.0, id.contains("hdrop0.2"), "{id}");
     }
@@ -413,5 +420,5 @@ fn lists_of_the_new_hyperparameters_make_a_grid() {
             std::fs::read(out.join("trials").join(id).join("model.msgpack")).unwrap()
         })
         .collect();
-    assert_eq!(models.len(), 4);
+    assert_eq!(models.len(), 6);
 }

@@ -3,7 +3,7 @@
 //! Training with dropout or augmentation draws a number for every hidden unit of every row of
 //! every batch, and the engine's threads each draw for their own columns. A sequential
 //! generator would make the draws depend on which thread ran first; a counter-based one does
-//! not: [`draw`]`(key, index)` is SplitMix64's output for the state `key + index·γ`, the same
+//! not: [`draw`]`(key, index)` is SplitMix64's output for the state `key + (index + 1)·γ`, the same
 //! bits whoever computes it, in any order. The training loop takes each epoch's key from the
 //! run's seeded generator, so a seed still fixes everything.
 

@@ -17,7 +17,7 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Examples per mini-batch.
     pub batch_size: usize,
-    /// Learning rate of the first epoch.
+    /// Learning rate of the first epoch (the peak, after the warm-up, of a cosine schedule).
     pub lr: f32,
     /// Factor applied to the learning rate after each epoch: lr · decay^epoch.
     pub lr_decay: f32,
@@ -246,7 +246,14 @@ impl TrainConfig {
         unit("momentum", self.momentum)?;
         unit("beta1", self.beta1)?;
         unit("beta2", self.beta2)?;
-        real("eps", self.eps, self.eps > 0.0, "a positive number")?;
+        // Below 1e-30, Adam's ε·√(1 − β2ᵗ) can round to 0 and give 0/0 for weights that never
+        // see a gradient.
+        real(
+            "eps",
+            self.eps,
+            self.eps >= 1e-30,
+            "a positive number, at least 1e-30",
+        )?;
         real(
             "weight_decay",
             self.weight_decay,

@@ -49,13 +49,16 @@ pub enum TrainError {
     /// never multiply the weights of pixels that are 0 in every image they see). Caught
     /// before such parameters reach a checkpoint, which could not be resumed.
     #[error(
-        "training diverged in epoch {epoch} ({parameter} is no longer finite); try a smaller learning rate than {lr}"
+        "training diverged in epoch {epoch} ({parameter}{}{of} is no longer finite); try a smaller learning rate than {lr}",
+        if of.is_empty() { "" } else { " of " }
     )]
     DivergedWeights {
         /// The epoch (1-based).
         epoch: usize,
         /// The first parameter holding NaN or an infinity.
         parameter: &'static str,
+        /// Empty for the parameter itself, else which of the optimiser's moments of it.
+        of: &'static str,
         /// The learning rate in use.
         lr: f32,
     },
@@ -310,7 +313,7 @@ fn train_loop(
             if k + 1 < batches && (hooks.stop)() {
                 engine.copy_to(&mut state.model);
                 state.moments = engine.moments();
-                finite(&state.model, epoch + 1, lr)?;
+                finite(&state, epoch + 1, lr)?;
                 state.partial = Some(PartialEpoch {
                     order: order.iter().map(|&i| i as u32).collect(),
                     batches_done: k + 1,
@@ -349,7 +352,7 @@ fn train_loop(
         state.epochs_done += 1;
         engine.copy_to(&mut state.model);
         state.moments = engine.moments();
-        finite(&state.model, epoch + 1, lr)?;
+        finite(&state, epoch + 1, lr)?;
         // Without validation, the latest epoch is the one kept.
         let val_acc = record.val_acc.unwrap_or(f64::NEG_INFINITY);
         if val_acc > state.best_val_acc || record.val_acc.is_none() {
@@ -370,13 +373,22 @@ fn train_loop(
     })))
 }
 
-/// An error unless every parameter of `model` is finite: checked before a state leaves the
-/// loop (to a checkpoint or an interrupted run's file).
-fn finite(model: &Mlp, epoch: usize, lr: f32) -> Result<(), TrainError> {
-    match model.first_non_finite() {
-        Some(parameter) => Err(TrainError::DivergedWeights {
+/// An error unless every parameter of the state's model, and every moment of its optimiser,
+/// is finite: checked before a state leaves the loop (to a checkpoint or an interrupted
+/// run's file, which could not be read back otherwise).
+fn finite(state: &TrainState, epoch: usize, lr: f32) -> Result<(), TrainError> {
+    let moments = state
+        .moments
+        .iter()
+        .zip(["the first moment", "the second moment"]);
+    let bad = std::iter::once((&state.model, ""))
+        .chain(moments.map(|(m, name)| (m, name)))
+        .find_map(|(m, of)| m.first_non_finite().map(|p| (p, of)));
+    match bad {
+        Some((parameter, of)) => Err(TrainError::DivergedWeights {
             epoch,
             parameter,
+            of,
             lr,
         }),
         None => Ok(()),
@@ -409,6 +421,16 @@ fn check_resume(state: &TrainState, train_data: &dyn LabelledData) -> Result<(),
             p.order.len(),
             train_data.len()
         )));
+    }
+    // An epoch interrupted in a run that draws noise must have its key (the validation of
+    // the config has made the regularisers safe to build).
+    if let (Some(p), Ok(config)) = (&state.partial, state.config.validate())
+        && config.regularisers().is_random() != p.key.is_some()
+    {
+        return Err(TrainError::Resume(
+            "the saved epoch's key for dropout and augmentation does not match the settings"
+                .to_owned(),
+        ));
     }
     Ok(())
 }

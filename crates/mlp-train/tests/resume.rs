@@ -161,6 +161,34 @@ fn resumed_runs_with_every_optimizer_and_regulariser_equal_the_uninterrupted_one
     }
 }
 
+/// Regression: a checkpoint of a noisy run's interrupted epoch without its key resumed with
+/// key 0, silently drawing other masks than the run had.
+#[test]
+fn an_interrupted_noisy_epoch_without_its_key_is_refused() {
+    let config = TrainConfig {
+        hidden_dropout: 0.25,
+        ..TrainConfig::clone(&config(1))
+    }
+    .validate()
+    .unwrap();
+    let (train, val) = (data(300, 1), data(60, 2));
+    let hooks = Hooks {
+        stop: Box::new(|| true),
+        ..Hooks::default()
+    };
+    let RunEnd::Interrupted(mut state) = run(Start::Fresh(config), &train, &val, hooks).unwrap()
+    else {
+        panic!("the run stops after its first mini-batch");
+    };
+    assert!(state.partial.as_ref().unwrap().key.is_some());
+    state.partial.as_mut().unwrap().key = None;
+    let err = run(Start::Resume(state), &train, &val, Hooks::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot resume: the saved epoch's key for dropout and augmentation does not match the settings"
+    );
+}
+
 /// Without a validation set the kept model is the last epoch's, however the epochs went.
 #[test]
 fn without_validation_the_last_epoch_is_kept() {

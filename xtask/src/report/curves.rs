@@ -42,8 +42,16 @@ impl<'a> Curves<'a> {
         config: Option<&mlp_train::TrainConfig>,
         steps_per_epoch: usize,
     ) -> Self {
+        // The SIMD level a run recorded need not be this machine's: it changes no number.
         let lr_steps = config
-            .and_then(|c| c.validate().ok())
+            .and_then(|c| {
+                mlp_train::TrainConfig {
+                    simd: None,
+                    ..c.clone()
+                }
+                .validate()
+                .ok()
+            })
             .map(|c| c.lr_schedule(steps_per_epoch))
             .filter(|s| s.is_per_step() && steps_per_epoch > 0)
             .map(|schedule| {
@@ -59,7 +67,7 @@ impl<'a> Curves<'a> {
                     })
                     .collect()
             });
-        Self {
+        let mut curves = Self {
             lr_steps,
             epochs: history.len(),
             panels: [
@@ -94,7 +102,12 @@ impl<'a> Curves<'a> {
                     series: vec![("learning rate", TRAIN, &history.lr)],
                 },
             ],
+        };
+        // A run without a validation set has no validation series to draw or name.
+        for panel in &mut curves.panels {
+            panel.series.retain(|(_, _, values)| !values.is_empty());
         }
+        curves
     }
 }
 
@@ -113,6 +126,19 @@ fn y_range(series: &[(&str, RGBColor, &[f64])]) -> std::ops::Range<f64> {
     (lo - pad)..(hi + pad)
 }
 
+impl Curves<'_> {
+    /// The panel's y range: of its series, or of every step's rate for a per-step schedule.
+    fn y_range(&self, panel: &Panel) -> std::ops::Range<f64> {
+        match &self.lr_steps {
+            Some(steps) if panel.title == LR_TITLE => {
+                let values: Vec<f64> = steps.iter().map(|&(_, lr)| lr).collect();
+                y_range(&[("learning rate", TRAIN, &values)])
+            }
+            _ => y_range(&panel.series),
+        }
+    }
+}
+
 impl Figure for Curves<'_> {
     fn size(&self) -> (u32, u32) {
         (1000, 680)
@@ -120,7 +146,11 @@ impl Figure for Curves<'_> {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         // One epoch still gets a visible x range.
-        let x_max = self.epochs.max(2) as f64;
+        // Step s of a per-step schedule sits at 1 + s/E, the last epoch's steps up to E + 1.
+        let x_max = match self.lr_steps {
+            Some(_) => self.epochs as f64 + 1.0,
+            None => self.epochs.max(2) as f64,
+        };
         for (area, panel) in root.split_evenly((2, 2)).iter().zip(&self.panels) {
             let mut chart = ChartBuilder::on(area)
                 .caption(panel.title, (FONT, 17))
@@ -128,7 +158,7 @@ impl Figure for Curves<'_> {
                 .margin_right(24)
                 .x_label_area_size(36)
                 .y_label_area_size(64)
-                .build_cartesian_2d(1.0..x_max, y_range(&panel.series))?;
+                .build_cartesian_2d(1.0..x_max, self.y_range(panel))?;
             chart
                 .configure_mesh()
                 .x_desc("epoch")

@@ -1,5 +1,6 @@
-//! The optimised training step: the maths of `Mlp::forward`, `Mlp::backward` and `Sgd::step`
-//! (read those first; they are the reference), arranged for speed.
+//! The optimised training step: the maths of `Mlp::forward_training`,
+//! `Mlp::backward_training` and `Optimizer::step` (read those first; they are the reference),
+//! arranged for speed.
 //!
 //! - **Sparse first layer.** Half of Fashion-MNIST's pixels are 0, so x·W1 and xᵀ·dz1 multiply
 //!   only the non-zero entries, found by bit masks ([`mlp_core::kernels`]): half the
@@ -255,6 +256,9 @@ impl Engine {
         let side = inputs.isqrt();
         if regularisers.augmentation.is_some() && side * side != inputs {
             return Err(EngineError::NotSquare { inputs });
+        }
+        if regularisers.hidden_dropout.is_some() {
+            self.shards.iter_mut().for_each(Shard::prepare_dropout);
         }
         self.noise = InputNoise {
             augmentation: regularisers.augmentation,

@@ -183,6 +183,13 @@ impl Shard {
         }
     }
 
+    /// Sizes the buffers of hidden dropout (once, before training with it).
+    pub fn prepare_dropout(&mut self) {
+        let len = self.fwd.a1.len();
+        self.fwd.keep.resize(len, 0.0);
+        self.fwd.h.resize(len, 0.0);
+    }
+
     /// The training forward pass: [`Shard::forward_into`] with the shard's own buffers, which
     /// the backward pass then reads.
     // rows: n = order.len() examples   z2_part: (n, classes)
@@ -198,10 +205,10 @@ impl Shard {
         z2_part: &mut [f32],
     ) {
         let mut fwd = std::mem::take(&mut self.fwd);
-        if dropout.is_some() && fwd.h.is_empty() {
-            fwd.keep = vec![0.0; fwd.a1.len()];
-            fwd.h = vec![0.0; fwd.a1.len()];
-        }
+        assert!(
+            dropout.is_none() || fwd.h.len() == fwd.a1.len(),
+            "prepare_dropout sized the buffers"
+        );
         self.forward_into(
             level, &mut fwd, scratch, rows, order, activation, dropout, z2_part,
         );
