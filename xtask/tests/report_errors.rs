@@ -80,7 +80,7 @@ fn a_missing_or_malformed_run_folder_gets_a_one_line_error_naming_it() {
                 h["lr"].as_array_mut().unwrap().pop();
                 std::fs::write(d.join("history.json"), h.to_string()).unwrap();
             },
-            "history.json: malformed: lr has 1 values but val_acc has 2",
+            "history.json: malformed: lr has 1 values but train_loss has 2",
         ),
         (
             "history with no epochs",
