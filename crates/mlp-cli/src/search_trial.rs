@@ -172,7 +172,7 @@ pub(crate) fn run_trial(
         batch_size: config.batch_size,
         epochs: config.epochs,
         lr_decay: config.lr_decay,
-        recipe: crate::search_cmd::recipe_tags(&config),
+        recipe: crate::search_cmd::recipe_tags(config),
         seed: config.seed,
         val_size: val_set.len(),
         status: "ok".to_owned(),

@@ -85,7 +85,8 @@ fn check_pass(activation: Activation, reg: Regularisation) {
     let grads = model
         .backward_training(x.view(), &labels, reg, &mut ws)
         .clone();
-    let tensors: [(&str, fn(&mut Mlp) -> &mut [f32], &[f32]); 4] = [
+    type Tensor<'a> = (&'a str, fn(&mut Mlp) -> &mut [f32], &'a [f32]);
+    let tensors: [Tensor; 4] = [
         (
             "w1",
             |m| m.w1.as_slice_mut().unwrap(),

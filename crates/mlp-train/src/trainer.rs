@@ -382,7 +382,7 @@ fn finite(state: &TrainState, epoch: usize, lr: f32) -> Result<(), TrainError> {
         .iter()
         .zip(["the first moment", "the second moment"]);
     let bad = std::iter::once((&state.model, ""))
-        .chain(moments.map(|(m, name)| (m, name)))
+        .chain(moments)
         .find_map(|(m, of)| m.first_non_finite().map(|p| (p, of)));
     match bad {
         Some((parameter, of)) => Err(TrainError::DivergedWeights {
