@@ -20,6 +20,27 @@ fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")
 }
 
+/// `mlp test`'s accuracy for the shipped model `file` on the real data in `data`.
+fn test_accuracy(file: &str, data: &std::path::Path) -> f64 {
+    let model = models().join(file);
+    let o = mlp(&[
+        "test",
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    report["accuracy"].as_f64().expect("an accuracy")
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+        .unwrap()
+}
+
 #[test]
 fn the_safetensors_form_is_the_same_model_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -51,24 +72,10 @@ fn the_shipped_model_scores_what_readme_says() {
         "fmnist-mlp-784-128-10.msgpack",
         "fmnist-mlp-784-128-10.safetensors",
     ] {
-        let model = models().join(file);
-        let o = mlp(&[
-            "test",
-            "--model",
-            model.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-        assert_eq!(report["accuracy"].as_f64(), Some(README_ACCURACY), "{file}");
+        assert_eq!(test_accuracy(file, &data), README_ACCURACY, "{file}");
     }
-    let readme =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
     assert!(
-        readme.contains(&format!("test accuracy {README_ACCURACY}")),
+        readme().contains(&format!("test accuracy {README_ACCURACY}")),
         "README states another accuracy"
     );
 }
@@ -79,23 +86,9 @@ fn the_shipped_best_model_scores_what_readme_says() {
         eprintln!("{SKIPPED_NO_DATA}");
         return;
     };
-    let model = models().join(BEST_MODEL);
-    let o = mlp(&[
-        "test",
-        "--model",
-        model.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(report["accuracy"].as_f64(), Some(README_BEST_ACCURACY));
-    let readme =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
+    assert_eq!(test_accuracy(BEST_MODEL, &data), README_BEST_ACCURACY);
     assert!(
-        readme.contains(&format!(
+        readme().contains(&format!(
             "`--recipe best`: test accuracy {README_BEST_ACCURACY}"
         )),
         "README states another accuracy for the best recipe"

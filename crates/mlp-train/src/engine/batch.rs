@@ -20,6 +20,8 @@ pub(super) struct Batch {
     as_bytes: bool,
     /// What a byte stands for: [`PIXEL_VALUES`], times 1/(1 − rate) under input dropout.
     table: [f32; 256],
+    /// The input dropout scale `table` was made for (none: the plain values).
+    table_scale: Option<f32>,
     /// One image, for augmentation.
     scratch: Vec<f32>,
     scratch_bytes: Vec<u8>,
@@ -43,6 +45,7 @@ impl Batch {
             x_bytes: vec![0; batch_size * inputs],
             as_bytes: false,
             table: PIXEL_VALUES,
+            table_scale: None,
             scratch: vec![0.0; inputs],
             scratch_bytes: vec![0; inputs],
             y: vec![0; batch_size],
@@ -79,9 +82,12 @@ impl Batch {
         }
         let keys = StepKeys::of(key);
         let dropout = noise.dropout.map(|d| (d, keys.input));
-        self.table = PIXEL_VALUES;
-        if let Some(d) = noise.dropout {
-            self.table = PIXEL_VALUES.map(|v| v * d.scale());
+        // The table changes only with the run's input dropout: made again only then, not
+        // at every step.
+        let scale = noise.dropout.map(|d| d.scale());
+        if scale != self.table_scale {
+            self.table = scale.map_or(PIXEL_VALUES, |s| PIXEL_VALUES.map(|v| v * s));
+            self.table_scale = scale;
         }
         if self.as_bytes {
             // Kept pixels are scaled by the table (dropped ones become byte 0).
