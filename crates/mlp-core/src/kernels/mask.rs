@@ -52,6 +52,40 @@ fn nonzero_byte_mask<S: Simd>(simd: S, bytes: &[u8], mask: &mut [u64]) {
     }
 }
 
+/// Row r's mask of a row-major `rows × cols` matrix's non-zeros (bit c set when entry
+/// `r * cols + c` is non-zero, see [`Entries::is_nonzero`]) into
+/// `row_masks[r * mask_words(cols)..]`: the first half of [`row_and_column_masks`], for
+/// passes that read rows only (inference).
+#[inline(always)]
+pub fn row_masks<S: Simd>(simd: S, src: Entries, rows: usize, cols: usize, row_masks: &mut [u64]) {
+    let row_words = mask_words(cols);
+    assert!(
+        fits(src.len(), 0, rows, cols, 0),
+        "src is shorter than {rows} × {cols}"
+    );
+    assert!(
+        fits(row_masks.len(), 0, rows, row_words, 0),
+        "row_masks is too short"
+    );
+    if cols > 0 {
+        fill_row_masks(simd, src, cols, &mut row_masks[..rows * row_words]);
+    }
+}
+
+/// Every row's mask into `masks` (whole rows of `mask_words(cols)` words, as many as it holds),
+/// `src` checked to hold them.
+#[inline(always)]
+fn fill_row_masks<S: Simd>(simd: S, src: Entries, cols: usize, masks: &mut [u64]) {
+    for (r, mask) in masks.chunks_exact_mut(mask_words(cols)).enumerate() {
+        match src {
+            Entries::F32(values) => nonzero_mask(simd, &values[r * cols..][..cols], mask),
+            Entries::Bytes { bytes, .. } => {
+                nonzero_byte_mask(simd, &bytes[r * cols..][..cols], mask)
+            }
+        }
+    }
+}
+
 /// The bit masks of a row-major `rows × cols` matrix's non-zeros, both ways:
 /// row r's mask (bit c set when entry `r * cols + c` is non-zero, see
 /// [`Entries::is_nonzero`]) into `row_masks[r * mask_words(cols)..]`, and column c's (bit r,
@@ -87,14 +121,7 @@ pub fn row_and_column_masks<S: Simd>(
         return;
     }
     let row_masks = &mut row_masks[..rows * row_words];
-    for (r, mask) in row_masks.chunks_exact_mut(row_words).enumerate() {
-        match src {
-            Entries::F32(values) => nonzero_mask(simd, &values[r * cols..][..cols], mask),
-            Entries::Bytes { bytes, .. } => {
-                nonzero_byte_mask(simd, &bytes[r * cols..][..cols], mask)
-            }
-        }
-    }
+    fill_row_masks(simd, src, cols, row_masks);
     let mut block = [0u64; 64];
     for w in 0..column_words {
         let group = w * 64..rows.min(w * 64 + 64);
@@ -225,6 +252,14 @@ mod tests {
                     (row_masks.clone(), column_masks.clone()),
                     "{level}, {rows} × {cols}: bytes"
                 );
+                for entries in [Entries::F32(&src), of_bytes] {
+                    let mut alone = vec![u64::MAX; rows * mask_words(cols)];
+                    super::row_masks(simd, entries, rows, cols, &mut alone);
+                    assert_eq!(
+                        alone, row_masks,
+                        "{level}, {rows} × {cols}: row masks alone"
+                    );
+                }
                 let bit =
                     |masks: &[u64], start: usize, j: usize| masks[start + j / 64] >> (j % 64) & 1;
                 for r in 0..rows {

@@ -38,7 +38,7 @@ mod vector;
 pub use dense::{combine_rows, dot_rows};
 pub use entries::Entries;
 pub use gradient::{SparseColumns, sparse_gradient_step};
-pub use mask::{mask_words, nonzero_mask, row_and_column_masks};
+pub use mask::{mask_words, nonzero_mask, row_and_column_masks, row_masks};
 pub use product::{MAX_BLOCK_ROWS, PackedBlock, SparseBlock, masked_rows_product};
 pub use update::{Adam, Descent, Lanes, Momentum, Rule, Update};
 pub use vector::{axpy, dot, sum_of_squares};
