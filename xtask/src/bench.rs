@@ -112,33 +112,29 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         .iter()
         .flat_map(|&level| counts.iter().map(move |&threads| (level, threads)))
     {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
         let mut engine = Engine::with_level(&model, opts.batch_size, threads, level)?;
         // The same shuffles for every level and thread count: they train the same model, so
         // the accuracies printed below agree (the bits do not depend on either).
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         order.sort_unstable();
         let mut times = Vec::new();
-        pool.install(|| {
-            for epoch in 0..=opts.epochs {
-                order.shuffle(&mut rng);
-                let t = Instant::now();
-                let chunks: Vec<&[usize]> = order.chunks(opts.batch_size).collect();
-                for (k, batch) in chunks.iter().enumerate() {
-                    engine.train_step(
-                        &train,
-                        *batch,
-                        chunks.get(k + 1).copied().unwrap_or(&[]),
-                        &sgd,
-                    );
-                }
-                if epoch > 0 {
-                    times.push(t.elapsed().as_secs_f64());
-                }
+        for epoch in 0..=opts.epochs {
+            order.shuffle(&mut rng);
+            let t = Instant::now();
+            let chunks: Vec<&[usize]> = order.chunks(opts.batch_size).collect();
+            for (k, batch) in chunks.iter().enumerate() {
+                engine.train_step(
+                    &train,
+                    *batch,
+                    chunks.get(k + 1).copied().unwrap_or(&[]),
+                    &sgd,
+                );
             }
-        });
+            if epoch > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         let gflops = flops / median / 1e9;
@@ -158,11 +154,10 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         let t = Instant::now();
         let reps = 5;
         let mut accuracy = 0.0;
-        pool.install(|| {
-            for _ in 0..reps {
-                accuracy = engine.evaluate(&test).accuracy();
-            }
-        });
+        for _ in 0..reps {
+            accuracy = engine.evaluate(&test).accuracy();
+        }
+
         let per = t.elapsed().as_secs_f64() / reps as f64;
         println!(
             "{level:>6}:   inference on the 10,000 test images: {per:.4} s, {:.0} images/s (accuracy {accuracy:.4})",

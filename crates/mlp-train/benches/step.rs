@@ -110,18 +110,12 @@ fn bench_engine_step(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         for threads in [1, 2] {
             let mut engine = Engine::new(&model, batch, threads);
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
             let id = format!("hidden{hidden}/batch{batch}/threads{threads}");
             let mut k = 0;
             group.bench_function(BenchmarkId::new(name, id), |b| {
-                pool.install(|| {
-                    b.iter(|| {
-                        k = (k + 1) % batches.len();
-                        engine.train_step(data, batches[k], batches[(k + 1) % batches.len()], &sgd)
-                    })
+                b.iter(|| {
+                    k = (k + 1) % batches.len();
+                    engine.train_step(data, batches[k], batches[(k + 1) % batches.len()], &sgd)
                 })
             });
         }
@@ -139,13 +133,9 @@ fn bench_inference(c: &mut Criterion) {
     group.sample_size(20);
     for threads in [1, 2] {
         let mut engine = Engine::new(&model, 1, threads);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
         group.bench_function(
             BenchmarkId::new("evaluate_10000", format!("hidden128/threads{threads}")),
-            |b| pool.install(|| b.iter(|| engine.evaluate(&data))),
+            |b| b.iter(|| engine.evaluate(&data)),
         );
     }
     group.finish();

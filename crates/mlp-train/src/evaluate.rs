@@ -102,18 +102,5 @@ impl Evaluator {
 /// float rounding, several times faster).
 pub fn evaluate(model: &Mlp, data: &dyn LabelledData) -> Evaluation {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pool = (cores > 1)
-        .then(|| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(cores)
-                .build()
-                .ok()
-        })
-        .flatten();
-    let threads = pool.as_ref().map_or(1, |p| p.current_num_threads());
-    let mut engine = Engine::new(model, 1, threads);
-    match pool {
-        Some(pool) => pool.install(|| engine.evaluate(data)),
-        None => engine.evaluate(data),
-    }
+    Engine::new(model, 1, cores).evaluate(data)
 }

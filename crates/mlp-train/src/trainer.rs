@@ -74,14 +74,6 @@ pub enum TrainError {
     /// The configured SIMD level cannot run on this CPU (a run resumed on another machine).
     #[error(transparent)]
     Simd(#[from] SimdLevelError),
-    /// The worker threads could not be started.
-    #[error("cannot start {threads} training threads: {reason}")]
-    Threads {
-        /// Threads asked for.
-        threads: usize,
-        /// What the system said.
-        reason: String,
-    },
 }
 
 /// How a run ended.
@@ -180,22 +172,8 @@ pub fn run(
         .validate()
         .map_err(|e| TrainError::Resume(e.to_string()))?;
     check_data(train_data, val_data, config.patience)?;
-    let threads = config.train_threads();
-    if threads == 1 {
-        return train_loop(state, train_data, val_data, 1, hooks);
-    }
-    // A pool of the run's threads, with the loop itself on one of them, so that the joins
-    // inside each step are cheap. The step forks one task per worker (at most one per
-    // shard); evaluation uses every thread. (Idle threads of a pool larger than the step's
-    // workers may be woken by its joins: not measured on more than 2 cores.)
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| TrainError::Threads {
-            threads,
-            reason: e.to_string(),
-        })?;
-    pool.install(|| train_loop(state, train_data, val_data, threads, hooks))
+    // The engine starts the run's threads itself (the loop runs on this one).
+    train_loop(state, train_data, val_data, config.train_threads(), hooks)
 }
 
 fn train_loop(

@@ -189,26 +189,20 @@ fn every_thread_count_trains_and_evaluates_the_same_bits() {
     let sgd = Sgd::new(0.1, 1e-4);
     let batches = strided_batches(&[64, 64, 64, 64, 27, 1], 4000);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
         let mut engine = Engine::new(&start, 64, threads);
-        pool.install(|| {
-            let mut stats = Vec::new();
-            for (b, batch) in batches.iter().enumerate() {
-                let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
-                let step = engine.train_step(&data, batch, next, &sgd);
-                stats.push((step.metrics.loss_sum.to_bits(), step.grad_norm.to_bits()));
-            }
-            let eval = engine.evaluate(&data);
-            (
-                engine.to_model(),
-                stats,
-                eval.loss.to_bits(),
-                eval.confusion,
-            )
-        })
+        let mut stats = Vec::new();
+        for (b, batch) in batches.iter().enumerate() {
+            let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
+            let step = engine.train_step(&data, batch, next, &sgd);
+            stats.push((step.metrics.loss_sum.to_bits(), step.grad_norm.to_bits()));
+        }
+        let eval = engine.evaluate(&data);
+        (
+            engine.to_model(),
+            stats,
+            eval.loss.to_bits(),
+            eval.confusion,
+        )
     };
     let expected = run(1);
     for threads in [2, 3, 4, 5, 7, 16] {
@@ -316,7 +310,7 @@ fn gathering_ahead_never_changes_a_result() {
 /// the same bits as the same features gathered as `f32`s, on one thread and two, with batches
 /// gathered ahead, an odd batch, and a switch between the two kinds of data mid-run, at
 /// hidden sizes whose shards are 64 and 32, 64 and 64, and 64, 64, 64 and 8 columns wide
-/// (whole and partial tiles of every level).
+/// (whole and partial tiles of every level); and evaluate to the same bits.
 #[test]
 fn byte_images_train_the_bits_of_their_features_as_floats() {
     let (n, inputs, classes) = (150, 784, 10);
@@ -330,10 +324,6 @@ fn byte_images_train_the_bits_of_their_features_as_floats() {
 
     let sgd = Sgd::new(0.1, 1e-4);
     let batches = strided_batches(&[64, 64, 64, 64, 33, 64], n);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
     for (hidden, threads) in [96, 128, 200].into_iter().flat_map(|h| [(h, 1), (h, 2)]) {
         let shape = Shape {
             inputs,
@@ -346,13 +336,15 @@ fn byte_images_train_the_bits_of_their_features_as_floats() {
             let mut engine = Engine::new(&start, 64, threads);
             let data = |b: usize| -> &dyn LabelledData { if kinds[b] { &bytes } else { &floats } };
             let mut stats = Vec::new();
-            pool.install(|| {
-                for (b, batch) in batches.iter().enumerate() {
-                    let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
-                    let step = engine.train_step(data(b), batch, next, &sgd);
-                    stats.push((step.metrics.loss_sum.to_bits(), step.grad_norm.to_bits()));
-                }
-            });
+            for (b, batch) in batches.iter().enumerate() {
+                let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
+                let step = engine.train_step(data(b), batch, next, &sgd);
+                stats.push((step.metrics.loss_sum.to_bits(), step.grad_norm.to_bits()));
+            }
+            // Evaluation reads the byte images as bytes too (150 rows: a partial chunk).
+            let (of_bytes, of_floats) = (engine.evaluate(&bytes), engine.evaluate(&floats));
+            assert_eq!(of_bytes.loss.to_bits(), of_floats.loss.to_bits(), "loss");
+            assert_eq!(of_bytes.confusion, of_floats.confusion, "confusion");
             (engine.to_model(), stats)
         };
         let expected = run([false; 6]);
@@ -384,10 +376,6 @@ fn every_simd_level_trains_the_same_bits() {
     let bytes = mlp_train::ByteImages::new(&pixels, &labels, inputs, classes).unwrap();
     let sgd = Sgd::new(0.1, 1e-4);
     let batches = strided_batches(&[64, 64, 64, 27, 1], n);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
     let levels = SimdLevel::supported();
     assert!(levels.len() >= 2, "{levels:?}");
     for (hidden, activation) in [
@@ -405,21 +393,19 @@ fn every_simd_level_trains_the_same_bits() {
             let run = |level: SimdLevel, threads: usize| {
                 let mut engine = Engine::with_level(&start, 64, threads, level).unwrap();
                 assert_eq!(engine.level(), level);
-                pool.install(|| {
-                    let mut stats = Vec::new();
-                    for (b, batch) in batches.iter().enumerate() {
-                        let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
-                        let step = engine.train_step(data, batch, next, &sgd);
-                        stats.push((step.metrics.loss_sum.to_bits(), step.grad_norm.to_bits()));
-                    }
-                    let eval = engine.evaluate(data);
-                    (
-                        engine.to_model(),
-                        stats,
-                        eval.loss.to_bits(),
-                        eval.confusion,
-                    )
-                })
+                let mut stats = Vec::new();
+                for (b, batch) in batches.iter().enumerate() {
+                    let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
+                    let step = engine.train_step(data, batch, next, &sgd);
+                    stats.push((step.metrics.loss_sum.to_bits(), step.grad_norm.to_bits()));
+                }
+                let eval = engine.evaluate(data);
+                (
+                    engine.to_model(),
+                    stats,
+                    eval.loss.to_bits(),
+                    eval.confusion,
+                )
             };
             let expected = run(levels[0], 2);
             for &level in &levels {

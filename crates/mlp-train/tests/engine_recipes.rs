@@ -131,11 +131,7 @@ fn engine_run(
     let mut engine = Engine::with_level(start, 32, threads, level).unwrap();
     engine.set_moments(&vec![Mlp::zeros(SHAPE, start.activation); opt.moments()]);
     engine.set_regularisers(reg).unwrap();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
-    let losses = pool.install(|| {
+    let losses = {
         (0..batches.len())
             .map(|b| {
                 let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
@@ -155,7 +151,7 @@ fn engine_run(
                 step.metrics.loss_sum.to_bits()
             })
             .collect()
-    });
+    };
     (engine.to_model(), engine.moments(), losses)
 }
 
@@ -260,25 +256,20 @@ fn every_level_and_thread_count_gives_the_same_bits_with_every_feature() {
             let mut engine = Engine::with_level(&start, 32, threads, level).unwrap();
             engine.set_moments(&vec![Mlp::zeros(shape, start.activation); kind.moments()]);
             engine.set_regularisers(all_regularisers()).unwrap();
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                for (b, batch) in batches.iter().enumerate() {
-                    let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
-                    let update = optimizer(kind).update(lr(kind), b as u64 + 1);
-                    let this = Sample {
-                        indices: batch,
-                        key: key(b),
-                    };
-                    let next = Sample {
-                        indices: next,
-                        key: key(b + 1),
-                    };
-                    engine.train_step(&data, this, next, update);
-                }
-            });
+            for (b, batch) in batches.iter().enumerate() {
+                let next = batches.get(b + 1).map_or(&[][..], |v| v.as_slice());
+                let update = optimizer(kind).update(lr(kind), b as u64 + 1);
+                let this = Sample {
+                    indices: batch,
+                    key: key(b),
+                };
+                let next = Sample {
+                    indices: next,
+                    key: key(b + 1),
+                };
+                engine.train_step(&data, this, next, update);
+            }
+
             (engine.to_model(), engine.moments())
         };
         let expected = run(levels[0], 2);

@@ -2,7 +2,7 @@
 //! dropout, when the run asks) with their non-zero masks, the masks of the batch's columns
 //! (pixels) for the backward pass, and which examples were gathered ahead.
 
-use mlp_core::kernels::{Entries, SparseColumns, mask_words, nonzero_mask, row_and_column_masks};
+use mlp_core::kernels::{Entries, SparseColumns, mask_words, row_and_column_masks, row_masks};
 
 use super::Sample;
 use super::input_noise::{InputNoise, perturb};
@@ -161,23 +161,38 @@ fn entries<'a>(
     }
 }
 
-/// Copies the examples at `indices` into `x` and `y` and masks each row's non-zeros.
-pub(super) fn gather_rows(
+/// Copies the examples at `indices` into `y` and into `bytes` when `data` has byte images,
+/// else into `x`, masks each row's non-zeros, and returns the rows as the kernels read them.
+/// Bytes keep a chunk of rows a quarter of the size: 256 images are 200 KB, which fit a
+/// 512 KB L2 cache beside a shard's W1 (as `f32`s, 800 KB, they did not).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gather_rows<'a>(
     token: fearless_simd::Level,
     data: &dyn LabelledData,
     indices: &[usize],
-    x: &mut [f32],
+    x: &'a mut [f32],
+    bytes: &'a mut [u8],
     y: &mut [usize],
     masks: &mut [u64],
     inputs: usize,
-) {
-    data.gather(indices, x, y);
-    let words = mask_words(inputs);
-    fearless_simd::dispatch!(token, simd => {
-        for (row, mask) in x.chunks_exact(inputs).zip(masks.chunks_exact_mut(words)) {
-            nonzero_mask(simd, row, mask);
+) -> Entries<'a> {
+    let n = indices.len();
+    let rows = match data.byte_images() {
+        Some(images) => {
+            assert_eq!(images.features(), inputs, "byte images of another size");
+            images.gather_bytes(indices, &mut bytes[..n * inputs], y);
+            Entries::Bytes {
+                bytes: &bytes[..n * inputs],
+                table: &PIXEL_VALUES,
+            }
         }
-    });
+        None => {
+            data.gather(indices, &mut x[..n * inputs], y);
+            Entries::F32(&x[..n * inputs])
+        }
+    };
+    fearless_simd::dispatch!(token, simd => row_masks(simd, rows, n, inputs, masks));
+    rows
 }
 
 /// An order of a batch's rows for the forward pass, which multiplies them four at a time
@@ -317,6 +332,7 @@ impl ReadyBatch {
 mod tests {
     use super::*;
     use mlp_core::Activation;
+    use mlp_core::kernels::nonzero_mask;
 
     /// The mask of a 28 × 28 image whose non-zero pixels fill `rows` × `columns`.
     fn rectangle(rows: std::ops::Range<usize>, columns: std::ops::Range<usize>) -> Vec<u64> {

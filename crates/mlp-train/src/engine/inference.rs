@@ -10,7 +10,7 @@ use ndarray::{Array2, ArrayViewMut2};
 use super::Engine;
 use super::batch::{BlockOrder, gather_rows};
 use super::shard::{ForwardBuffers, Scratch, Shard, SparseRows};
-use super::worker::{assign, join_all};
+use super::worker::assign;
 use crate::data::LabelledData;
 use crate::evaluate::Evaluation;
 
@@ -22,7 +22,9 @@ pub(super) const CHUNK: usize = 256;
 #[derive(Debug)]
 pub(super) struct EvalBuffers {
     indices: Vec<usize>,
+    /// The chunk's rows: their bytes when the data has byte images, else `f32`s.
     x: Vec<f32>,
+    x_bytes: Vec<u8>,
     y: Vec<usize>,
     x_masks: Vec<u64>,
     order: BlockOrder,
@@ -38,7 +40,8 @@ impl EvalBuffers {
     pub(super) fn new(inputs: usize, widest: usize, classes: usize) -> Self {
         Self {
             indices: Vec::with_capacity(CHUNK),
-            x: vec![0.0; CHUNK * inputs],
+            x: Vec::new(),
+            x_bytes: Vec::new(),
             y: vec![0; CHUNK],
             x_masks: vec![0; CHUNK * mask_words(inputs)],
             order: BlockOrder::new(inputs, CHUNK),
@@ -57,7 +60,7 @@ impl Engine {
         let classes = self.shape.classes;
         let len = data.len();
         let chunks = len.div_ceil(CHUNK);
-        let threads = self.threads.min(chunks).max(1);
+        let threads = self.team.threads().min(chunks).max(1);
         let widest = self.shards.iter().map(|s| s.width).max().unwrap_or(0);
         while self.eval.len() < threads {
             let buffers = EvalBuffers::new(self.shape.inputs, widest, classes);
@@ -74,18 +77,19 @@ impl Engine {
             tasks.push((buffers, run, mine, confusion));
         }
         let (shards, activation, token) = (self.shards.as_slice(), self.activation, self.token);
-        join_all(&mut tasks, &|(buffers, run, results, confusion)| {
-            evaluate_chunks(
-                token,
-                shards,
-                activation,
-                data,
-                run.clone(),
-                buffers,
-                results,
-                confusion,
-            );
-        });
+        self.team
+            .for_each_mut(&mut tasks, &|(buffers, run, results, confusion)| {
+                evaluate_chunks(
+                    token,
+                    shards,
+                    activation,
+                    data,
+                    run.clone(),
+                    buffers,
+                    results,
+                    confusion,
+                );
+            });
         // Summed chunk by chunk in order, whichever thread evaluated which.
         let metrics = results
             .into_iter()
@@ -123,18 +127,25 @@ pub(super) fn evaluate_chunks(
         let b = &mut *buffers;
         b.indices.clear();
         b.indices.extend(start..start + n);
-        gather_rows(
+        // Sized on first use, for the kind of rows the data has.
+        if data.byte_images().is_some() {
+            b.x_bytes.resize(CHUNK * inputs, 0);
+        } else {
+            b.x.resize(CHUNK * inputs, 0.0);
+        }
+        let values = gather_rows(
             token,
             data,
             &b.indices,
-            &mut b.x[..n * inputs],
+            &mut b.x,
+            &mut b.x_bytes,
             &mut b.y[..n],
             &mut b.x_masks[..n * mask_words(inputs)],
             inputs,
         );
         b.order.sort(&b.x_masks[..n * mask_words(inputs)]);
         let x = SparseRows {
-            values: (&b.x).into(),
+            values,
             masks: &b.x_masks,
             len: inputs,
             stride: inputs,

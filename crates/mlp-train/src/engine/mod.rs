@@ -40,6 +40,7 @@ mod inference;
 mod input_noise;
 mod layout;
 mod shard;
+mod team;
 mod worker;
 
 use fearless_simd::Level;
@@ -51,6 +52,7 @@ use self::inference::EvalBuffers;
 use self::input_noise::InputNoise;
 use self::layout::{shard_tensors, write_tensors};
 use self::shard::{HiddenDropout, Shard};
+use self::team::Team;
 use self::worker::{Worker, assign, each_worker, partition};
 use crate::data::LabelledData;
 use crate::regularise::{Regularisers, StepKeys};
@@ -130,8 +132,8 @@ pub struct Engine {
     /// What gathering a training batch puts its rows through.
     noise: InputNoise,
     batch_size: usize,
-    /// Threads evaluation may use.
-    threads: usize,
+    /// The engine's threads: the step uses one per worker, evaluation all of them.
+    team: Team,
     /// Each evaluation thread's buffers, made at the first evaluation for as many threads
     /// as it has chunks (at most `threads`).
     eval: Vec<EvalBuffers>,
@@ -141,9 +143,9 @@ pub struct Engine {
 
 impl Engine {
     /// Lays out `model` for training on batches of at most `batch_size` rows, on the best
-    /// SIMD level this CPU has, for `threads` threads of the current rayon pool (the step
-    /// uses at most one per shard of [`SHARD_WIDTH`] columns; evaluation uses them all).
-    /// The thread count changes no result.
+    /// SIMD level this CPU has, on `threads` threads of the engine's own (the calling thread
+    /// and `threads − 1` it starts; the step uses at most one per shard of [`SHARD_WIDTH`]
+    /// columns, evaluation them all). The thread count changes no result.
     pub fn new(model: &Mlp, batch_size: usize, threads: usize) -> Self {
         Self::with_level(model, batch_size, threads, SimdLevel::best())
             .expect("the best level is supported")
@@ -191,7 +193,7 @@ impl Engine {
             moment_count: 0,
             regularisers: Regularisers::default(),
             noise: InputNoise::default(),
-            threads,
+            team: Team::new(threads),
             eval: Vec::new(),
             shards,
             workers,
@@ -274,6 +276,7 @@ impl Engine {
     fn gather_training(&mut self, data: &dyn LabelledData, batch: Sample) {
         let (token, noise) = (self.token, &self.noise);
         each_worker(
+            &self.team,
             &mut self.workers,
             &mut self.shards,
             &mut [(); 0],
@@ -306,6 +309,7 @@ impl Engine {
                 hidden,
             });
         each_worker(
+            &self.team,
             &mut self.workers,
             &mut self.shards,
             &mut self.z2_parts,
@@ -366,6 +370,7 @@ impl Engine {
         let parts = self.z2_parts.as_slice();
         // Each worker: backward with its own copy of the batch, then the next batch into it.
         each_worker(
+            &self.team,
             &mut self.workers,
             &mut self.shards,
             &mut self.grad_sq,

@@ -1,6 +1,6 @@
 //! The threads of a step and what each owns: the hidden layer's fixed partition into shards,
 //! a worker per thread running a contiguous run of them, and the fork-join that runs the
-//! workers on the rayon pool without allocating.
+//! workers on the engine's [`Team`] without allocating.
 //!
 //! The partition depends on the hidden width only, never on the thread count: the thread
 //! count decides which worker runs which shards, and every sum is taken shard by shard in
@@ -17,6 +17,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 use super::batch::Batch;
 use super::input_noise::InputNoise;
 use super::shard::{HiddenDropout, Scratch, Shard, SparseRows};
+use super::team::{Split, Team};
 use crate::data::LabelledData;
 
 /// Columns per shard (the last may have fewer): four 16-column chunks, AVX-512's widest
@@ -176,44 +177,43 @@ impl Worker {
     }
 }
 
-/// Runs `f(worker, its shards, its stretch of out)` for every worker, in parallel on the
-/// current rayon pool (the calling thread takes the first worker). `out` holds `per_shard`
-/// values per shard (0 when `f` writes nothing there). Forks by halves with `rayon::join`,
-/// which needs no allocation.
+/// Runs `f(worker, its shards, its stretch of out)` for every worker, in parallel on `team`
+/// (worker t on thread t, the calling thread taking worker 0). `out` holds `per_shard`
+/// values per shard (0 when `f` writes nothing there).
 pub(super) fn each_worker<T: Send>(
+    team: &Team,
     workers: &mut [Worker],
     shards: &mut [Shard],
     out: &mut [T],
     per_shard: usize,
     f: &(impl Fn(&mut Worker, &mut [Shard], &mut [T]) + Sync),
 ) {
-    match workers {
-        [] => {}
-        [worker] => f(worker, shards, out),
-        _ => {
-            let mid = workers.len() / 2;
-            let split = workers[mid].shards.start - workers[0].shards.start;
-            let (w0, w1) = workers.split_at_mut(mid);
-            let (s0, s1) = shards.split_at_mut(split);
-            let (o0, o1) = out.split_at_mut(split * per_shard);
-            rayon::join(
-                || each_worker(w0, s0, o0, per_shard, f),
-                || each_worker(w1, s1, o1, per_shard, f),
-            );
-        }
+    // The workers' runs tile the shards in order (as `assign` makes them), so the stretches
+    // taken below are disjoint.
+    let mut next = 0;
+    for worker in workers.iter() {
+        assert_eq!(worker.shards.start, next, "runs of shards in order");
+        next = worker.shards.end;
     }
-}
-
-/// Runs `f` on every item, in parallel on the current rayon pool (forking by halves).
-pub(super) fn join_all<T: Send>(items: &mut [T], f: &(impl Fn(&mut T) + Sync)) {
-    match items {
-        [] => {}
-        [item] => f(item),
-        _ => {
-            let (a, b) = items.split_at_mut(items.len() / 2);
-            rayon::join(|| join_all(a, f), || join_all(b, f));
-        }
-    }
+    assert_eq!(next, shards.len(), "the runs cover every shard");
+    assert_eq!(
+        out.len(),
+        shards.len() * per_shard,
+        "per_shard values per shard"
+    );
+    let count = workers.len();
+    let (workers, shards, out) = (Split::new(workers), Split::new(shards), Split::new(out));
+    team.run(count, &|t| {
+        // SAFETY: `run` calls each t once, and the workers' runs of shards are disjoint
+        // (checked above), so no two threads take the same items.
+        let (worker, shards, out) = unsafe {
+            let worker = &mut workers.take(t..t + 1)[0];
+            let run = worker.shards.clone();
+            let out = out.take(run.start * per_shard..run.end * per_shard);
+            (worker, shards.take(run), out)
+        };
+        f(worker, shards, out)
+    });
 }
 
 #[cfg(test)]
