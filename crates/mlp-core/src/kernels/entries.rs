@@ -136,8 +136,8 @@ pub(super) use with_read;
 mod tests {
     use crate::kernels::test_data::{bits, masks_of, on_every_level, pseudo_random};
     use crate::kernels::{
-        Descent, Entries, SparseBlock, SparseColumns, Update, mask_words, masked_rows_product,
-        sparse_gradient_step,
+        Descent, Entries, Panels, SparseBlock, SparseColumns, Update, mask_words,
+        masked_rows_product, sparse_gradient_step,
     };
     use fearless_simd::Simd;
 
@@ -197,7 +197,7 @@ mod tests {
                             step,
                             union,
                             m: &m,
-                            ld: width,
+                            layout: Panels::row_major(width),
                         };
                         let out_rows: Vec<usize> = (0..starts.len()).map(|r| r * width).collect();
                         let mut out = vec![0.5f32; starts.len() * width];
@@ -252,7 +252,7 @@ mod tests {
                             &x,
                             &d,
                             width,
-                            &mut w,
+                            (&mut w, Panels::row_major(width)),
                             Update::Sgd(Descent { lr: 0.1, l2: 1e-3 }),
                             (&mut [], &mut []),
                             (&mut Vec::new(), &mut Default::default()),

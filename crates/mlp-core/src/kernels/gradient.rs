@@ -8,7 +8,7 @@ use super::entries::with_read;
 use super::product::{lanes_of, sums};
 use super::update::{Rule, Update, Vector};
 use super::vector::{F32s, lane_sum, load_padded, store_padded, tile_vectors};
-use super::{Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, fits, mask_words};
+use super::{Entries, MAX_BLOCK_ROWS, PackedBlock, Panels, SparseBlock, fits, mask_words};
 
 /// A row-major `rows × cols` matrix read by columns, in place: entry i of column p is
 /// `vals.get(i * cols + p)`, and the column's non-zero rows are the set bits of
@@ -29,9 +29,10 @@ pub struct SparseColumns<'a> {
     pub mask_stride: usize,
 }
 
-/// One optimiser step on `w` (`cols × width`, row-major), whose gradient is `G = xᵀ·d` (`d`
-/// is `x.rows × width`): `update` element by element (see [`Update`]), with the moments in
-/// `moments` (laid out as `w`, each as long as `w` when the rule keeps it). Returns `Σ G²`.
+/// One optimiser step on `w` (`cols × width`, laid out as `layout` says), whose gradient is
+/// `G = xᵀ·d` (`d` is `x.rows × width`, row-major): `update` element by element (see
+/// [`Update`]), with the moments in `moments` (laid out as `w`, each as long as `w` when the
+/// rule keeps it). Returns `Σ G²`.
 ///
 /// G is never stored: for each block of [`MAX_BLOCK_ROWS`] rows `p0..` of `w`, its rows are
 /// `g[q][k] = Σ_j x[j, p0 + q]·d[j][k]` over the rows j where any of the block's columns of x
@@ -50,11 +51,12 @@ pub fn sparse_gradient_step<S: Simd>(
     x: &SparseColumns,
     d: &[f32],
     width: usize,
-    w: &mut [f32],
+    (w, layout): (&mut [f32], Panels),
     update: Update,
     moments: (&mut [f32], &mut [f32]),
     buffers: (&mut Vec<u64>, &mut PackedBlock),
 ) -> f64 {
+    let w = (w, layout);
     match update {
         Update::Sgd(rule) => gradient_step(simd, x, d, width, w, rule, moments, buffers),
         Update::Momentum(rule) => gradient_step(simd, x, d, width, w, rule, moments, buffers),
@@ -70,7 +72,7 @@ fn gradient_step<S: Simd, U: Rule>(
     x: &SparseColumns,
     d: &[f32],
     width: usize,
-    w: &mut [f32],
+    (w, layout): (&mut [f32], Panels),
     step: U,
     (first, second): (&mut [f32], &mut [f32]),
     (union, packed): (&mut Vec<u64>, &mut PackedBlock),
@@ -78,7 +80,7 @@ fn gradient_step<S: Simd, U: Rule>(
     let (rows, cols) = (x.rows, x.cols);
     let words = mask_words(rows);
     assert!(
-        fits(w.len(), 0, cols, width, 0),
+        cols == 0 || width == 0 || layout.fits(w.len(), cols - 1, width),
         "w is shorter than {cols} × {width}"
     );
     assert!(
@@ -118,31 +120,20 @@ fn gradient_step<S: Simd, U: Rule>(
             step: cols,
             union,
             m: d,
-            ld: width,
+            layout: Panels::row_major(width),
         };
         // Every index was checked above: rows j < x.rows (the union's bits past it are
         // cleared) and columns p0 + q < cols.
         with_read!(x.vals, |vals| packed.pack(&block, vals));
-        let block = p0 * width..(p0 + r) * width;
-        let w_block = &mut w[block.clone()];
-        let m_block = if U::MOMENTS >= 1 {
-            &mut first[block.clone()]
-        } else {
-            &mut [][..]
-        };
-        let v_block = if U::MOMENTS >= 2 {
-            &mut second[block]
-        } else {
-            &mut [][..]
-        };
-        let state = (w_block, m_block, v_block);
+        let state = (&mut *w, &mut *first, &mut *second);
+        let rows_at = (p0, layout);
         macro_rules! rows {
             ($($r:literal),*) => {
                 match r {
                     $($r => if tile_vectors::<S>() == 4 {
-                        block_step::<S, U, $r, 4>(simd, d, width, packed, state, step)
+                        block_step::<S, U, $r, 4>(simd, d, width, packed, state, rows_at, step)
                     } else {
-                        block_step::<S, U, $r, 2>(simd, d, width, packed, state, step)
+                        block_step::<S, U, $r, 2>(simd, d, width, packed, state, rows_at, step)
                     },)*
                     _ => unreachable!("blocks have 1 to MAX_BLOCK_ROWS rows"),
                 }
@@ -161,8 +152,9 @@ fn valid_bits(rows: usize, word: usize) -> u64 {
     }
 }
 
-/// One block of R rows of `w` (and of its moments): each tile of columns summed in
-/// registers, its squares added and its step applied there. Returns the block's `lane_sum`.
+/// One block of R rows of `w` (and of its moments), from row `p0` of `layout`: each tile
+/// of columns summed in registers, its squares added and its step applied there. Returns
+/// the block's `lane_sum`.
 #[inline(always)]
 fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     simd: S,
@@ -170,6 +162,7 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     width: usize,
     packed: &PackedBlock,
     (w, first, second): (&mut [f32], &mut [f32], &mut [f32]),
+    (p0, layout): (usize, Panels),
     step: U,
 ) -> f32 {
     let lanes = F32s::<S>::LEN;
@@ -179,12 +172,13 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     let splat = |c: f32| Vector::<S>(F32s::<S>::splat(simd, c));
     let zero = splat(0.0);
     let tile = N * lanes;
+    layout.check_tiles(width, tile);
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
         let g = if cols == tile {
-            sums::<S, R, N, true>(simd, d, width, packed, c0, cols)
+            sums::<S, R, N, true>(simd, d, Panels::row_major(width), packed, c0, cols)
         } else {
-            sums::<S, R, N, false>(simd, d, width, packed, c0, cols)
+            sums::<S, R, N, false>(simd, d, Panels::row_major(width), packed, c0, cols)
         };
         // Squares: 16 columns at a time, the block's rows in order within each.
         for chunk in (0..N).step_by(per16) {
@@ -194,31 +188,22 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
                 }
             }
         }
+        // The tile lies in one panel (`check_tiles`): row q's columns are consecutive.
+        let (start, ld) = (layout.index(p0, c0), layout.ld());
         for (q, g_q) in g.iter().enumerate() {
-            let row = q * width + c0..q * width + c0 + cols;
-            let row_w = &mut w[row.clone()];
-            let row_m = if U::MOMENTS >= 1 {
-                &mut first[row.clone()]
-            } else {
-                &mut [][..]
-            };
-            let row_v = if U::MOMENTS >= 2 {
-                &mut second[row]
-            } else {
-                &mut [][..]
-            };
             for (k, &g) in g_q.iter().enumerate() {
                 let (at, len) = lanes_of(k, lanes, cols);
-                let load = |row: &[f32]| Vector(load_padded(simd, row, at, len));
-                let mut m = if U::MOMENTS >= 1 { load(row_m) } else { zero };
-                let mut v = if U::MOMENTS >= 2 { load(row_v) } else { zero };
-                let w = step.apply(splat, load(row_w), Vector(g), &mut m, &mut v);
-                store_padded::<S>(w.0, row_w, at, len);
+                let at = start + q * ld + at;
+                let load = |all: &[f32]| Vector(load_padded(simd, all, at, len));
+                let mut m = if U::MOMENTS >= 1 { load(first) } else { zero };
+                let mut v = if U::MOMENTS >= 2 { load(second) } else { zero };
+                let w_new = step.apply(splat, load(w), Vector(g), &mut m, &mut v);
+                store_padded::<S>(w_new.0, w, at, len);
                 if U::MOMENTS >= 1 {
-                    store_padded::<S>(m.0, row_m, at, len);
+                    store_padded::<S>(m.0, first, at, len);
                 }
                 if U::MOMENTS >= 2 {
-                    store_padded::<S>(v.0, row_v, at, len);
+                    store_padded::<S>(v.0, second, at, len);
                 }
             }
         }

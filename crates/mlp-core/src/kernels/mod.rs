@@ -31,6 +31,7 @@ mod dense;
 mod entries;
 mod gradient;
 mod mask;
+mod panels;
 mod product;
 mod update;
 mod vector;
@@ -39,6 +40,7 @@ pub use dense::{combine_rows, dot_rows};
 pub use entries::Entries;
 pub use gradient::{SparseColumns, sparse_gradient_step};
 pub use mask::{mask_words, nonzero_mask, row_and_column_masks, row_masks};
+pub use panels::{Panels, tile_columns};
 pub use product::{MAX_BLOCK_ROWS, PackedBlock, SparseBlock, masked_rows_product};
 pub use update::{Adam, Descent, Lanes, Momentum, Rule, Update};
 pub use vector::{axpy, dot, sum_of_squares};
@@ -105,6 +107,33 @@ pub(crate) mod test_data {
                     (s % 1000) as f32 / 500.0 - 1.0
                 }
             })
+            .collect()
+    }
+
+    /// A row-major `rows × cols` matrix laid out as `layout` says (padding zero), and back.
+    pub(crate) fn in_layout(
+        m: &[f32],
+        rows: usize,
+        cols: usize,
+        layout: super::Panels,
+    ) -> Vec<f32> {
+        let mut out = vec![0.0; layout.len(rows, cols)];
+        for j in 0..rows {
+            for c in 0..cols {
+                out[layout.index(j, c)] = m[j * cols + c];
+            }
+        }
+        out
+    }
+
+    pub(crate) fn from_layout(
+        m: &[f32],
+        rows: usize,
+        cols: usize,
+        layout: super::Panels,
+    ) -> Vec<f32> {
+        (0..rows * cols)
+            .map(|k| m[layout.index(k / cols, k % cols)])
             .collect()
     }
 

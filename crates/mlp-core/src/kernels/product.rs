@@ -4,7 +4,7 @@ use fearless_simd::{Simd, SimdBase, SimdFloat};
 
 use super::entries::{Read, with_read};
 use super::vector::{F32s, load, load_padded, store_padded, tile_vectors};
-use super::{Entries, fits};
+use super::{Entries, Panels, fits};
 
 /// Largest block of rows taken at once: 4 rows × 4 vectors of sums (64 columns), plus the 4
 /// vectors of a matrix row, fit AVX-512's 32 registers; AVX2's 16 take 4 rows × 2 vectors
@@ -13,8 +13,8 @@ pub const MAX_BLOCK_ROWS: usize = 4;
 
 /// A block of sparse rows and the dense matrix they multiply. Entry j of row r of the block
 /// is `vals.get(rows[r] + j * step)`, and the rows' non-zero positions are among the set bits of
-/// `union` (the OR of their masks from [`nonzero_mask`](super::nonzero_mask)). Row j of the
-/// matrix is `m[j * ld..]`.
+/// `union` (the OR of their masks from [`nonzero_mask`](super::nonzero_mask)). Entry (j, k)
+/// of the matrix is `m[layout.index(j, k)]`.
 ///
 /// Only the matrix rows that `union` names are read, and each is used by every row of the
 /// block. That sharing is the point: a one-row product fetches a matrix row from L2 cache for
@@ -35,10 +35,10 @@ pub struct SparseBlock<'a> {
     pub step: usize,
     /// OR of the rows' non-zero masks.
     pub union: &'a [u64],
-    /// The dense matrix, row-major.
+    /// The dense matrix.
     pub m: &'a [f32],
-    /// Distance between rows of `m`.
-    pub ld: usize,
+    /// Where its entries are in `m`.
+    pub layout: Panels,
 }
 
 impl SparseBlock<'_> {
@@ -65,11 +65,6 @@ impl SparseBlock<'_> {
         assert_eq!(out_rows.len(), rows, "one output row per block row");
         assert!(self.step >= 1, "entries of a row are at least 1 apart");
         assert!(
-            width <= self.ld,
-            "{width} columns requested from rows of {}",
-            self.ld
-        );
-        assert!(
             out_rows.iter().all(|&o| fits(out_len, o, 0, 0, width)),
             "out is too short"
         );
@@ -82,7 +77,7 @@ impl SparseBlock<'_> {
                 "vals is too short for bit {j}"
             );
             assert!(
-                fits(self.m.len(), 0, j, self.ld, width),
+                width == 0 || self.layout.fits(self.m.len(), j, width),
                 "row {j} is outside the matrix"
             );
         }
@@ -201,12 +196,13 @@ fn tiles<S: Simd, const R: usize, const N: usize>(
     width: usize,
 ) {
     let tile = N * F32s::<S>::LEN;
+    b.layout.check_tiles(width, tile);
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
         let acc = if cols == tile {
-            sums::<S, R, N, true>(simd, b.m, b.ld, packed, c0, cols)
+            sums::<S, R, N, true>(simd, b.m, b.layout, packed, c0, cols)
         } else {
-            sums::<S, R, N, false>(simd, b.m, b.ld, packed, c0, cols)
+            sums::<S, R, N, false>(simd, b.m, b.layout, packed, c0, cols)
         };
         for (r, acc) in acc.iter().enumerate() {
             let dst = &mut out[out_rows[r] + c0..][..cols];
@@ -231,13 +227,14 @@ pub(super) fn lanes_of(k: usize, lanes: usize, cols: usize) -> (usize, usize) {
 /// R rows × N vectors of sums for columns `c0..c0 + cols` of `m` (all `N · LEN` of them when
 /// `WHOLE`, else zeros past `cols`): `acc[r] = Σ_t vals[t][r] · m[js[t]][c0..]` over the
 /// packed set bits in order, one fused multiply-add per term, from 0. Each matrix row's N
-/// vectors are loaded once per set bit and used by all R rows.
+/// vectors are loaded once per set bit and used by all R rows. The tile lies in one panel of
+/// `layout` (`check_tiles`): its columns of row j are consecutive, `j·ld` past row 0's.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r and k index several arrays in step
 pub(super) fn sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
     simd: S,
     m: &[f32],
-    ld: usize,
+    layout: Panels,
     packed: &PackedBlock,
     c0: usize,
     cols: usize,
@@ -245,12 +242,13 @@ pub(super) fn sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
     let lanes = F32s::<S>::LEN;
     let zero = F32s::<S>::splat(simd, 0.0);
     let mut acc = [[zero; N]; R];
+    let (start, ld) = (layout.index(0, c0), layout.ld());
     for (&j, v) in packed
         .js
         .iter()
         .zip(packed.vals.chunks_exact(MAX_BLOCK_ROWS))
     {
-        let row = &m[j as usize * ld + c0..][..cols];
+        let row = &m[j as usize * ld + start..][..cols];
         // A plain loop rather than `array::from_fn`: a closure is not sure to be inlined, and
         // left out of line it would be compiled for the baseline instruction set.
         let mut m_j = [zero; N];
@@ -276,7 +274,7 @@ pub(super) fn sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
 mod tests {
     use super::*;
     use crate::kernels::nonzero_mask;
-    use crate::kernels::test_data::{bits, on_every_level, pseudo_random};
+    use crate::kernels::test_data::{bits, in_layout, on_every_level, pseudo_random};
 
     /// The OR of the masks of `len` entries, `step` apart, from each of `starts` in `vals`.
     fn union_of(vals: &[f32], starts: &[usize], step: usize, len: usize) -> Vec<u64> {
@@ -302,7 +300,7 @@ mod tests {
                             acc = block
                                 .vals
                                 .get(row + j * block.step)
-                                .mul_add(block.m[j * block.ld + k], acc);
+                                .mul_add(block.m[block.layout.index(j, k)], acc);
                         }
                     }
                 }
@@ -317,10 +315,12 @@ mod tests {
     }
 
     /// Every block size and width, with rows read three ways: consecutive rows, rows in
-    /// another order, and columns of a row-major matrix read as rows.
+    /// another order, and columns of a row-major matrix read as rows; the matrix row-major
+    /// and in panels.
     fn check_product<S: Simd>(simd: S, level: &str) {
         let (len, ld) = (150, 300);
         let m = pseudo_random(len * ld, 9, 1_000_000);
+        let paneled = in_layout(&m, len, ld, Panels::columns(len, 64));
         let stride = len + 3;
         for rows in 1..=MAX_BLOCK_ROWS {
             let layouts: [(&str, Vec<usize>, usize); 3] = [
@@ -333,8 +333,17 @@ mod tests {
                 // vals as (len, stride) row-major, its columns 5, 7, 9… as the block's rows.
                 ("columns", (0..rows).map(|r| 5 + 2 * r).collect(), stride),
             ];
-            for (layout, starts, step) in layouts {
-                for width in [0, 1, 7, 8, 16, 33, 64, 100, 129, 300] {
+            for (order, starts, step) in layouts {
+                for (width, (m, layout)) in [0, 1, 7, 8, 16, 33, 64, 100, 129, 300]
+                    .into_iter()
+                    .flat_map(|w| {
+                        [
+                            (&m, Panels::row_major(ld)),
+                            (&paneled, Panels::columns(len, 64)),
+                        ]
+                        .map(|matrix| (w, matrix))
+                    })
+                {
                     for zero_every in [1, 2, 5, 1000] {
                         let vals = pseudo_random(
                             2 * MAX_BLOCK_ROWS * stride.max(len * step),
@@ -346,8 +355,8 @@ mod tests {
                             rows: &starts,
                             step,
                             union: &union_of(&vals, &starts, step, len),
-                            m: &m,
-                            ld,
+                            m,
+                            layout,
                         };
                         // Output rows in reverse order, with room between them.
                         let out_rows: Vec<usize> =
@@ -367,7 +376,7 @@ mod tests {
                         assert_eq!(
                             bits(&out),
                             bits(&expected),
-                            "{level}, {layout}: rows {rows} width {width} zeros 1/{zero_every}"
+                            "{level}, {order}, {layout:?}: rows {rows} width {width} zeros 1/{zero_every}"
                         );
                     }
                 }
@@ -390,7 +399,7 @@ mod tests {
                 step: 1,
                 union: &union,
                 m: &m,
-                ld: width,
+                layout: Panels::row_major(width),
             };
             let out_rows: Vec<usize> = (0..rows.len()).map(|r| r * width).collect();
             let mut out = vec![0.0f32; rows.len() * width];
@@ -422,7 +431,7 @@ mod tests {
             step: 1,
             union: &[0b1000_0001],
             m: &m,
-            ld: 2,
+            layout: Panels::row_major(2),
         };
         masked_rows_product(
             fearless_simd::Fallback::new(),

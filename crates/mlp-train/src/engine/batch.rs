@@ -391,7 +391,8 @@ mod tests {
             w2t: uniform(classes * width),
             b2: uniform(classes),
         };
-        let shard = Shard::new(params, 0, n, classes);
+        let layout = mlp_core::kernels::Panels::columns(inputs, 16);
+        let shard = Shard::new(params, (inputs, layout), 0, n, classes);
         // Images with rectangles of non-zero pixels of many sizes, so that the order sorts.
         let mut x = vec![0.0f32; n * inputs];
         for (i, image) in x.chunks_exact_mut(inputs).enumerate() {

@@ -44,7 +44,7 @@ mod team;
 mod worker;
 
 use fearless_simd::Level;
-use mlp_core::kernels::Update;
+use mlp_core::kernels::{Panels, Update, tile_columns};
 use mlp_core::{Activation, BatchMetrics, Mlp, Shape, SimdLevel, SimdLevelError};
 
 use self::batch::ReadyBatch;
@@ -167,12 +167,15 @@ impl Engine {
             hidden: _,
             classes,
         } = shape;
+        // W1 in panels as wide as the level's tiles (see `kernels::Panels`).
+        let w1 = (inputs, Panels::columns(inputs, tile_columns(token)));
         let shards: Vec<Shard> = partition(shape.hidden)
             .into_iter()
             .enumerate()
             .map(|(s, cols)| {
                 let col0 = cols.start;
-                Shard::new(shard_tensors(model, s, cols), col0, batch_size, classes)
+                let tensors = shard_tensors(model, s, cols, w1.1);
+                Shard::new(tensors, w1, col0, batch_size, classes)
             })
             .collect();
         let widest = shards.iter().map(|s| s.width).max().unwrap_or(0);
@@ -234,7 +237,7 @@ impl Engine {
             shard.moments = Default::default();
             for (slot, moment) in shard.moments.iter_mut().zip(moments) {
                 assert_eq!(moment.shape(), self.shape, "moments have the model's shape");
-                *slot = shard_tensors(moment, s, cols.clone());
+                *slot = shard_tensors(moment, s, cols.clone(), shard.w1_layout);
             }
         }
         self.moment_count = moments.len();

@@ -6,7 +6,7 @@
 use fearless_simd::{Level, Simd};
 use mlp_core::Activation;
 use mlp_core::kernels::{
-    Entries, MAX_BLOCK_ROWS, PackedBlock, SparseBlock, SparseColumns, Update, combine_rows,
+    Entries, MAX_BLOCK_ROWS, PackedBlock, Panels, SparseBlock, SparseColumns, Update, combine_rows,
     dot_rows, mask_words, masked_rows_product, sparse_gradient_step, sum_of_squares,
 };
 use mlp_core::noise::Dropout;
@@ -34,14 +34,14 @@ pub(super) struct BlockRows {
 }
 
 impl SparseRows<'_> {
-    /// The rows `rows` (at most [`MAX_BLOCK_ROWS`]) as one block over the matrix `m`, rows
-    /// `ld` apart; `block` receives their starts and the union of their masks.
+    /// The rows `rows` (at most [`MAX_BLOCK_ROWS`]) as one block over the matrix `m`, laid
+    /// out as `layout` says; `block` receives their starts and the union of their masks.
     fn block<'b>(
         &'b self,
         rows: impl IntoIterator<Item = usize>,
         block: &'b mut BlockRows,
         m: &'b [f32],
-        ld: usize,
+        layout: Panels,
     ) -> SparseBlock<'b> {
         let words = mask_words(self.len);
         block.union.clear();
@@ -64,7 +64,7 @@ impl SparseRows<'_> {
             step: 1,
             union: &block.union,
             m,
-            ld,
+            layout,
         }
     }
 }
@@ -72,7 +72,7 @@ impl SparseRows<'_> {
 /// A shard's share of the parameters, or of one of the optimiser's moments (same layout).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Tensors {
-    /// W1[:, columns], (inputs, width).
+    /// W1[:, columns], (inputs, width), in panels a tile wide ([`Shard::w1_layout`]).
     pub w1: Vec<f32>,
     /// b1[columns].
     pub b1: Vec<f32>,
@@ -93,9 +93,11 @@ pub(super) struct HiddenDropout {
 
 #[derive(Debug, Clone)]
 pub(super) struct Shard {
-    /// Hidden columns this shard owns (width = `w1.len() / inputs`), from `col0`.
+    /// Hidden columns this shard owns (width = `b1.len()`), from `col0`.
     pub width: usize,
     pub col0: usize,
+    /// Where W1's entries are in `params.w1` (and the moments').
+    pub w1_layout: Panels,
     classes: usize,
     pub params: Tensors,
     /// The optimiser's moments (as many as it keeps; the others empty).
@@ -165,13 +167,23 @@ impl ForwardBuffers {
 }
 
 impl Shard {
-    /// A shard of `params.b1`'s width from column `col0`, over `capacity`-row batches;
-    /// `params.b2` non-empty for shard 0 only. No moments (see [`Shard::moments`]).
-    pub fn new(params: Tensors, col0: usize, capacity: usize, classes: usize) -> Self {
+    /// A shard of `params.b1`'s width from column `col0`, its W1 of `inputs` rows laid out
+    /// as `w1_layout` says, over `capacity`-row batches; `params.b2` non-empty for shard 0
+    /// only. No moments (see [`Shard::moments`]).
+    pub fn new(
+        params: Tensors,
+        (inputs, w1_layout): (usize, Panels),
+        col0: usize,
+        capacity: usize,
+        classes: usize,
+    ) -> Self {
         let width = params.b1.len();
+        let len = w1_layout.len(inputs, width);
+        assert_eq!(params.w1.len(), len, "W1 as laid out");
         Self {
             width,
             col0,
+            w1_layout,
             classes,
             params,
             moments: Default::default(),
@@ -263,7 +275,12 @@ impl Shard {
         }
         // Blocks of rows in `order`, each row's z1 in its own place.
         for group in order.chunks(MAX_BLOCK_ROWS) {
-            let x = rows.block(group.iter().copied(), block, &self.params.w1, w);
+            let x = rows.block(
+                group.iter().copied(),
+                block,
+                &self.params.w1,
+                self.w1_layout,
+            );
             let mut out_rows = [0; MAX_BLOCK_ROWS];
             for (o, &i) in out_rows.iter_mut().zip(group) {
                 *o = i * w;
@@ -343,6 +360,7 @@ impl Shard {
         let dz2 = &dz2[..n * classes];
         let mut grad_sq = 0.0f64;
         let bias_update = update.without_decay();
+        let w1_layout = self.w1_layout;
         let Self {
             params,
             moments: [first, second],
@@ -396,7 +414,7 @@ impl Shard {
                 pixels,
                 &dz1[..n * w],
                 w,
-                &mut params.w1,
+                (&mut params.w1, w1_layout),
                 update,
                 (&mut first.w1, &mut second.w1),
                 (&mut scratch.block.union, &mut scratch.packed),

@@ -1,7 +1,9 @@
 //! The fused step against the loop that defines it, on every level.
 
 use super::*;
-use crate::kernels::test_data::{bits, masks_of, on_every_level, pseudo_random};
+use crate::kernels::test_data::{
+    bits, from_layout, in_layout, masks_of, on_every_level, pseudo_random,
+};
 use crate::kernels::update::{Adam, Descent, Momentum};
 
 /// x (`rows × cols`) about half zeros and some −0.0, its column masks with set bits that must
@@ -124,6 +126,9 @@ fn the_fused_step_gives_the_bits_of_its_loop_on_every_level() {
 }
 
 fn check_step<S: Simd>(simd: S, level: &str) {
+    // Panels a tile wide (as the engine keeps W1) and two.
+    let tile =
+        crate::kernels::vector::tile_vectors::<S>() * <S::f32s as fearless_simd::SimdBase<S>>::LEN;
     for width in [16, 32, 48, 64, 80, 128, 176, 20, 100, 7] {
         for cols in [1, 3, 4, 30, 784] {
             for rows in [0, 1, 3, 32, 64, 70] {
@@ -150,21 +155,46 @@ fn check_step<S: Simd>(simd: S, level: &str) {
                         defining_loop(&x, &data.d, width, (&mut w, &mut m, &mut v), step);
                     assert_ne!(bits(&w), bits(&w0), "{case}: nothing moved");
 
-                    let (mut kw, mut km, mut kv) = (w0.clone(), m0.clone(), v0.clone());
-                    let squares = sparse_gradient_step(
-                        simd,
-                        &x,
-                        &data.d,
-                        width,
-                        &mut kw,
-                        step,
-                        (&mut km, &mut kv),
-                        (&mut Vec::new(), &mut PackedBlock::default()),
-                    );
-                    assert_eq!(squares.to_bits(), expected.to_bits(), "{case}: squares");
-                    assert_eq!(bits(&kw), bits(&w), "{case}: weights");
-                    assert_eq!(bits(&km), bits(&m), "{case}: first moments");
-                    assert_eq!(bits(&kv), bits(&v), "{case}: second moments");
+                    // Row-major, and in the panels the engine keeps W1 in.
+                    for layout in [
+                        Panels::row_major(width),
+                        Panels::columns(cols, tile),
+                        Panels::columns(cols, 2 * tile),
+                    ] {
+                        let case = format!("{case}, {layout:?}");
+                        let laid = |m: &[f32]| {
+                            if m.is_empty() {
+                                Vec::new()
+                            } else {
+                                in_layout(m, cols, width, layout)
+                            }
+                        };
+                        let (mut kw, mut km, mut kv) = (laid(&w0), laid(&m0), laid(&v0));
+                        let squares = sparse_gradient_step(
+                            simd,
+                            &x,
+                            &data.d,
+                            width,
+                            (&mut kw, layout),
+                            step,
+                            (&mut km, &mut kv),
+                            (&mut Vec::new(), &mut PackedBlock::default()),
+                        );
+                        let back = |m: &[f32]| {
+                            if m.is_empty() {
+                                Vec::new()
+                            } else {
+                                from_layout(m, cols, width, layout)
+                            }
+                        };
+                        assert_eq!(squares.to_bits(), expected.to_bits(), "{case}: squares");
+                        assert_eq!(bits(&back(&kw)), bits(&w), "{case}: weights");
+                        assert_eq!(bits(&back(&km)), bits(&m), "{case}: first moments");
+                        assert_eq!(bits(&back(&kv)), bits(&v), "{case}: second moments");
+                        // The padding of the last panel is never written: laid out again
+                        // with zero padding, the weights are what the step left.
+                        assert_eq!(bits(&laid(&back(&kw))), bits(&kw), "{case}: padding");
+                    }
                 }
             }
         }
