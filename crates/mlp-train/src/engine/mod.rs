@@ -279,7 +279,7 @@ impl Engine {
     fn gather_training(&mut self, data: &dyn LabelledData, batch: Sample) {
         let (token, noise) = (self.token, &self.noise);
         each_worker(
-            &self.team,
+            &mut self.team,
             &mut self.workers,
             &mut self.shards,
             &mut [(); 0],
@@ -312,7 +312,7 @@ impl Engine {
                 hidden,
             });
         each_worker(
-            &self.team,
+            &mut self.team,
             &mut self.workers,
             &mut self.shards,
             &mut self.z2_parts,
@@ -373,7 +373,7 @@ impl Engine {
         let parts = self.z2_parts.as_slice();
         // Each worker: backward with its own copy of the batch, then the next batch into it.
         each_worker(
-            &self.team,
+            &mut self.team,
             &mut self.workers,
             &mut self.shards,
             &mut self.grad_sq,

@@ -35,7 +35,8 @@ type Job = dyn Fn(usize) + Sync + 'static;
 struct Shared {
     /// The run's number (high 32 bits), bumped by the caller to publish a job or to stop, and
     /// how many threads take part in it (low 32 bits; the caller is thread 0), read together
-    /// so that a helper outside the run never looks at its job.
+    /// so that a helper outside the run never looks at its job. (A helper parked through
+    /// exactly 2³² runs it sits out would miss the next: not a concern for a training run.)
     run: AtomicU64,
     /// The current job. Written by the caller only between runs, while every helper that
     /// took part in the last run has reported; read by a helper only after it has seen the
@@ -113,7 +114,8 @@ impl Team {
     /// Runs `job(t)` for every `t < jobs`, in parallel: job 0 on the calling thread, job t on
     /// helper t (the caller also runs any jobs past the team's threads, after its own).
     /// Returns when all have finished; a panic in any job is raised here, after all have.
-    pub(super) fn run(&self, jobs: usize, job: &(dyn Fn(usize) + Sync)) {
+    /// (`&mut self`: one run at a time, never a run from inside a job.)
+    pub(super) fn run(&mut self, jobs: usize, job: &(dyn Fn(usize) + Sync)) {
         let shared = &*self.shared;
         let parallel = jobs.min(self.threads());
         if parallel <= 1 {
@@ -154,7 +156,7 @@ impl Team {
 
     /// Runs `f` on every item of `items` (at most one per thread of the team and beyond
     /// that by the caller, as [`Team::run`] does), item t on thread t.
-    pub(super) fn for_each_mut<T: Send>(&self, items: &mut [T], f: &(impl Fn(&mut T) + Sync)) {
+    pub(super) fn for_each_mut<T: Send>(&mut self, items: &mut [T], f: &(impl Fn(&mut T) + Sync)) {
         let len = items.len();
         let items = Split::new(items);
         // SAFETY: `run` calls each t < len once, so the ranges t..t + 1 are disjoint.
@@ -235,10 +237,15 @@ fn helper(shared: &Shared, t: usize) {
         let job = unsafe { *shared.job.get() };
         // SAFETY: the job lives until the caller has seen every helper report.
         let job = unsafe { &*job };
-        if catch_unwind(AssertUnwindSafe(|| job(t))).is_err() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| job(t))) {
             shared.panicked.store(true, Ordering::Relaxed);
+            // Even a payload whose drop panics must not stop this helper from reporting.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
         }
-        if shared.pending.fetch_sub(1, Ordering::AcqRel) == 1
+        // Sequentially consistent, as the caller's flag and its reads of `pending` are: with
+        // acquire and release alone the caller could read the old count after announcing
+        // its sleep while this swap reads the flag unset, and sleep for ever.
+        if shared.pending.fetch_sub(1, Ordering::SeqCst) == 1
             && shared.caller_asleep.swap(false, Ordering::SeqCst)
             && let Some(caller) = shared.caller.lock().expect("never poisoned").as_ref()
         {
@@ -249,12 +256,12 @@ fn helper(shared: &Shared, t: usize) {
 
 /// Waits, on the calling thread, until every helper has finished the current job.
 fn wait_for_helpers(shared: &Shared) {
-    if shared.pending.load(Ordering::Acquire) == 0 {
+    if shared.pending.load(Ordering::SeqCst) == 0 {
         return;
     }
     *shared.caller.lock().expect("never poisoned") = Some(thread::current());
     wait_until(shared.spin, &shared.caller_asleep, || {
-        shared.pending.load(Ordering::Acquire) == 0
+        shared.pending.load(Ordering::SeqCst) == 0
     });
 }
 
@@ -298,7 +305,7 @@ mod tests {
     #[test]
     fn every_job_runs_once_on_any_number_of_threads() {
         for threads in [1, 2, 3, 8] {
-            let team = Team::new(threads);
+            let mut team = Team::new(threads);
             for jobs in [0, 1, 2, 3, 5, 8, 11] {
                 let mut counts = vec![0u32; jobs];
                 for _ in 0..50 {
@@ -311,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_parked_team_wakes_for_the_next_run() {
-        let team = Team::new(3);
+        let mut team = Team::new(3);
         let mut items = [0u64; 3];
         team.for_each_mut(&mut items, &|x| *x += 1);
         thread::sleep(SPIN * 5);
@@ -321,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_helpers_panic_reaches_the_caller_after_every_thread_is_done() {
-        let team = Team::new(3);
+        let mut team = Team::new(3);
         let finished = AtomicUsize::new(0);
         let result = catch_unwind(AssertUnwindSafe(|| {
             team.run(3, &|t| {

@@ -181,7 +181,7 @@ impl Worker {
 /// (worker t on thread t, the calling thread taking worker 0). `out` holds `per_shard`
 /// values per shard (0 when `f` writes nothing there).
 pub(super) fn each_worker<T: Send>(
-    team: &Team,
+    team: &mut Team,
     workers: &mut [Worker],
     shards: &mut [Shard],
     out: &mut [T],
@@ -192,8 +192,12 @@ pub(super) fn each_worker<T: Send>(
     // taken below are disjoint.
     let mut next = 0;
     for worker in workers.iter() {
-        assert_eq!(worker.shards.start, next, "runs of shards in order");
-        next = worker.shards.end;
+        let run = &worker.shards;
+        assert!(
+            run.start == next && run.start <= run.end,
+            "runs of shards in order"
+        );
+        next = run.end;
     }
     assert_eq!(next, shards.len(), "the runs cover every shard");
     assert_eq!(
