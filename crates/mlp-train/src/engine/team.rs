@@ -2,13 +2,13 @@
 //! spinning briefly, then parking, with the calling thread taking part.
 //!
 //! A step of 784-128-10 is two phases of ~100–200 µs with a join after each. On a rayon
-//! pool the other thread had gone to sleep between them and started each phase 10–14 µs
-//! late (the futex wake-up of an idle VM core), and the join cost as much again: timers
-//! around the joins measured 15–30 µs of the phase's ~190 µs lost per join, two joins per
-//! step. Threads that spin through the few microseconds between phases start at once.
-//! They spin only while there are at least as many cores as threads and only for
-//! [`SPIN`]; past that (between epochs, or with more threads than cores) they park, as a
-//! pool's threads would.
+//! pool the other thread had gone to sleep between them and, by timers around the joins on
+//! the Zen 3 VM, started each phase 10.6–13.9 µs late (the futex wake-up of an idle VM
+//! core); a helper of this team, spinning through the few microseconds between phases,
+//! starts 1.3–6.1 µs late, and epochs measured 14 % faster (docs/PERFORMANCE.md). Helpers
+//! spin only while there are at least as many cores as threads and only for [`SPIN`]; past
+//! that (between epochs, or with more threads than cores) they park, as a pool's threads
+//! would.
 //!
 //! A job borrows the caller's data, as `rayon::join`'s closures do: [`Team::run`] returns
 //! only once every thread has finished with it, even when the job panics (the panic is then
