@@ -14,8 +14,9 @@ use super::worker::assign;
 use crate::data::LabelledData;
 use crate::evaluate::Evaluation;
 
-/// Rows per forward pass: their inputs (784 KB at 784 features) and a shard's W1 (200 KB)
-/// stay in a core's L2 cache together.
+/// Rows per forward pass: their inputs (200 KB of byte images at 784 features, 800 KB as
+/// `f32`s) and a shard's W1 (200 KB) stay in a core's L2 cache together (512 KB on Zen 3,
+/// for byte images). 128 rows measured no faster on Zen 3 (docs/PERFORMANCE.md).
 pub(super) const CHUNK: usize = 256;
 
 /// One thread's buffers for evaluating rows.
