@@ -54,8 +54,8 @@ fn nonzero_byte_mask<S: Simd>(simd: S, bytes: &[u8], mask: &mut [u64]) {
 
 /// Row r's mask of a row-major `rows × cols` matrix's non-zeros (bit c set when entry
 /// `r * cols + c` is non-zero, see [`Entries::is_nonzero`]) into
-/// `row_masks[r * mask_words(cols)..]`: the first half of [`row_and_column_masks`], for
-/// passes that read rows only (inference).
+/// `row_masks[r * mask_words(cols)..]`: the first half of [`row_and_column_masks`], alone
+/// for passes that read rows only (inference).
 #[inline(always)]
 pub fn row_masks<S: Simd>(simd: S, src: Entries, rows: usize, cols: usize, row_masks: &mut [u64]) {
     let row_words = mask_words(cols);
@@ -67,16 +67,13 @@ pub fn row_masks<S: Simd>(simd: S, src: Entries, rows: usize, cols: usize, row_m
         fits(row_masks.len(), 0, rows, row_words, 0),
         "row_masks is too short"
     );
-    if cols > 0 {
-        fill_row_masks(simd, src, cols, &mut row_masks[..rows * row_words]);
+    if cols == 0 {
+        return;
     }
-}
-
-/// Every row's mask into `masks` (whole rows of `mask_words(cols)` words, as many as it holds),
-/// `src` checked to hold them.
-#[inline(always)]
-fn fill_row_masks<S: Simd>(simd: S, src: Entries, cols: usize, masks: &mut [u64]) {
-    for (r, mask) in masks.chunks_exact_mut(mask_words(cols)).enumerate() {
+    for (r, mask) in row_masks[..rows * row_words]
+        .chunks_exact_mut(row_words)
+        .enumerate()
+    {
         match src {
             Entries::F32(values) => nonzero_mask(simd, &values[r * cols..][..cols], mask),
             Entries::Bytes { bytes, .. } => {
@@ -105,23 +102,15 @@ pub fn row_and_column_masks<S: Simd>(
 ) {
     let (row_words, column_words) = (mask_words(cols), mask_words(rows));
     assert!(
-        fits(src.len(), 0, rows, cols, 0),
-        "src is shorter than {rows} × {cols}"
-    );
-    assert!(
-        fits(row_masks.len(), 0, rows, row_words, 0),
-        "row_masks is too short"
-    );
-    assert!(
         column_stride >= column_words
             && (cols == 0 || fits(column_masks.len(), 0, cols - 1, column_stride, column_words)),
         "column_masks is too short"
     );
+    // The row masks first (which checks `src` and `row_masks`), then their transpose.
+    self::row_masks(simd, src, rows, cols, row_masks);
     if cols == 0 {
         return;
     }
-    let row_masks = &mut row_masks[..rows * row_words];
-    fill_row_masks(simd, src, cols, row_masks);
     let mut block = [0u64; 64];
     for w in 0..column_words {
         let group = w * 64..rows.min(w * 64 + 64);
