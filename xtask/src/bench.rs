@@ -134,7 +134,6 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
                 times.push(t.elapsed().as_secs_f64());
             }
         }
-
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         let gflops = flops / median / 1e9;
@@ -157,7 +156,6 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         for _ in 0..reps {
             accuracy = engine.evaluate(&test).accuracy();
         }
-
         let per = t.elapsed().as_secs_f64() / reps as f64;
         println!(
             "{level:>6}:   inference on the 10,000 test images: {per:.4} s, {:.0} images/s (accuracy {accuracy:.4})",

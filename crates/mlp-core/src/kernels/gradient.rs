@@ -100,6 +100,10 @@ fn gradient_step<S: Simd, U: Rule>(
             && (cols == 0 || fits(x.masks.len(), 0, cols - 1, x.mask_stride, words)),
         "masks is too short"
     );
+    if cols > 0 {
+        // Once for every block (`block_step` relies on it): each tile lies in one panel.
+        layout.check_tiles(width, tile_vectors::<S>() * F32s::<S>::LEN);
+    }
     let mut total = 0.0f64;
     for p0 in (0..cols).step_by(MAX_BLOCK_ROWS) {
         let r = MAX_BLOCK_ROWS.min(cols - p0);
@@ -172,7 +176,6 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     let splat = |c: f32| Vector::<S>(F32s::<S>::splat(simd, c));
     let zero = splat(0.0);
     let tile = N * lanes;
-    layout.check_tiles(width, tile);
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
         let g = if cols == tile {
@@ -188,7 +191,7 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
                 }
             }
         }
-        // The tile lies in one panel (`check_tiles`): row q's columns are consecutive.
+        // The tile lies in one panel (`gradient_step` checked): row q's columns are consecutive.
         let (start, ld) = (layout.index(p0, c0), layout.ld());
         for (q, g_q) in g.iter().enumerate() {
             for (k, &g) in g_q.iter().enumerate() {
