@@ -385,13 +385,17 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut uniform =
             |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        // W1 in the panels the engine gives the best level (regression: a fixed 16 split
+        // the AVX-512 level's tiles of 64 columns, and the test failed only there).
+        let level = mlp_core::SimdLevel::best().token().expect("best");
+        let tile = mlp_core::kernels::tile_columns(level);
+        let layout = mlp_core::kernels::Panels::columns(inputs, tile);
         let params = Tensors {
-            w1: uniform(inputs * width),
+            w1: uniform(layout.len(inputs, width)),
             b1: uniform(width),
             w2t: uniform(classes * width),
             b2: uniform(classes),
         };
-        let layout = mlp_core::kernels::Panels::columns(inputs, 16);
         let shard = Shard::new(params, (inputs, layout), 0, n, classes);
         // Images with rectangles of non-zero pixels of many sizes, so that the order sorts.
         let mut x = vec![0.0f32; n * inputs];
@@ -431,7 +435,6 @@ mod tests {
             let mut fwd = ForwardBuffers::new(n, width);
             let mut scratch = Scratch::new(inputs, width);
             let mut z2 = vec![0.0f32; n * classes];
-            let level = mlp_core::SimdLevel::best().token().expect("best");
             shard.forward_into(
                 level,
                 &mut fwd,
