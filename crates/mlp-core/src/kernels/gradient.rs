@@ -165,50 +165,41 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     d: &[f32],
     width: usize,
     packed: &PackedBlock,
-    (w, first, second): (&mut [f32], &mut [f32], &mut [f32]),
-    (p0, layout): (usize, Panels),
+    state: (&mut [f32], &mut [f32], &mut [f32]),
+    rows_at: (usize, Panels),
     step: U,
 ) -> f32 {
     let lanes = F32s::<S>::LEN;
     // The 16 lanes of squares, as native vectors (16 / LEN of them).
-    let per16 = 16 / lanes;
     let mut squares = [F32s::<S>::splat(simd, 0.0); 4];
-    let splat = |c: f32| Vector::<S>(F32s::<S>::splat(simd, c));
-    let zero = splat(0.0);
+    let (w, first, second) = state;
     let tile = N * lanes;
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
-        let g = if cols == tile {
-            sums::<S, R, N, true>(simd, d, Panels::row_major(width), packed, c0, cols)
+        let state = (&mut *w, &mut *first, &mut *second);
+        let tile_at = (rows_at, c0, cols);
+        if cols == tile {
+            tile_step::<S, U, R, N, true>(
+                simd,
+                d,
+                width,
+                packed,
+                state,
+                tile_at,
+                step,
+                &mut squares,
+            );
         } else {
-            sums::<S, R, N, false>(simd, d, Panels::row_major(width), packed, c0, cols)
-        };
-        // Squares: 16 columns at a time, the block's rows in order within each.
-        for chunk in (0..N).step_by(per16) {
-            for g_q in &g {
-                for (lane, &g) in squares.iter_mut().zip(&g_q[chunk..chunk + per16]) {
-                    *lane = g.mul_add_precise(g, *lane);
-                }
-            }
-        }
-        // The tile lies in one panel (`gradient_step` checked): row q's columns are consecutive.
-        let (start, ld) = (layout.index(p0, c0), layout.ld());
-        for (q, g_q) in g.iter().enumerate() {
-            for (k, &g) in g_q.iter().enumerate() {
-                let (at, len) = lanes_of(k, lanes, cols);
-                let at = start + q * ld + at;
-                let load = |all: &[f32]| Vector(load_padded(simd, all, at, len));
-                let mut m = if U::MOMENTS >= 1 { load(first) } else { zero };
-                let mut v = if U::MOMENTS >= 2 { load(second) } else { zero };
-                let w_new = step.apply(splat, load(w), Vector(g), &mut m, &mut v);
-                store_padded::<S>(w_new.0, w, at, len);
-                if U::MOMENTS >= 1 {
-                    store_padded::<S>(m.0, first, at, len);
-                }
-                if U::MOMENTS >= 2 {
-                    store_padded::<S>(v.0, second, at, len);
-                }
-            }
+            tile_step::<S, U, R, N, false>(
+                simd,
+                d,
+                width,
+                packed,
+                state,
+                tile_at,
+                step,
+                &mut squares,
+            );
         }
     }
     let mut all = [0.0f32; 16];
@@ -216,6 +207,58 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
         part.copy_from_slice(lane.as_slice());
     }
     lane_sum(&all)
+}
+
+/// One tile of `cols` columns from `c0` of [`block_step`]'s block. A whole tile (`WHOLE`,
+/// `cols` then `N · LEN`) is its own copy with the width a constant, so that the compiler
+/// unrolls the loops over `g` and keeps it in registers (with the width unknown, the
+/// AVX-512 level's 16 accumulators went through the stack on every multiply-add, as in
+/// `masked_rows_product`'s tiles).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile_step<S: Simd, U: Rule, const R: usize, const N: usize, const WHOLE: bool>(
+    simd: S,
+    d: &[f32],
+    width: usize,
+    packed: &PackedBlock,
+    (w, first, second): (&mut [f32], &mut [f32], &mut [f32]),
+    ((p0, layout), c0, cols): ((usize, Panels), usize, usize),
+    step: U,
+    squares: &mut [F32s<S>; 4],
+) {
+    let lanes = F32s::<S>::LEN;
+    let per16 = 16 / lanes;
+    let cols = if WHOLE { N * lanes } else { cols };
+    let splat = |c: f32| Vector::<S>(F32s::<S>::splat(simd, c));
+    let zero = splat(0.0);
+    let g = sums::<S, R, N, WHOLE>(simd, d, Panels::row_major(width), packed, c0, cols);
+    // Squares: 16 columns at a time, the block's rows in order within each.
+    for chunk in (0..N).step_by(per16) {
+        for g_q in &g {
+            for (lane, &g) in squares.iter_mut().zip(&g_q[chunk..chunk + per16]) {
+                *lane = g.mul_add_precise(g, *lane);
+            }
+        }
+    }
+    // The tile lies in one panel (`gradient_step` checked): row q's columns are consecutive.
+    let (start, ld) = (layout.index(p0, c0), layout.ld());
+    for (q, g_q) in g.iter().enumerate() {
+        for (k, &g) in g_q.iter().enumerate() {
+            let (at, len) = lanes_of(k, lanes, cols);
+            let at = start + q * ld + at;
+            let load = |all: &[f32]| Vector(load_padded(simd, all, at, len));
+            let mut m = if U::MOMENTS >= 1 { load(first) } else { zero };
+            let mut v = if U::MOMENTS >= 2 { load(second) } else { zero };
+            let w_new = step.apply(splat, load(w), Vector(g), &mut m, &mut v);
+            store_padded::<S>(w_new.0, w, at, len);
+            if U::MOMENTS >= 1 {
+                store_padded::<S>(m.0, first, at, len);
+            }
+            if U::MOMENTS >= 2 {
+                store_padded::<S>(v.0, second, at, len);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -199,18 +199,37 @@ fn tiles<S: Simd, const R: usize, const N: usize>(
     b.layout.check_tiles(width, tile);
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
-        let acc = if cols == tile {
-            sums::<S, R, N, true>(simd, b.m, b.layout, packed, c0, cols)
+        if cols == tile {
+            tile_sums::<S, R, N, true>(simd, b, packed, out, out_rows, c0, cols);
         } else {
-            sums::<S, R, N, false>(simd, b.m, b.layout, packed, c0, cols)
-        };
-        for (r, acc) in acc.iter().enumerate() {
-            let dst = &mut out[out_rows[r] + c0..][..cols];
-            for (k, &acc) in acc.iter().enumerate() {
-                let (at, len) = lanes_of(k, F32s::<S>::LEN, cols);
-                let sum = load_padded(simd, dst, at, len) + acc;
-                store_padded::<S>(sum, dst, at, len);
-            }
+            tile_sums::<S, R, N, false>(simd, b, packed, out, out_rows, c0, cols);
+        }
+    }
+}
+
+/// One tile of `cols` columns from `c0`: its sums added to the output rows. A whole tile
+/// (`WHOLE`, `cols` then `N · LEN`) is its own copy with the width a constant, so that the
+/// compiler unrolls the additions and keeps `acc` in registers: with the width unknown, the
+/// AVX-512 level's 16 accumulators went through the stack on every multiply-add of the loop
+/// in `sums` (2× slower than AVX2, docs/PERFORMANCE.md).
+#[inline(always)]
+fn tile_sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
+    simd: S,
+    b: &SparseBlock,
+    packed: &PackedBlock,
+    out: &mut [f32],
+    out_rows: &[usize],
+    c0: usize,
+    cols: usize,
+) {
+    let cols = if WHOLE { N * F32s::<S>::LEN } else { cols };
+    let acc = sums::<S, R, N, WHOLE>(simd, b.m, b.layout, packed, c0, cols);
+    for (r, acc) in acc.iter().enumerate() {
+        let dst = &mut out[out_rows[r] + c0..][..cols];
+        for (k, &acc) in acc.iter().enumerate() {
+            let (at, len) = lanes_of(k, F32s::<S>::LEN, cols);
+            let sum = load_padded(simd, dst, at, len) + acc;
+            store_padded::<S>(sum, dst, at, len);
         }
     }
 }
