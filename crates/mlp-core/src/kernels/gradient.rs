@@ -6,6 +6,7 @@ use fearless_simd::{Simd, SimdBase, SimdFloat};
 
 use super::entries::with_read;
 use super::product::{lanes_of, sums};
+use super::terms::{Terms, UnionTerms};
 use super::update::{Rule, Update, Vector};
 use super::vector::{F32s, lane_sum, load_padded, store_padded, tile_vectors};
 use super::{Entries, MAX_BLOCK_ROWS, PackedBlock, Panels, SparseBlock, fits, mask_words};
@@ -100,9 +101,10 @@ fn gradient_step<S: Simd, U: Rule>(
             && (cols == 0 || fits(x.masks.len(), 0, cols - 1, x.mask_stride, words)),
         "masks is too short"
     );
+    let tile = tile_vectors::<S>() * F32s::<S>::LEN;
     if cols > 0 {
         // Once for every block (`block_step` relies on it): each tile lies in one panel.
-        layout.check_tiles(width, tile_vectors::<S>() * F32s::<S>::LEN);
+        layout.check_tiles(width, tile);
     }
     let mut total = 0.0f64;
     for p0 in (0..cols).step_by(MAX_BLOCK_ROWS) {
@@ -128,16 +130,20 @@ fn gradient_step<S: Simd, U: Rule>(
         };
         // Every index was checked above: rows j < x.rows (the union's bits past it are
         // cleared) and columns p0 + q < cols.
-        with_read!(x.vals, |vals| packed.pack(&block, vals));
+        // Terms read straight for a single tile, else packed once for every tile.
+        let direct = width <= tile;
+        if !direct {
+            with_read!(x.vals, |vals| packed.pack(&block, vals));
+        }
         let state = (&mut *w, &mut *first, &mut *second);
-        let rows_at = (p0, layout);
+        let (rows_at, terms, d) = ((p0, layout), (&block, &*packed, direct), (d, width));
         macro_rules! rows {
             ($($r:literal),*) => {
                 match r {
                     $($r => if tile_vectors::<S>() == 4 {
-                        block_step::<S, U, $r, 4>(simd, d, width, packed, state, rows_at, step)
+                        block_step::<S, U, $r, 4>(simd, d, terms, state, rows_at, step)
                     } else {
-                        block_step::<S, U, $r, 2>(simd, d, width, packed, state, rows_at, step)
+                        block_step::<S, U, $r, 2>(simd, d, terms, state, rows_at, step)
                     },)*
                     _ => unreachable!("blocks have 1 to MAX_BLOCK_ROWS rows"),
                 }
@@ -158,13 +164,13 @@ fn valid_bits(rows: usize, word: usize) -> u64 {
 
 /// One block of R rows of `w` (and of its moments), from row `p0` of `layout`: each tile
 /// of columns summed in registers, its squares added and its step applied there. Returns
-/// the block's `lane_sum`.
+/// the block's `lane_sum`. Its terms are read straight from x when `direct` (a single tile),
+/// else from `packed`.
 #[inline(always)]
 fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     simd: S,
-    d: &[f32],
-    width: usize,
-    packed: &PackedBlock,
+    d: (&[f32], usize),
+    (block, packed, direct): (&SparseBlock, &PackedBlock, bool),
     state: (&mut [f32], &mut [f32], &mut [f32]),
     rows_at: (usize, Panels),
     step: U,
@@ -172,34 +178,30 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     let lanes = F32s::<S>::LEN;
     // The 16 lanes of squares, as native vectors (16 / LEN of them).
     let mut squares = [F32s::<S>::splat(simd, 0.0); 4];
+    let sq = &mut squares;
     let (w, first, second) = state;
-    let tile = N * lanes;
-    for c0 in (0..width).step_by(tile) {
-        let cols = tile.min(width - c0);
-        let state = (&mut *w, &mut *first, &mut *second);
-        let tile_at = (rows_at, c0, cols);
-        if cols == tile {
-            tile_step::<S, U, R, N, true>(
-                simd,
-                d,
-                width,
-                packed,
-                state,
-                tile_at,
-                step,
-                &mut squares,
-            );
-        } else {
-            tile_step::<S, U, R, N, false>(
-                simd,
-                d,
-                width,
-                packed,
-                state,
-                tile_at,
-                step,
-                &mut squares,
-            );
+    let (width, tile) = (d.1, N * lanes);
+    if direct {
+        let at = (rows_at, 0, width);
+        with_read!(block.vals, |vals| {
+            let terms = UnionTerms::<_, R>::new(block, vals);
+            let state = (&mut *w, &mut *first, &mut *second);
+            if width == tile {
+                tile_step::<S, U, R, N, true>(simd, d, terms, state, at, step, sq);
+            } else {
+                tile_step::<S, U, R, N, false>(simd, d, terms, state, at, step, sq);
+            }
+        });
+    } else {
+        for c0 in (0..width).step_by(tile) {
+            let cols = tile.min(width - c0);
+            let state = (&mut *w, &mut *first, &mut *second);
+            let (at, terms) = ((rows_at, c0, cols), packed.terms());
+            if cols == tile {
+                tile_step::<S, U, R, N, true>(simd, d, terms, state, at, step, sq);
+            } else {
+                tile_step::<S, U, R, N, false>(simd, d, terms, state, at, step, sq);
+            }
         }
     }
     let mut all = [0.0f32; 16];
@@ -218,9 +220,8 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
 #[allow(clippy::too_many_arguments)]
 fn tile_step<S: Simd, U: Rule, const R: usize, const N: usize, const WHOLE: bool>(
     simd: S,
-    d: &[f32],
-    width: usize,
-    packed: &PackedBlock,
+    (d, width): (&[f32], usize),
+    terms: impl Terms,
     (w, first, second): (&mut [f32], &mut [f32], &mut [f32]),
     ((p0, layout), c0, cols): ((usize, Panels), usize, usize),
     step: U,
@@ -231,7 +232,7 @@ fn tile_step<S: Simd, U: Rule, const R: usize, const N: usize, const WHOLE: bool
     let cols = if WHOLE { N * lanes } else { cols };
     let splat = |c: f32| Vector::<S>(F32s::<S>::splat(simd, c));
     let zero = splat(0.0);
-    let g = sums::<S, R, N, WHOLE>(simd, d, Panels::row_major(width), packed, c0, cols);
+    let g = sums::<S, R, N, WHOLE>(simd, d, Panels::row_major(width), terms, c0, cols);
     // Squares: 16 columns at a time, the block's rows in order within each.
     for chunk in (0..N).step_by(per16) {
         for g_q in &g {

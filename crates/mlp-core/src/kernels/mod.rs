@@ -33,6 +33,7 @@ mod gradient;
 mod mask;
 mod panels;
 mod product;
+mod terms;
 mod update;
 mod vector;
 
@@ -41,7 +42,8 @@ pub use entries::Entries;
 pub use gradient::{SparseColumns, sparse_gradient_step};
 pub use mask::{mask_words, nonzero_mask, row_and_column_masks, row_masks};
 pub use panels::{Panels, tile_columns};
-pub use product::{MAX_BLOCK_ROWS, PackedBlock, SparseBlock, masked_rows_product};
+pub use product::{MAX_BLOCK_ROWS, SparseBlock, masked_rows_product};
+pub use terms::PackedBlock;
 pub use update::{Adam, Descent, Lanes, Momentum, Rule, Update};
 pub use vector::{axpy, dot, sum_of_squares};
 

@@ -2,9 +2,10 @@
 
 use fearless_simd::{Simd, SimdBase, SimdFloat};
 
-use super::entries::{Read, with_read};
+use super::entries::with_read;
+use super::terms::{Terms, UnionTerms};
 use super::vector::{F32s, load, load_padded, store_padded, tile_vectors};
-use super::{Entries, Panels, fits};
+use super::{Entries, PackedBlock, Panels, fits};
 
 /// Largest block of rows taken at once: 4 rows × 4 vectors of sums (64 columns), plus the 4
 /// vectors of a matrix row, fit AVX-512's 32 registers; AVX2's 16 take 4 rows × 2 vectors
@@ -85,72 +86,6 @@ impl SparseBlock<'_> {
     }
 }
 
-/// A block's non-zero positions and its rows' entries there, read once per product and then
-/// used by every tile of columns: the reusable buffers of [`masked_rows_product`].
-///
-/// Reading an entry is a dependent load (a byte, then its table entry) and each tile of
-/// columns needs them all again: with AVX2's 16-column tiles a 64-column product read every
-/// entry four times, and those reads took 40 % of the step. Packed, a tile reads each set
-/// bit's index and its [`MAX_BLOCK_ROWS`] values from two contiguous arrays.
-#[derive(Debug, Clone, Default)]
-pub struct PackedBlock {
-    /// The set bits of the union, in order.
-    js: Vec<u32>,
-    /// For the t-th set bit, the block's rows' entries there at `MAX_BLOCK_ROWS * t..`.
-    vals: Vec<f32>,
-}
-
-impl PackedBlock {
-    /// Buffers for unions of up to `bits` set bits (they grow if a union has more).
-    pub fn with_capacity(bits: usize) -> Self {
-        Self {
-            js: Vec::with_capacity(bits),
-            vals: Vec::with_capacity(bits * MAX_BLOCK_ROWS),
-        }
-    }
-
-    /// Packs `block` (whose indices `check` vouched for). The buffers are sized first and
-    /// then written in place: no capacity check per entry, and no small array stored and
-    /// reloaded whole (which stalls store forwarding).
-    #[inline(always)]
-    pub(super) fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
-        match block.rows.len() {
-            1 => self.pack_rows::<1, V>(block, vals),
-            2 => self.pack_rows::<2, V>(block, vals),
-            3 => self.pack_rows::<3, V>(block, vals),
-            _ => self.pack_rows::<4, V>(block, vals),
-        }
-    }
-
-    /// [`PackedBlock::pack`] for a block of R rows (the loop over them unrolled).
-    #[inline(always)]
-    fn pack_rows<const R: usize, V: Read>(&mut self, block: &SparseBlock, vals: V) {
-        let starts: [usize; R] = std::array::from_fn(|r| block.rows[r]);
-        let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
-        self.js.resize(bits, 0);
-        self.vals.resize(bits * MAX_BLOCK_ROWS, 0.0);
-        let mut slots = self
-            .js
-            .iter_mut()
-            .zip(self.vals.chunks_exact_mut(MAX_BLOCK_ROWS));
-        for (w, &word) in block.union.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let j = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let Some((slot, four)) = slots.next() else {
-                    unreachable!("one slot per set bit")
-                };
-                *slot = j as u32;
-                let entry = j * block.step;
-                for r in 0..R {
-                    four[r] = vals.read(starts[r] + entry);
-                }
-            }
-        }
-    }
-}
-
 /// `out[out_rows[r] + k] += Σ_{j ∈ union} vals.get(rows[r] + j·step) · m[j][k]` for every
 /// row r of the block and `k < width`. Bit for bit the loop
 /// `acc = 0; for j in union, in order { acc = v_j.mul_add(m[j][k], acc) }; out = out + acc`,
@@ -169,7 +104,6 @@ pub fn masked_rows_product<S: Simd>(
     if block.rows.is_empty() || width == 0 || last_bit.is_none() {
         return;
     }
-    with_read!(block.vals, |vals| packed.pack(block, vals));
     macro_rules! rows {
         ($($r:literal),*) => {
             match block.rows.len() {
@@ -185,24 +119,38 @@ pub fn masked_rows_product<S: Simd>(
     rows!(1, 2, 3, 4)
 }
 
-/// The block's columns `N` vectors at a time; the last tile may be partial.
+/// The block's columns `N` vectors at a time; the last tile may be partial. A single tile
+/// reads its terms straight from the entries; several share them packed.
 #[inline(always)]
 fn tiles<S: Simd, const R: usize, const N: usize>(
     simd: S,
     b: &SparseBlock,
-    packed: &PackedBlock,
+    packed: &mut PackedBlock,
     out: &mut [f32],
     out_rows: &[usize],
     width: usize,
 ) {
     let tile = N * F32s::<S>::LEN;
     b.layout.check_tiles(width, tile);
+    if width <= tile {
+        with_read!(b.vals, |vals| {
+            let terms = UnionTerms::<_, R>::new(b, vals);
+            if width == tile {
+                tile_sums::<S, R, N, true>(simd, b, terms, out, out_rows, 0, width);
+            } else {
+                tile_sums::<S, R, N, false>(simd, b, terms, out, out_rows, 0, width);
+            }
+        });
+        return;
+    }
+    with_read!(b.vals, |vals| packed.pack(b, vals));
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
+        let terms = packed.terms();
         if cols == tile {
-            tile_sums::<S, R, N, true>(simd, b, packed, out, out_rows, c0, cols);
+            tile_sums::<S, R, N, true>(simd, b, terms, out, out_rows, c0, cols);
         } else {
-            tile_sums::<S, R, N, false>(simd, b, packed, out, out_rows, c0, cols);
+            tile_sums::<S, R, N, false>(simd, b, terms, out, out_rows, c0, cols);
         }
     }
 }
@@ -216,14 +164,14 @@ fn tiles<S: Simd, const R: usize, const N: usize>(
 fn tile_sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
     simd: S,
     b: &SparseBlock,
-    packed: &PackedBlock,
+    terms: impl Terms,
     out: &mut [f32],
     out_rows: &[usize],
     c0: usize,
     cols: usize,
 ) {
     let cols = if WHOLE { N * F32s::<S>::LEN } else { cols };
-    let acc = sums::<S, R, N, WHOLE>(simd, b.m, b.layout, packed, c0, cols);
+    let acc = sums::<S, R, N, WHOLE>(simd, b.m, b.layout, terms, c0, cols);
     for (r, acc) in acc.iter().enumerate() {
         let dst = &mut out[out_rows[r] + c0..][..cols];
         for (k, &acc) in acc.iter().enumerate() {
@@ -244,8 +192,8 @@ pub(super) fn lanes_of(k: usize, lanes: usize, cols: usize) -> (usize, usize) {
 }
 
 /// R rows × N vectors of sums for columns `c0..c0 + cols` of `m` (all `N · LEN` of them when
-/// `WHOLE`, else zeros past `cols`): `acc[r] = Σ_t vals[t][r] · m[js[t]][c0..]` over the
-/// packed set bits in order, one fused multiply-add per term, from 0. Each matrix row's N
+/// `WHOLE`, else zeros past `cols`): `acc[r] = Σ_(j, v) v[r] · m[j][c0..]` over the terms
+/// in order, one fused multiply-add per term, from 0. Each matrix row's N
 /// vectors are loaded once per set bit and used by all R rows. The tile lies in one panel of
 /// `layout` (`check_tiles`): its columns of row j are consecutive, `j·ld` past row 0's.
 #[inline(always)]
@@ -254,7 +202,7 @@ pub(super) fn sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
     simd: S,
     m: &[f32],
     layout: Panels,
-    packed: &PackedBlock,
+    terms: impl Terms,
     c0: usize,
     cols: usize,
 ) -> [[F32s<S>; N]; R] {
@@ -262,12 +210,10 @@ pub(super) fn sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
     let zero = F32s::<S>::splat(simd, 0.0);
     let mut acc = [[zero; N]; R];
     let (start, ld) = (layout.index(0, c0), layout.ld());
-    for (&j, v) in packed
-        .js
-        .iter()
-        .zip(packed.vals.chunks_exact(MAX_BLOCK_ROWS))
-    {
-        let row = &m[j as usize * ld + start..][..cols];
+    let mut terms = terms;
+    while let Some((j, v)) = terms.next_term() {
+        let v = v.as_ref();
+        let row = &m[j * ld + start..][..cols];
         // A plain loop rather than `array::from_fn`: a closure is not sure to be inlined, and
         // left out of line it would be compiled for the baseline instruction set.
         let mut m_j = [zero; N];

@@ -1,0 +1,157 @@
+//! The terms of a block's sums: each set bit j of a [`SparseBlock`]'s union, in order, with
+//! the block's rows' entries at j. Read straight from the entries ([`UnionTerms`]), or
+//! packed once ([`PackedBlock`]) when several tiles of columns need them all.
+
+use super::entries::Read;
+use super::{MAX_BLOCK_ROWS, SparseBlock};
+
+/// The terms of a block's sums in order: for each set bit j of the union, j and the block's
+/// rows' entries there (the first R of `Row`).
+pub(super) trait Terms {
+    /// The rows' entries at one set bit.
+    type Row: AsRef<[f32]>;
+    /// The next term, if any.
+    fn next_term(&mut self) -> Option<(usize, Self::Row)>;
+}
+
+/// The terms of a block of R rows, read from its entries as the union's bits are visited:
+/// two dependent loads per row and term for bytes (the byte, its table entry), which a
+/// product of a single tile pays once and a packed block would pay once too, plus its own
+/// stores and loads.
+#[derive(Clone)]
+pub(super) struct UnionTerms<'a, V, const R: usize> {
+    union: &'a [u64],
+    /// The word after the one in `bits`.
+    next_word: usize,
+    /// The current word's bits not yet visited.
+    bits: u64,
+    starts: [usize; R],
+    step: usize,
+    vals: V,
+}
+
+impl<'a, V: Read, const R: usize> UnionTerms<'a, V, R> {
+    /// The terms of `block` (of R rows, whose indices `SparseBlock::check` vouched for).
+    #[inline(always)]
+    pub(super) fn new(block: &SparseBlock<'a>, vals: V) -> Self {
+        let mut starts = [0; R];
+        starts.copy_from_slice(&block.rows[..R]);
+        Self {
+            union: block.union,
+            next_word: 0,
+            bits: 0,
+            starts,
+            step: block.step,
+            vals,
+        }
+    }
+}
+
+impl<V: Read, const R: usize> Terms for UnionTerms<'_, V, R> {
+    type Row = [f32; R];
+
+    #[inline(always)]
+    fn next_term(&mut self) -> Option<(usize, [f32; R])> {
+        while self.bits == 0 {
+            self.bits = *self.union.get(self.next_word)?;
+            self.next_word += 1;
+        }
+        let j = (self.next_word - 1) * 64 + self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits - 1;
+        let entry = j * self.step;
+        let mut v = [0.0; R];
+        for (v, &start) in v.iter_mut().zip(&self.starts) {
+            *v = self.vals.read(start + entry);
+        }
+        Some((j, v))
+    }
+}
+
+/// A block's terms read once and then used by every tile of columns: the reusable buffers of
+/// [`masked_rows_product`](super::masked_rows_product).
+///
+/// Reading an entry is a dependent load (a byte, then its table entry) and each tile of
+/// columns needs them all again: with AVX2's 16-column tiles a 64-column product read every
+/// entry four times, and those reads took 40 % of the step. Packed, a tile reads each set
+/// bit's index and its [`MAX_BLOCK_ROWS`] values from two contiguous arrays. (A product of a
+/// single tile, AVX-512's 64 columns, reads its terms straight: [`UnionTerms`].)
+#[derive(Debug, Clone, Default)]
+pub struct PackedBlock {
+    /// The set bits of the union, in order.
+    js: Vec<u32>,
+    /// For the t-th set bit, the block's rows' entries there at `MAX_BLOCK_ROWS * t..`.
+    vals: Vec<f32>,
+}
+
+impl PackedBlock {
+    /// Buffers for unions of up to `bits` set bits (they grow if a union has more).
+    pub fn with_capacity(bits: usize) -> Self {
+        Self {
+            js: Vec::with_capacity(bits),
+            vals: Vec::with_capacity(bits * MAX_BLOCK_ROWS),
+        }
+    }
+
+    /// Packs the terms of `block` (whose indices `SparseBlock::check` vouched for).
+    #[inline(always)]
+    pub(super) fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
+        match block.rows.len() {
+            1 => self.pack_rows::<V, 1>(block, vals),
+            2 => self.pack_rows::<V, 2>(block, vals),
+            3 => self.pack_rows::<V, 3>(block, vals),
+            _ => self.pack_rows::<V, 4>(block, vals),
+        }
+    }
+
+    /// [`PackedBlock::pack`] for a block of R rows (the loop over them unrolled). The buffers
+    /// are sized first and then written in place: no capacity check per entry, and no small
+    /// array stored and reloaded whole (which stalls store forwarding).
+    #[inline(always)]
+    fn pack_rows<V: Read, const R: usize>(&mut self, block: &SparseBlock, vals: V) {
+        let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
+        self.js.resize(bits, 0);
+        self.vals.resize(bits * MAX_BLOCK_ROWS, 0.0);
+        let starts: [usize; R] = std::array::from_fn(|r| block.rows[r]);
+        let mut slots = self
+            .js
+            .iter_mut()
+            .zip(self.vals.chunks_exact_mut(MAX_BLOCK_ROWS));
+        for (w, &word) in block.union.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let j = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some((slot, four)) = slots.next() else {
+                    unreachable!("one slot per set bit")
+                };
+                *slot = j as u32;
+                let entry = j * block.step;
+                for r in 0..R {
+                    four[r] = vals.read(starts[r] + entry);
+                }
+            }
+        }
+    }
+
+    /// The packed terms.
+    #[inline(always)]
+    pub(super) fn terms(&self) -> PackedTerms<'_> {
+        PackedTerms(self.js.iter().zip(self.vals.chunks_exact(MAX_BLOCK_ROWS)))
+    }
+}
+
+/// [`PackedBlock::terms`]: the terms in the order they were packed. Each row's entries are
+/// read where they are packed, so that a kernel broadcasts each straight from memory.
+pub(super) struct PackedTerms<'a>(
+    std::iter::Zip<std::slice::Iter<'a, u32>, std::slice::ChunksExact<'a, f32>>,
+);
+
+impl<'a> Terms for PackedTerms<'a> {
+    type Row = &'a [f32];
+
+    #[inline(always)]
+    fn next_term(&mut self) -> Option<(usize, &'a [f32])> {
+        let (&j, four) = self.0.next()?;
+        Some((j as usize, four))
+    }
+}
