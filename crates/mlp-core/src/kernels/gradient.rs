@@ -133,7 +133,7 @@ fn gradient_step<S: Simd, U: Rule>(
         // Terms read straight for a single tile, else packed once for every tile.
         let direct = width <= tile;
         if !direct {
-            with_read!(x.vals, |vals| packed.pack(&block, vals));
+            with_read!(x.vals, |vals| packed.pack_any(&block, vals));
         }
         let state = (&mut *w, &mut *first, &mut *second);
         let (rows_at, terms, d) = ((p0, layout), (&block, &*packed, direct), (d, width));
@@ -182,26 +182,16 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     let (w, first, second) = state;
     let (width, tile) = (d.1, N * lanes);
     if direct {
-        let at = (rows_at, 0, width);
+        let (at, state) = ((rows_at, 0, width), (w, first, second));
         with_read!(block.vals, |vals| {
             let terms = UnionTerms::<_, R>::new(block, vals);
-            let state = (&mut *w, &mut *first, &mut *second);
-            if width == tile {
-                tile_step::<S, U, R, N, true>(simd, d, terms, state, at, step, sq);
-            } else {
-                tile_step::<S, U, R, N, false>(simd, d, terms, state, at, step, sq);
-            }
+            tile_step::<S, U, R, N>(simd, d, terms, state, at, step, sq);
         });
     } else {
         for c0 in (0..width).step_by(tile) {
-            let cols = tile.min(width - c0);
             let state = (&mut *w, &mut *first, &mut *second);
-            let (at, terms) = ((rows_at, c0, cols), packed.terms());
-            if cols == tile {
-                tile_step::<S, U, R, N, true>(simd, d, terms, state, at, step, sq);
-            } else {
-                tile_step::<S, U, R, N, false>(simd, d, terms, state, at, step, sq);
-            }
+            let at = (rows_at, c0, tile.min(width - c0));
+            tile_step::<S, U, R, N>(simd, d, packed.terms(), state, at, step, sq);
         }
     }
     let mut all = [0.0f32; 16];
@@ -211,6 +201,24 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     lane_sum(&all)
 }
 
+/// [`step_tile`] for the tile of `cols` columns from `c0`, whole or partial.
+#[inline(always)]
+fn tile_step<S: Simd, U: Rule, const R: usize, const N: usize>(
+    simd: S,
+    d: (&[f32], usize),
+    terms: impl Terms,
+    state: (&mut [f32], &mut [f32], &mut [f32]),
+    at: ((usize, Panels), usize, usize),
+    step: U,
+    squares: &mut [F32s<S>; 4],
+) {
+    if at.2 == N * F32s::<S>::LEN {
+        step_tile::<S, U, R, N, true>(simd, d, terms, state, at, step, squares);
+    } else {
+        step_tile::<S, U, R, N, false>(simd, d, terms, state, at, step, squares);
+    }
+}
+
 /// One tile of `cols` columns from `c0` of [`block_step`]'s block. A whole tile (`WHOLE`,
 /// `cols` then `N · LEN`) is its own copy with the width a constant, so that the compiler
 /// unrolls the loops over `g` and keeps it in registers (with the width unknown, the
@@ -218,7 +226,7 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
 /// `masked_rows_product`'s tiles).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tile_step<S: Simd, U: Rule, const R: usize, const N: usize, const WHOLE: bool>(
+fn step_tile<S: Simd, U: Rule, const R: usize, const N: usize, const WHOLE: bool>(
     simd: S,
     (d, width): (&[f32], usize),
     terms: impl Terms,

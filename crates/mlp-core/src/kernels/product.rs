@@ -133,25 +133,37 @@ fn tiles<S: Simd, const R: usize, const N: usize>(
     let tile = N * F32s::<S>::LEN;
     b.layout.check_tiles(width, tile);
     if width <= tile {
-        with_read!(b.vals, |vals| {
-            let terms = UnionTerms::<_, R>::new(b, vals);
-            if width == tile {
-                tile_sums::<S, R, N, true>(simd, b, terms, out, out_rows, 0, width);
-            } else {
-                tile_sums::<S, R, N, false>(simd, b, terms, out, out_rows, 0, width);
-            }
-        });
+        with_read!(b.vals, |vals| tile_sums::<S, R, N>(
+            simd,
+            b,
+            UnionTerms::<_, R>::new(b, vals),
+            out,
+            out_rows,
+            (0, width)
+        ));
         return;
     }
-    with_read!(b.vals, |vals| packed.pack(b, vals));
+    with_read!(b.vals, |vals| packed.pack::<_, R>(b, vals));
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
-        let terms = packed.terms();
-        if cols == tile {
-            tile_sums::<S, R, N, true>(simd, b, terms, out, out_rows, c0, cols);
-        } else {
-            tile_sums::<S, R, N, false>(simd, b, terms, out, out_rows, c0, cols);
-        }
+        tile_sums::<S, R, N>(simd, b, packed.terms(), out, out_rows, (c0, cols));
+    }
+}
+
+/// [`add_tile`] for the tile of `cols` columns from `c0`, whole or partial.
+#[inline(always)]
+fn tile_sums<S: Simd, const R: usize, const N: usize>(
+    simd: S,
+    b: &SparseBlock,
+    terms: impl Terms,
+    out: &mut [f32],
+    out_rows: &[usize],
+    (c0, cols): (usize, usize),
+) {
+    if cols == N * F32s::<S>::LEN {
+        add_tile::<S, R, N, true>(simd, b, terms, out, out_rows, c0, cols);
+    } else {
+        add_tile::<S, R, N, false>(simd, b, terms, out, out_rows, c0, cols);
     }
 }
 
@@ -161,7 +173,7 @@ fn tiles<S: Simd, const R: usize, const N: usize>(
 /// AVX-512 level's 16 accumulators went through the stack on every multiply-add of the loop
 /// in `sums` (2× slower than AVX2, docs/PERFORMANCE.md).
 #[inline(always)]
-fn tile_sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
+fn add_tile<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
     simd: S,
     b: &SparseBlock,
     terms: impl Terms,
