@@ -12,9 +12,16 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The `mlp` binary of this workspace, built (or found up to date) by cargo.
+///
+/// Built with the selection `cargo test --workspace` builds (every package, its tests and so
+/// its dev-dependencies), so that under README's test command this finds the binary that
+/// command already built. `--package mlp-cli` alone resolves other features (matrixmultiply
+/// without xtask's `avx512`, once_cell without ureq's `default`) and rebuilt ndarray,
+/// mlp-core, mlp-train and mlp-cli in the middle of the test run: 8.5 of CI's minutes on a
+/// slow host.
 pub fn mlp_binary() -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--package", "mlp-cli", "--bin", "mlp"])
+        .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
         .current_dir(workspace())
         .status()
         .unwrap();
