@@ -5,7 +5,7 @@
 use fearless_simd::{Simd, SimdBase, SimdFloat};
 
 use super::entries::with_read;
-use super::product::{lanes_of, sums};
+use super::product::{filled, lanes_of, sums};
 use super::terms::{Terms, UnionTerms};
 use super::update::{Rule, Update, Vector};
 use super::vector::{F32s, lane_sum, load_padded, store_padded, tile_vectors};
@@ -119,10 +119,12 @@ fn gradient_step<S: Simd, U: Rule>(
         if let Some(last) = union.last_mut() {
             *last &= valid_bits(rows, words - 1);
         }
-        let starts: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| p0 + k);
+        // A block of fewer rows (the last) repeats its last row (see `MAX_BLOCK_ROWS`).
+        let rows: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| p0 + k);
+        let (starts, live) = filled(&rows[..r]);
         let block = SparseBlock {
             vals: x.vals,
-            rows: &starts[..r],
+            rows: &starts,
             step: cols,
             union,
             m: d,
@@ -133,23 +135,15 @@ fn gradient_step<S: Simd, U: Rule>(
         // Terms read straight for a single tile, else packed once for every tile.
         let direct = width <= tile;
         if !direct {
-            with_read!(x.vals, |vals| packed.pack_any(&block, vals));
+            with_read!(x.vals, |vals| packed.pack(&block, vals));
         }
         let state = (&mut *w, &mut *first, &mut *second);
-        let (rows_at, terms, d) = ((p0, layout), (&block, &*packed, direct), (d, width));
-        macro_rules! rows {
-            ($($r:literal),*) => {
-                match r {
-                    $($r => if tile_vectors::<S>() == 4 {
-                        block_step::<S, U, $r, 4>(simd, d, terms, state, rows_at, step)
-                    } else {
-                        block_step::<S, U, $r, 2>(simd, d, terms, state, rows_at, step)
-                    },)*
-                    _ => unreachable!("blocks have 1 to MAX_BLOCK_ROWS rows"),
-                }
-            };
-        }
-        total += f64::from(rows!(1, 2, 3, 4));
+        let (rows_at, terms, d) = ((p0, layout, live), (&block, &*packed, direct), (d, width));
+        total += f64::from(if tile_vectors::<S>() == 4 {
+            block_step::<S, U, 4>(simd, d, terms, state, rows_at, step)
+        } else {
+            block_step::<S, U, 2>(simd, d, terms, state, rows_at, step)
+        });
     }
     total
 }
@@ -162,17 +156,17 @@ fn valid_bits(rows: usize, word: usize) -> u64 {
     }
 }
 
-/// One block of R rows of `w` (and of its moments), from row `p0` of `layout`: each tile
+/// One block of `live` rows of `w` (and of its moments), from row `p0` of `layout`: each tile
 /// of columns summed in registers, its squares added and its step applied there. Returns
 /// the block's `lane_sum`. Its terms are read straight from x when `direct` (a single tile),
 /// else from `packed`.
 #[inline(always)]
-fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
+fn block_step<S: Simd, U: Rule, const N: usize>(
     simd: S,
     d: (&[f32], usize),
     (block, packed, direct): (&SparseBlock, &PackedBlock, bool),
     state: (&mut [f32], &mut [f32], &mut [f32]),
-    rows_at: (usize, Panels),
+    rows_at: RowsAt,
     step: U,
 ) -> f32 {
     let lanes = F32s::<S>::LEN;
@@ -184,14 +178,14 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     if direct {
         let (at, state) = ((rows_at, 0, width), (w, first, second));
         with_read!(block.vals, |vals| {
-            let terms = UnionTerms::<_, R>::new(block, vals);
-            tile_step::<S, U, R, N>(simd, d, terms, state, at, step, sq);
+            let terms = UnionTerms::new(block, vals);
+            tile_step::<S, U, N>(simd, d, terms, state, at, step, sq);
         });
     } else {
         for c0 in (0..width).step_by(tile) {
             let state = (&mut *w, &mut *first, &mut *second);
             let at = (rows_at, c0, tile.min(width - c0));
-            tile_step::<S, U, R, N>(simd, d, packed.terms(), state, at, step, sq);
+            tile_step::<S, U, N>(simd, d, packed.terms(), state, at, step, sq);
         }
     }
     let mut all = [0.0f32; 16];
@@ -201,21 +195,25 @@ fn block_step<S: Simd, U: Rule, const R: usize, const N: usize>(
     lane_sum(&all)
 }
 
+/// Where a block's rows are: its first row `p0` of `w`, `w`'s layout, and how many of the
+/// block's [`MAX_BLOCK_ROWS`] rows are rows of `w` (the first; the others repeat the last).
+type RowsAt = (usize, Panels, usize);
+
 /// [`step_tile`] for the tile of `cols` columns from `c0`, whole or partial.
 #[inline(always)]
-fn tile_step<S: Simd, U: Rule, const R: usize, const N: usize>(
+fn tile_step<S: Simd, U: Rule, const N: usize>(
     simd: S,
     d: (&[f32], usize),
     terms: impl Terms,
     state: (&mut [f32], &mut [f32], &mut [f32]),
-    at: ((usize, Panels), usize, usize),
+    at: (RowsAt, usize, usize),
     step: U,
     squares: &mut [F32s<S>; 4],
 ) {
     if at.2 == N * F32s::<S>::LEN {
-        step_tile::<S, U, R, N, true>(simd, d, terms, state, at, step, squares);
+        step_tile::<S, U, N, true>(simd, d, terms, state, at, step, squares);
     } else {
-        step_tile::<S, U, R, N, false>(simd, d, terms, state, at, step, squares);
+        step_tile::<S, U, N, false>(simd, d, terms, state, at, step, squares);
     }
 }
 
@@ -226,12 +224,12 @@ fn tile_step<S: Simd, U: Rule, const R: usize, const N: usize>(
 /// `masked_rows_product`'s tiles).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn step_tile<S: Simd, U: Rule, const R: usize, const N: usize, const WHOLE: bool>(
+fn step_tile<S: Simd, U: Rule, const N: usize, const WHOLE: bool>(
     simd: S,
     (d, width): (&[f32], usize),
     terms: impl Terms,
     (w, first, second): (&mut [f32], &mut [f32], &mut [f32]),
-    ((p0, layout), c0, cols): ((usize, Panels), usize, usize),
+    ((p0, layout, live), c0, cols): (RowsAt, usize, usize),
     step: U,
     squares: &mut [F32s<S>; 4],
 ) {
@@ -240,10 +238,15 @@ fn step_tile<S: Simd, U: Rule, const R: usize, const N: usize, const WHOLE: bool
     let cols = if WHOLE { N * lanes } else { cols };
     let splat = |c: f32| Vector::<S>(F32s::<S>::splat(simd, c));
     let zero = splat(0.0);
-    let g = sums::<S, R, N, WHOLE>(simd, d, Panels::row_major(width), terms, c0, cols);
-    // Squares: 16 columns at a time, the block's rows in order within each.
+    let g = sums::<S, N, WHOLE>(simd, d, Panels::row_major(width), terms, c0, cols);
+    // Squares: 16 columns at a time, the block's live rows in order within each. (Every row
+    // of `g` is visited and the copies skipped: a loop stopping at `live` would index `g`
+    // with an unknown number, and keep it in memory rather than registers.)
     for chunk in (0..N).step_by(per16) {
-        for g_q in &g {
+        for (q, g_q) in g.iter().enumerate() {
+            if q >= live {
+                continue;
+            }
             for (lane, &g) in squares.iter_mut().zip(&g_q[chunk..chunk + per16]) {
                 *lane = g.mul_add_precise(g, *lane);
             }
@@ -252,6 +255,9 @@ fn step_tile<S: Simd, U: Rule, const R: usize, const N: usize, const WHOLE: bool
     // The tile lies in one panel (`gradient_step` checked): row q's columns are consecutive.
     let (start, ld) = (layout.index(p0, c0), layout.ld());
     for (q, g_q) in g.iter().enumerate() {
+        if q >= live {
+            continue;
+        }
         for (k, &g) in g_q.iter().enumerate() {
             let (at, len) = lanes_of(k, lanes, cols);
             let at = start + q * ld + at;

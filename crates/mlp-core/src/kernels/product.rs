@@ -10,6 +10,13 @@ use super::{Entries, PackedBlock, Panels, fits};
 /// Largest block of rows taken at once: 4 rows × 4 vectors of sums (64 columns), plus the 4
 /// vectors of a matrix row, fit AVX-512's 32 registers; AVX2's 16 take 4 rows × 2 vectors
 /// (16 columns).
+///
+/// The kernels are compiled for this many rows only: a smaller block (the last of a batch
+/// whose size is no multiple of 4, or of a matrix's rows) repeats its last row to fill the
+/// block, and the copies' sums are dropped. A row's sums do not depend on the other rows of
+/// its block (`a_rows_result_does_not_depend_on_the_rows_in_its_block`), so that changes no
+/// bit, and compiles a quarter of the copies: with one copy per row count, the kernels were
+/// 60 % of the engine's compiled code and CI compiled them for minutes.
 pub const MAX_BLOCK_ROWS: usize = 4;
 
 /// A block of sparse rows and the dense matrix they multiply. Entry j of row r of the block
@@ -104,87 +111,101 @@ pub fn masked_rows_product<S: Simd>(
     if block.rows.is_empty() || width == 0 || last_bit.is_none() {
         return;
     }
-    macro_rules! rows {
-        ($($r:literal),*) => {
-            match block.rows.len() {
-                $($r => if tile_vectors::<S>() == 4 {
-                    tiles::<S, $r, 4>(simd, block, packed, out, out_rows, width)
-                } else {
-                    tiles::<S, $r, 2>(simd, block, packed, out, out_rows, width)
-                },)*
-                _ => unreachable!("check allows 1 to MAX_BLOCK_ROWS rows"),
-            }
-        };
+    let (starts, live) = filled(block.rows);
+    let block = &SparseBlock {
+        rows: &starts,
+        ..*block
+    };
+    let out = (out, out_rows, live);
+    if tile_vectors::<S>() == 4 {
+        tiles::<S, 4>(simd, block, packed, out, width);
+    } else {
+        tiles::<S, 2>(simd, block, packed, out, width);
     }
-    rows!(1, 2, 3, 4)
 }
+
+/// `rows` (1 to [`MAX_BLOCK_ROWS`] of them) filled up to [`MAX_BLOCK_ROWS`] by repeating
+/// the last, and how many were given.
+#[inline(always)]
+pub(super) fn filled(rows: &[usize]) -> ([usize; MAX_BLOCK_ROWS], usize) {
+    let live = rows.len();
+    (std::array::from_fn(|r| rows[r.min(live - 1)]), live)
+}
+
+/// The output, its rows (one per live row of the block) and how many rows of the block are
+/// live (the first; the others repeat the last).
+type Out<'a> = (&'a mut [f32], &'a [usize], usize);
 
 /// The block's columns `N` vectors at a time; the last tile may be partial. A single tile
 /// reads its terms straight from the entries; several share them packed.
 #[inline(always)]
-fn tiles<S: Simd, const R: usize, const N: usize>(
+fn tiles<S: Simd, const N: usize>(
     simd: S,
     b: &SparseBlock,
     packed: &mut PackedBlock,
-    out: &mut [f32],
-    out_rows: &[usize],
+    out: Out,
     width: usize,
 ) {
     let tile = N * F32s::<S>::LEN;
     b.layout.check_tiles(width, tile);
     if width <= tile {
-        with_read!(b.vals, |vals| tile_sums::<S, R, N>(
+        with_read!(b.vals, |vals| tile_sums::<S, N>(
             simd,
             b,
-            UnionTerms::<_, R>::new(b, vals),
+            UnionTerms::new(b, vals),
             out,
-            out_rows,
             (0, width)
         ));
         return;
     }
-    with_read!(b.vals, |vals| packed.pack::<_, R>(b, vals));
+    with_read!(b.vals, |vals| packed.pack(b, vals));
+    let (out, out_rows, live) = out;
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
-        tile_sums::<S, R, N>(simd, b, packed.terms(), out, out_rows, (c0, cols));
+        let out = (&mut *out, out_rows, live);
+        tile_sums::<S, N>(simd, b, packed.terms(), out, (c0, cols));
     }
 }
 
 /// [`add_tile`] for the tile of `cols` columns from `c0`, whole or partial.
 #[inline(always)]
-fn tile_sums<S: Simd, const R: usize, const N: usize>(
+fn tile_sums<S: Simd, const N: usize>(
     simd: S,
     b: &SparseBlock,
     terms: impl Terms,
-    out: &mut [f32],
-    out_rows: &[usize],
+    out: Out,
     (c0, cols): (usize, usize),
 ) {
     if cols == N * F32s::<S>::LEN {
-        add_tile::<S, R, N, true>(simd, b, terms, out, out_rows, c0, cols);
+        add_tile::<S, N, true>(simd, b, terms, out, c0, cols);
     } else {
-        add_tile::<S, R, N, false>(simd, b, terms, out, out_rows, c0, cols);
+        add_tile::<S, N, false>(simd, b, terms, out, c0, cols);
     }
 }
 
-/// One tile of `cols` columns from `c0`: its sums added to the output rows. A whole tile
+/// One tile of `cols` columns from `c0`: its live rows' sums added to the output rows. A
+/// whole tile
 /// (`WHOLE`, `cols` then `N · LEN`) is its own copy with the width a constant, so that the
 /// compiler unrolls the additions and keeps `acc` in registers: with the width unknown, the
 /// AVX-512 level's 16 accumulators went through the stack on every multiply-add of the loop
 /// in `sums` (2× slower than AVX2, docs/PERFORMANCE.md).
 #[inline(always)]
-fn add_tile<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
+fn add_tile<S: Simd, const N: usize, const WHOLE: bool>(
     simd: S,
     b: &SparseBlock,
     terms: impl Terms,
-    out: &mut [f32],
-    out_rows: &[usize],
+    (out, out_rows, live): Out,
     c0: usize,
     cols: usize,
 ) {
     let cols = if WHOLE { N * F32s::<S>::LEN } else { cols };
-    let acc = sums::<S, R, N, WHOLE>(simd, b.m, b.layout, terms, c0, cols);
+    let acc = sums::<S, N, WHOLE>(simd, b.m, b.layout, terms, c0, cols);
+    // Every row of `acc` visited and the live ones written: a loop stopping at `live` would
+    // index `acc` with an unknown number, and keep it in memory rather than registers.
     for (r, acc) in acc.iter().enumerate() {
+        if r >= live {
+            continue;
+        }
         let dst = &mut out[out_rows[r] + c0..][..cols];
         for (k, &acc) in acc.iter().enumerate() {
             let (at, len) = lanes_of(k, F32s::<S>::LEN, cols);
@@ -203,24 +224,24 @@ pub(super) fn lanes_of(k: usize, lanes: usize, cols: usize) -> (usize, usize) {
     )
 }
 
-/// R rows × N vectors of sums for columns `c0..c0 + cols` of `m` (all `N · LEN` of them when
+/// [`MAX_BLOCK_ROWS`] rows × N vectors of sums for columns `c0..c0 + cols` of `m` (all `N · LEN` of them when
 /// `WHOLE`, else zeros past `cols`): `acc[r] = Σ_(j, v) v[r] · m[j][c0..]` over the terms
 /// in order, one fused multiply-add per term, from 0. Each matrix row's N
-/// vectors are loaded once per set bit and used by all R rows. The tile lies in one panel of
+/// vectors are loaded once per set bit and used by all the block's rows. The tile lies in one panel of
 /// `layout` (`check_tiles`): its columns of row j are consecutive, `j·ld` past row 0's.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r and k index several arrays in step
-pub(super) fn sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
+pub(super) fn sums<S: Simd, const N: usize, const WHOLE: bool>(
     simd: S,
     m: &[f32],
     layout: Panels,
     terms: impl Terms,
     c0: usize,
     cols: usize,
-) -> [[F32s<S>; N]; R] {
+) -> [[F32s<S>; N]; MAX_BLOCK_ROWS] {
     let lanes = F32s::<S>::LEN;
     let zero = F32s::<S>::splat(simd, 0.0);
-    let mut acc = [[zero; N]; R];
+    let mut acc = [[zero; N]; MAX_BLOCK_ROWS];
     let (start, ld) = (layout.index(0, c0), layout.ld());
     let mut terms = terms;
     while let Some((j, v)) = terms.next_term() {
@@ -237,7 +258,7 @@ pub(super) fn sums<S: Simd, const R: usize, const N: usize, const WHOLE: bool>(
                 load_padded(simd, row, at, len)
             };
         }
-        for r in 0..R {
+        for r in 0..MAX_BLOCK_ROWS {
             let v = F32s::<S>::splat(simd, v[r]);
             for k in 0..N {
                 acc[r][k] = v.mul_add_precise(m_j[k], acc[r][k]);

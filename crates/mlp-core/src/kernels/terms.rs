@@ -6,7 +6,7 @@ use super::entries::Read;
 use super::{MAX_BLOCK_ROWS, SparseBlock};
 
 /// The terms of a block's sums in order: for each set bit j of the union, j and the block's
-/// rows' entries there (the first R of `Row`).
+/// [`MAX_BLOCK_ROWS`] rows' entries there.
 pub(super) trait Terms {
     /// The rows' entries at one set bit.
     type Row: AsRef<[f32]>;
@@ -14,27 +14,28 @@ pub(super) trait Terms {
     fn next_term(&mut self) -> Option<(usize, Self::Row)>;
 }
 
-/// The terms of a block of R rows, read from its entries as the union's bits are visited:
+/// The terms of a block, read from its entries as the union's bits are visited:
 /// two dependent loads per row and term for bytes (the byte, its table entry), which a
 /// product of a single tile pays once and a packed block would pay once too, plus its own
 /// stores and loads.
-pub(super) struct UnionTerms<'a, V, const R: usize> {
+pub(super) struct UnionTerms<'a, V> {
     union: &'a [u64],
     /// The word after the one in `bits`.
     next_word: usize,
     /// The current word's bits not yet visited.
     bits: u64,
-    starts: [usize; R],
+    starts: [usize; MAX_BLOCK_ROWS],
     step: usize,
     vals: V,
 }
 
-impl<'a, V: Read, const R: usize> UnionTerms<'a, V, R> {
-    /// The terms of `block` (of R rows, whose indices `SparseBlock::check` vouched for).
+impl<'a, V: Read> UnionTerms<'a, V> {
+    /// The terms of `block` (of [`MAX_BLOCK_ROWS`] rows, whose indices `SparseBlock::check`
+    /// vouched for).
     #[inline(always)]
     pub(super) fn new(block: &SparseBlock<'a>, vals: V) -> Self {
-        let mut starts = [0; R];
-        starts.copy_from_slice(&block.rows[..R]);
+        let mut starts = [0; MAX_BLOCK_ROWS];
+        starts.copy_from_slice(&block.rows[..MAX_BLOCK_ROWS]);
         Self {
             union: block.union,
             next_word: 0,
@@ -46,11 +47,11 @@ impl<'a, V: Read, const R: usize> UnionTerms<'a, V, R> {
     }
 }
 
-impl<V: Read, const R: usize> Terms for UnionTerms<'_, V, R> {
-    type Row = [f32; R];
+impl<V: Read> Terms for UnionTerms<'_, V> {
+    type Row = [f32; MAX_BLOCK_ROWS];
 
     #[inline(always)]
-    fn next_term(&mut self) -> Option<(usize, [f32; R])> {
+    fn next_term(&mut self) -> Option<(usize, [f32; MAX_BLOCK_ROWS])> {
         while self.bits == 0 {
             self.bits = *self.union.get(self.next_word)?;
             self.next_word += 1;
@@ -58,7 +59,7 @@ impl<V: Read, const R: usize> Terms for UnionTerms<'_, V, R> {
         let j = (self.next_word - 1) * 64 + self.bits.trailing_zeros() as usize;
         self.bits &= self.bits - 1;
         let entry = j * self.step;
-        let mut v = [0.0; R];
+        let mut v = [0.0; MAX_BLOCK_ROWS];
         for (v, &start) in v.iter_mut().zip(&self.starts) {
             *v = self.vals.read(start + entry);
         }
@@ -91,29 +92,17 @@ impl PackedBlock {
         }
     }
 
-    /// Packs the terms of `block`, of any number of rows (whose indices
-    /// `SparseBlock::check` vouched for).
-    #[inline(always)]
-    pub(super) fn pack_any<V: Read>(&mut self, block: &SparseBlock, vals: V) {
-        match block.rows.len() {
-            1 => self.pack::<V, 1>(block, vals),
-            2 => self.pack::<V, 2>(block, vals),
-            3 => self.pack::<V, 3>(block, vals),
-            _ => self.pack::<V, 4>(block, vals),
-        }
-    }
-
-    /// Packs the terms of `block`, of R rows (whose indices `SparseBlock::check` vouched
-    /// for). The buffers are sized first and then written in place: no capacity check per
+    /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows (whose indices
+    /// `SparseBlock::check` vouched for). The buffers are sized first and then written in place: no capacity check per
     /// entry, and no small array stored and reloaded whole (which stalls store forwarding).
     /// The walk over the union is `UnionTerms`' own, written out: packed through
     /// `UnionTerms::next_term` the AVX2 forward product measured ~7 % slower.
     #[inline(always)]
-    pub(super) fn pack<V: Read, const R: usize>(&mut self, block: &SparseBlock, vals: V) {
+    pub(super) fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
         let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
         self.js.resize(bits, 0);
         self.vals.resize(bits * MAX_BLOCK_ROWS, 0.0);
-        let starts: [usize; R] = std::array::from_fn(|r| block.rows[r]);
+        let starts: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|r| block.rows[r]);
         let mut slots = self
             .js
             .iter_mut()
@@ -128,8 +117,8 @@ impl PackedBlock {
                 };
                 *slot = j as u32;
                 let entry = j * block.step;
-                for r in 0..R {
-                    four[r] = vals.read(starts[r] + entry);
+                for (v, &start) in four.iter_mut().zip(&starts) {
+                    *v = vals.read(start + entry);
                 }
             }
         }
