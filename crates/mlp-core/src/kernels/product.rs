@@ -184,11 +184,10 @@ fn tile_sums<S: Simd, const N: usize>(
 }
 
 /// One tile of `cols` columns from `c0`: its live rows' sums added to the output rows. A
-/// whole tile
-/// (`WHOLE`, `cols` then `N · LEN`) is its own copy with the width a constant, so that the
-/// compiler unrolls the additions and keeps `acc` in registers: with the width unknown, the
-/// AVX-512 level's 16 accumulators went through the stack on every multiply-add of the loop
-/// in `sums` (2× slower than AVX2, docs/PERFORMANCE.md).
+/// whole tile (`WHOLE`, `cols` then `N · LEN`) is its own copy with the width a constant, so
+/// that the compiler unrolls the additions and keeps `acc` in registers: with the width
+/// unknown, the AVX-512 level's 16 accumulators went through the stack on every multiply-add
+/// of the loop in `sums` (2× slower than AVX2, docs/PERFORMANCE.md).
 #[inline(always)]
 fn add_tile<S: Simd, const N: usize, const WHOLE: bool>(
     simd: S,
@@ -224,11 +223,12 @@ pub(super) fn lanes_of(k: usize, lanes: usize, cols: usize) -> (usize, usize) {
     )
 }
 
-/// [`MAX_BLOCK_ROWS`] rows × N vectors of sums for columns `c0..c0 + cols` of `m` (all `N · LEN` of them when
-/// `WHOLE`, else zeros past `cols`): `acc[r] = Σ_(j, v) v[r] · m[j][c0..]` over the terms
-/// in order, one fused multiply-add per term, from 0. Each matrix row's N
-/// vectors are loaded once per set bit and used by all the block's rows. The tile lies in one panel of
-/// `layout` (`check_tiles`): its columns of row j are consecutive, `j·ld` past row 0's.
+/// [`MAX_BLOCK_ROWS`] rows × N vectors of sums for columns `c0..c0 + cols` of `m` (all
+/// `N · LEN` of them when `WHOLE`, else zeros past `cols`): `acc[r] = Σ_(j, v) v[r] · m[j][c0..]`
+/// over the terms in order, one fused multiply-add per term, from 0. Each matrix row's N
+/// vectors are loaded once per set bit and used by all the block's rows. The tile lies in one
+/// panel of `layout` (`check_tiles`): its columns of row j are consecutive, `j·ld` past row
+/// 0's.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r and k index several arrays in step
 pub(super) fn sums<S: Simd, const N: usize, const WHOLE: bool>(
