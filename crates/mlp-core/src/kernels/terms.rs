@@ -74,7 +74,7 @@ impl<V: Read> Terms for UnionTerms<'_, V> {
 /// columns needs them all again: with AVX2's 16-column tiles a 64-column product read every
 /// entry four times, and those reads took 40 % of the step. Packed, a tile reads each set
 /// bit's index and its [`MAX_BLOCK_ROWS`] values from two contiguous arrays. (A product of a
-/// single tile, AVX-512's 64 columns, reads its terms straight: [`UnionTerms`].)
+/// single tile, AVX-512's 64 columns, reads its terms straight: `UnionTerms`.)
 #[derive(Debug, Clone, Default)]
 pub struct PackedBlock {
     /// The set bits of the union, in order.

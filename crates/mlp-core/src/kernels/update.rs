@@ -22,7 +22,7 @@ use fearless_simd::{Simd, SimdFloat};
 
 use super::vector::F32s;
 
-/// What the update rules compute with: `f32`, or a level's native vector ([`Vector`]).
+/// What the update rules compute with: `f32`, or a level's native vector (`Vector`).
 pub trait Lanes:
     Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
 {
