@@ -92,10 +92,10 @@ impl PackedBlock {
         }
     }
 
-    /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows (whose indices
-    /// `SparseBlock::check` vouched for). The buffers are sized first and then written in place: no capacity check per
-    /// entry, and no small array stored and reloaded whole (which stalls store forwarding).
-    /// The walk over the union is `UnionTerms`' own, written out: packed through
+    /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows (whose indices `SparseBlock::check`
+    /// vouched for). The buffers are sized first and then written in place: no capacity check per
+    /// entry, and no small array stored and reloaded whole (which stalls store forwarding). The
+    /// walk over the union is `UnionTerms`' own, written out: packed through
     /// `UnionTerms::next_term` the AVX2 forward product measured ~7 % slower.
     #[inline(always)]
     pub(super) fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
