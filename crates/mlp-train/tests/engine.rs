@@ -1,8 +1,9 @@
 //! The optimised step (sparse, fused, sharded) against the reference maths of mlp-core
 //! (`Mlp::forward`, `Mlp::backward`, `Sgd::step`).
 
+use mlp_core::noise::Dropout;
 use mlp_core::{Activation, Mlp, Shape, Workspace};
-use mlp_train::{Engine, Evaluator, InMemoryData, LabelledData, Sgd};
+use mlp_train::{Engine, Evaluator, InMemoryData, LabelledData, Regularisers, Sample, Sgd};
 use ndarray::Array2;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -252,11 +253,14 @@ fn fast_and_reference_evaluation_agree_on_one_model() {
     assert_eq!(fast.count(), 2500);
 }
 
-/// `next` lets the engine gather the following batch ahead. Pins that it never changes a
-/// result: not when the next call asks for other indices than announced, not when it passes
-/// other data with the same indices, and not when an evaluation reuses the buffers in between.
+/// `next` lets the engine gather the following batch ahead and run its forward pass at the
+/// end of the step before. Pins that it never changes a result: not when the next call asks
+/// for other indices than announced, or for the announced indices under another key (hidden
+/// dropout draws its mask in the forward pass), not when it passes other data with the same
+/// indices, not when an evaluation reuses the buffers in between, and not when the
+/// regularisers change between two steps.
 #[test]
-fn gathering_ahead_never_changes_a_result() {
+fn gathering_and_forwarding_ahead_never_change_a_result() {
     let shape = Shape {
         inputs: 40,
         hidden: 48,
@@ -276,33 +280,63 @@ fn gathering_ahead_never_changes_a_result() {
         };
         (0..len).map(|k| (b * 29 + k * 13) % 200).collect()
     };
-    // (data of this step, its batch, the `next` announced)
-    let plan: Vec<(&InMemoryData, Vec<usize>, Vec<usize>)> = vec![
-        (&data, batch(0), batch(1)),
-        (&data, batch(1), batch(2)),
-        (&data, batch(5), batch(3)),  // not what was announced
-        (&other, batch(3), batch(4)), // announced indices, other data
-        (&other, batch(4), batch(6)), // as announced, but an evaluation comes first
-        (&data, batch(6), vec![]),
+    let dropout = Regularisers {
+        hidden_dropout: Dropout::new(0.3),
+        input_dropout: Dropout::new(0.2),
+        label_smoothing: 0.1,
+        augmentation: None,
+    };
+    // (data of this step, its batch and key, the `next` announced and its key)
+    let plan: Vec<(&InMemoryData, Vec<usize>, u64, Vec<usize>, u64)> = vec![
+        (&data, batch(0), 10, batch(1), 11),
+        (&data, batch(1), 11, batch(2), 12),
+        (&data, batch(5), 15, batch(3), 13), // not what was announced
+        (&other, batch(3), 13, batch(4), 14), // announced indices and key, other data
+        (&other, batch(4), 14, batch(6), 16), // as announced, but an evaluation comes first
+        (&other, batch(6), 17, batch(7), 17), // announced indices, another key
+        (&other, batch(7), 17, batch(8), 18), // as announced, but the regularisers change
+        (&data, batch(8), 18, vec![], 0),
     ];
-    for threads in [1, 2] {
+    for (threads, regularisers) in [1, 2]
+        .into_iter()
+        .flat_map(|t| [Regularisers::default(), dropout].map(|r| (t, r)))
+    {
         let run = |ahead: bool| {
             let mut engine = Engine::new(&start, 16, threads);
+            engine.set_regularisers(regularisers).unwrap();
             let mut losses = Vec::new();
-            for (step, (d, b, next)) in plan.iter().enumerate() {
+            for (step, (d, b, key, next, next_key)) in plan.iter().enumerate() {
                 if step == 4 {
                     engine.evaluate(&data);
                 }
+                if step == 6 {
+                    let changed = Regularisers {
+                        label_smoothing: 0.05,
+                        ..regularisers
+                    };
+                    engine.set_regularisers(changed).unwrap();
+                }
                 let next: &[usize] = if ahead { next } else { &[] };
-                losses.push(engine.train_step(*d, b, next, &sgd).metrics.loss_sum);
+                let this = Sample {
+                    indices: b,
+                    key: *key,
+                };
+                let next = Sample {
+                    indices: next,
+                    key: *next_key,
+                };
+                losses.push(engine.train_step(*d, this, next, &sgd).metrics.loss_sum);
             }
             (engine.to_model(), losses)
         };
         let (ahead, ahead_losses) = run(true);
         let (plain, plain_losses) = run(false);
-        assert_eq!(ahead_losses, plain_losses, "{threads} threads");
-        assert_eq!(ahead.w1, plain.w1, "{threads} threads");
-        assert_eq!(ahead.w2, plain.w2, "{threads} threads");
+        let case = format!("{threads} threads, {regularisers:?}");
+        assert_eq!(ahead_losses, plain_losses, "{case}");
+        assert_eq!(ahead.w1, plain.w1, "{case}");
+        assert_eq!(ahead.w2, plain.w2, "{case}");
+        assert_eq!(ahead.b1, plain.b1, "{case}");
+        assert_eq!(ahead.b2, plain.b2, "{case}");
     }
 }
 

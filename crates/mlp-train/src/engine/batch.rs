@@ -282,9 +282,10 @@ fn silhouette(mask: &[u64], side: usize) -> (u32, u32) {
     (columns.count_ones(), height)
 }
 
-/// The examples gathered ahead into the training batches: their data set, indices and key. The
-/// data set is known by its address only, which is why [`super::Engine::train_step`] asks
-/// that the call after one with a `next` pass the same, unchanged data object.
+/// The examples gathered ahead into the training batches, and run through the forward pass:
+/// their data set, indices and key. The data set is known by its address only, which is why
+/// [`super::Engine::train_step`] asks that the call after one with a `next` pass the same,
+/// unchanged data object.
 #[derive(Debug)]
 pub(super) struct ReadyBatch {
     data: Option<usize>,

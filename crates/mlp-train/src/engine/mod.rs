@@ -16,7 +16,10 @@
 //!   rows of W2. The shards are independent except for the logits,
 //!   z2 = ((a1_0·W2_0 + b2) + a1_1·W2_1) + …, so a step is two phases with a join between
 //!   them: forward (each shard its columns), then backward and update (each shard its
-//!   parameters). Each thread (a *worker*) runs a contiguous run of shards; with one
+//!   parameters). The forward pass of a shard needs nothing but its own parameters and the
+//!   batch, so when the next batch is known each worker runs it right after its update, in
+//!   the same phase: a step in a run is then one phase and one join, softmax to forward,
+//!   with the logits of the batch being trained and of the next in two buffers. Each thread (a *worker*) runs a contiguous run of shards; with one
 //!   thread, one worker runs them all. The partition depends on the width alone and every
 //!   sum is taken shard by shard in shard order, so the thread count never changes a
 //!   result. A step uses at most one thread per shard (two for 784-128-10); evaluation
@@ -121,11 +124,12 @@ pub struct Engine {
     shards: Vec<Shard>,
     /// One per training thread (at most one per shard), each with its run of shards.
     workers: Vec<Worker>,
-    /// Each shard's part of the logits, shard s's (batch_size, classes) at `s * part_len`.
-    z2_parts: Vec<f32>,
+    /// Each shard's part of the logits, shard s's (batch_size, classes) at `s * part_len`,
+    /// twice: the batch being trained's in `z2_parts[front]`, and the next's being computed
+    /// in the other (see [`Engine::train_step`]).
+    z2_parts: [Vec<f32>; 2],
+    front: usize,
     part_len: usize,
-    /// Each shard's squared gradient norm of the last step.
-    grad_sq: Vec<f64>,
     /// Moments the shards hold (see [`Engine::set_moments`]).
     moment_count: usize,
     regularisers: Regularisers,
@@ -190,9 +194,9 @@ impl Engine {
             level,
             token,
             activation: model.activation,
-            z2_parts: vec![0.0; shards.len() * part_len],
+            z2_parts: [(); 2].map(|_| vec![0.0; shards.len() * part_len]),
+            front: 0,
             part_len,
-            grad_sq: vec![0.0; shards.len()],
             moment_count: 0,
             regularisers: Regularisers::default(),
             noise: InputNoise::default(),
@@ -275,51 +279,33 @@ impl Engine {
         Ok(())
     }
 
-    /// Phase 1, training: every worker gathers the whole batch into its own copy.
-    fn gather_training(&mut self, data: &dyn LabelledData, batch: Sample) {
-        let (token, noise) = (self.token, &self.noise);
-        each_worker(
-            &mut self.team,
-            &mut self.workers,
-            &mut self.shards,
-            &mut [(); 0],
-            0,
-            &|w, _, _| w.gather(token, data, batch.indices, noise, batch.key),
-        );
-    }
-
-    /// Phase 2: the forward pass of every shard, each worker first asking for its share of
-    /// the next batch (`next` of `data`) to be fetched into cache, so that its gather at the
-    /// end of the step does not stall on memory. A thousand prefetches take a core about
-    /// 4 µs (each waits for a free miss buffer): split between two threads they cost each
-    /// 2 µs, where the calling thread used to spend 4 µs alone before the fork (12
-    /// alternating bench runs: epoch quartiles 0.089 / 0.092 / 0.103 s against
-    /// 0.090 / 0.102 / 0.108 s).
-    fn forward(&mut self, n: usize, key: u64, data: &dyn LabelledData, next: &[usize]) {
-        assert!(
-            self.workers.iter().all(|w| w.batch.order.rows().len() == n),
-            "the gathered batch has {n} rows"
-        );
-        let (token, activation, part_len) = (self.token, self.activation, self.part_len);
-        let workers = self.workers.len();
+    /// The hidden layer's dropout in the forward pass of the batch drawn under `key`.
+    fn hidden_dropout(&self, key: u64) -> Option<HiddenDropout> {
         let hidden = self.shape.hidden;
-        let dropout = self
-            .regularisers
+        self.regularisers
             .hidden_dropout
             .map(|dropout| HiddenDropout {
                 dropout,
                 key: StepKeys::of(key).hidden,
                 hidden,
-            });
+            })
+    }
+
+    /// The first phase of a step whose batch is not ready: every worker gathers the whole
+    /// batch into its own copy and runs its shards' forward pass over it, into
+    /// `z2_parts[front]`.
+    fn gather_forward(&mut self, data: &dyn LabelledData, batch: Sample) {
+        let (token, activation, part_len) = (self.token, self.activation, self.part_len);
+        let dropout = self.hidden_dropout(batch.key);
+        let noise = &self.noise;
         each_worker(
             &mut self.team,
             &mut self.workers,
             &mut self.shards,
-            &mut self.z2_parts,
+            &mut self.z2_parts[self.front],
             part_len,
             &|worker, shards, parts| {
-                let t = worker.id;
-                data.prefetch(&next[t * next.len() / workers..(t + 1) * next.len() / workers]);
+                worker.gather(token, data, batch.indices, noise, batch.key);
                 worker.forward(token, shards, parts, part_len, activation, dropout);
             },
         );
@@ -330,10 +316,11 @@ impl Engine {
     /// regularisers set by [`Engine::set_regularisers`] drawing under the batch's key.
     ///
     /// `next` names the examples of the following step (or is empty). They are fetched into
-    /// cache while this step computes and gathered at its end, by each worker right after its
-    /// backward pass, which saves the next step a phase. The next call uses them if it asks
-    /// for the same indices and key of the same `data` object (known by its address), and
-    /// gathers again otherwise. So the call after one with a `next` must pass the same,
+    /// cache while this step computes, then gathered and run through the forward pass at its
+    /// end, by each worker right after its update, which saves the next step a phase (and
+    /// its join). The next call uses them if it asks for the same indices and key of the
+    /// same `data` object (known by its address), with the same regularisers, and gathers
+    /// again otherwise. So the call after one with a `next` must pass the same,
     /// unchanged data object, or another at another address; then `next` never changes a
     /// result.
     pub fn train_step<'a, 'b>(
@@ -356,9 +343,12 @@ impl Engine {
             "the update keeps as many moments as set_moments laid out"
         );
         if !self.ready.holds(data, batch) {
-            self.gather_training(data, batch);
+            self.gather_forward(data, batch);
         }
-        self.forward(n, batch.key, data, next.indices);
+        assert!(
+            self.workers.iter().all(|w| w.batch.order.rows().len() == n),
+            "the gathered batch has {n} rows"
+        );
 
         // Until the next batch is complete, the buffers hold no batch anyone can rely on.
         self.ready.clear();
@@ -369,27 +359,57 @@ impl Engine {
             reg.hidden_dropout.is_some(),
             reg.label_smoothing,
         );
+        let next_dropout = self.hidden_dropout(next.key);
         let noise = &self.noise;
-        let parts = self.z2_parts.as_slice();
-        // Each worker: backward with its own copy of the batch, then the next batch into it.
+        let [front, back] = &mut self.z2_parts;
+        let (parts, next_parts) = if self.front == 0 {
+            (&*front, back)
+        } else {
+            (&*back, front)
+        };
+        let workers = self.workers.len();
+        let share = |t: usize| {
+            let len = next.indices.len();
+            &next.indices[t * len / workers..(t + 1) * len / workers]
+        };
+        // Each worker: its share of the next batch asked into cache, so that its gather does
+        // not stall on memory; backward and update with its own copy of the batch; then the
+        // next batch into that copy and its forward pass, with the parameters just updated.
         each_worker(
             &mut self.team,
             &mut self.workers,
             &mut self.shards,
-            &mut self.grad_sq,
-            1,
-            &|worker, shards, grad_sq| {
-                worker.backward_update(token, n, parts, part_len, shards, grad_sq, pass, update);
+            next_parts,
+            part_len,
+            &|worker, shards, next_parts| {
+                data.prefetch(share(worker.id));
+                worker.backward_update(token, n, parts, part_len, shards, pass, update);
                 if !next.indices.is_empty() {
                     worker.gather(token, data, next.indices, noise, next.key);
+                    worker.forward(
+                        token,
+                        shards,
+                        next_parts,
+                        part_len,
+                        activation,
+                        next_dropout,
+                    );
                 }
             },
         );
+        if !next.indices.is_empty() {
+            self.front = 1 - self.front;
+        }
         self.ready.set(data, next);
         StepStats {
             metrics: self.workers[0].metrics,
             // Summed in shard order, whichever thread computed which.
-            grad_norm: self.grad_sq.iter().fold(0.0, |sum, sq| sum + sq).sqrt(),
+            grad_norm: self
+                .workers
+                .iter()
+                .flat_map(|w| &w.grad_sq)
+                .fold(0.0, |sum, sq| sum + sq)
+                .sqrt(),
         }
     }
 }

@@ -63,6 +63,8 @@ pub(super) struct Worker {
     dz2: Vec<f32>,
     /// The batch's loss and accuracy counts from the last backward pass.
     pub metrics: BatchMetrics,
+    /// Each of its shards' squared gradient norm from the last backward pass, in order.
+    pub grad_sq: Vec<f64>,
 }
 
 impl Worker {
@@ -76,13 +78,14 @@ impl Worker {
     ) -> Self {
         Self {
             id,
-            shards,
             batch: Batch::new(inputs, batch_size),
             scratch: Scratch::new(batch_size.max(inputs), widest),
             classes,
             probs: vec![0.0; batch_size * classes],
             dz2: vec![0.0; batch_size * classes],
             metrics: BatchMetrics::default(),
+            grad_sq: vec![0.0; shards.len()],
+            shards,
         }
     }
 
@@ -115,7 +118,7 @@ impl Worker {
     /// Softmax and cross-entropy (against labels smoothed by `smoothing`) of the logits,
     /// z2 = ((z2_0 + b2) + z2_1) + … summed over every shard's part in shard order, then the
     /// backward pass and update of this worker's `shards`, each shard's squared gradient
-    /// norm into `grad_sq`.
+    /// norm into [`Worker::grad_sq`].
     #[allow(clippy::too_many_arguments)]
     pub fn backward_update(
         &mut self,
@@ -124,7 +127,6 @@ impl Worker {
         parts: &[f32],
         part_len: usize,
         shards: &mut [Shard],
-        grad_sq: &mut [f64],
         (activation, dropped, smoothing): (Activation, bool, f32),
         update: Update,
     ) {
@@ -150,7 +152,7 @@ impl Worker {
         loss::smoothed_cross_entropy_backward(probs, labels, smoothing, dz2);
 
         let pixels = self.batch.pixels(n);
-        for (shard, sq) in shards.iter_mut().zip(grad_sq) {
+        for (shard, sq) in shards.iter_mut().zip(&mut self.grad_sq) {
             *sq = shard.backward_update(
                 token,
                 &self.dz2,
