@@ -84,9 +84,18 @@ impl<'a> Entries<'a> {
 
 /// Reads of one kind of [`Entries`], one type per kind, so that each kernel loop is compiled
 /// for its kind (no branch per entry).
+///
+/// Unchecked: the sparse products read four entries per set bit of a union, and a bounds
+/// check on each (with the one on the matrix row) was a quarter of the instructions of their
+/// inner loop, which is bound by how fast the core issues them, not by its multiply-adds
+/// (docs/PERFORMANCE.md). The kernels check every index once per block instead
+/// (`SparseBlock::check`, and `sparse_gradient_step`'s asserts).
 pub(super) trait Read: Copy {
-    /// Entry `i` (panics past the end).
-    fn read(self, i: usize) -> f32;
+    /// Entry `i`.
+    ///
+    /// # Safety
+    /// `i` is below the entries' length.
+    unsafe fn read(self, i: usize) -> f32;
 }
 
 /// Reads `f32` entries (from [`Entries::F32`]).
@@ -94,7 +103,7 @@ pub(super) trait Read: Copy {
 pub(super) struct ReadF32<'a>(pub(super) &'a [f32]);
 
 /// Reads byte entries through their table (from [`Entries::Bytes`]); any byte indexes the
-/// 256-entry table, so only the byte's index is checked.
+/// 256-entry table, so the table needs no check.
 #[derive(Clone, Copy)]
 pub(super) struct ReadBytes<'a> {
     pub(super) bytes: &'a [u8],
@@ -103,15 +112,17 @@ pub(super) struct ReadBytes<'a> {
 
 impl Read for ReadF32<'_> {
     #[inline(always)]
-    fn read(self, i: usize) -> f32 {
-        self.0[i]
+    unsafe fn read(self, i: usize) -> f32 {
+        // SAFETY: `i` is in bounds (the caller's promise).
+        unsafe { *self.0.get_unchecked(i) }
     }
 }
 
 impl Read for ReadBytes<'_> {
     #[inline(always)]
-    fn read(self, i: usize) -> f32 {
-        self.table[usize::from(self.bytes[i])]
+    unsafe fn read(self, i: usize) -> f32 {
+        // SAFETY: `i` is in bounds (the caller's promise); any byte indexes the table.
+        self.table[usize::from(unsafe { *self.bytes.get_unchecked(i) })]
     }
 }
 

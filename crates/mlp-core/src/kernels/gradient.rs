@@ -135,7 +135,8 @@ fn gradient_step<S: Simd, U: Rule>(
         // Terms read straight for a single tile, else packed once for every tile.
         let direct = width <= tile;
         if !direct {
-            with_read!(x.vals, |vals| packed.pack(&block, vals));
+            // SAFETY: every index was checked above.
+            with_read!(x.vals, |vals| unsafe { packed.pack(&block, vals) });
         }
         let state = (&mut *w, &mut *first, &mut *second);
         let (rows_at, terms, d) = ((p0, layout, live), (&block, &*packed, direct), (d, width));
@@ -178,7 +179,8 @@ fn block_step<S: Simd, U: Rule, const N: usize>(
     if direct {
         let (at, state) = ((rows_at, 0, width), (w, first, second));
         with_read!(block.vals, |vals| {
-            let terms = UnionTerms::new(block, vals);
+            // SAFETY: `gradient_step` checked every index of the block's entries.
+            let terms = unsafe { UnionTerms::new(block, vals) };
             tile_step::<S, U, N>(simd, d, terms, state, at, step, sq);
         });
     } else {
@@ -238,7 +240,9 @@ fn step_tile<S: Simd, U: Rule, const N: usize, const WHOLE: bool>(
     let cols = if WHOLE { N * lanes } else { cols };
     let splat = |c: f32| Vector::<S>(F32s::<S>::splat(simd, c));
     let zero = splat(0.0);
-    let g = sums::<S, N, WHOLE>(simd, d, Panels::row_major(width), terms, c0, cols);
+    // SAFETY: `gradient_step` checked that d holds `rows` rows of `width` columns and cleared
+    // the union's bits past `rows`; the terms are its bits, and c0 + cols <= width.
+    let g = unsafe { sums::<S, N, WHOLE>(simd, d, Panels::row_major(width), terms, c0, cols) };
     // Squares: 16 columns at a time, the block's live rows in order within each. (Every row
     // of `g` is visited and the copies skipped: a loop stopping at `live` would index `g`
     // with an unknown number, and keep it in memory rather than registers.)

@@ -137,7 +137,8 @@ pub(super) fn filled(rows: &[usize]) -> ([usize; MAX_BLOCK_ROWS], usize) {
 type Out<'a> = (&'a mut [f32], &'a [usize], usize);
 
 /// The block's columns `N` vectors at a time; the last tile may be partial. A single tile
-/// reads its terms straight from the entries; several share them packed.
+/// reads its terms straight from the entries; several share them packed. Only for a block
+/// that `masked_rows_product` checked for `width` columns (the reads are unchecked).
 #[inline(always)]
 fn tiles<S: Simd, const N: usize>(
     simd: S,
@@ -149,16 +150,18 @@ fn tiles<S: Simd, const N: usize>(
     let tile = N * F32s::<S>::LEN;
     b.layout.check_tiles(width, tile);
     if width <= tile {
+        // SAFETY: `masked_rows_product` checked the block's entries (`SparseBlock::check`).
         with_read!(b.vals, |vals| tile_sums::<S, N>(
             simd,
             b,
-            UnionTerms::new(b, vals),
+            unsafe { UnionTerms::new(b, vals) },
             out,
             (0, width)
         ));
         return;
     }
-    with_read!(b.vals, |vals| packed.pack(b, vals));
+    // SAFETY: as above.
+    with_read!(b.vals, |vals| unsafe { packed.pack(b, vals) });
     let (out, out_rows, live) = out;
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
@@ -198,7 +201,9 @@ fn add_tile<S: Simd, const N: usize, const WHOLE: bool>(
     cols: usize,
 ) {
     let cols = if WHOLE { N * F32s::<S>::LEN } else { cols };
-    let acc = sums::<S, N, WHOLE>(simd, b.m, b.layout, terms, c0, cols);
+    // SAFETY: `masked_rows_product` checked the block (`SparseBlock::check`) for these
+    // columns and its tiles (`check_tiles`), and the terms are its union's bits.
+    let acc = unsafe { sums::<S, N, WHOLE>(simd, b.m, b.layout, terms, c0, cols) };
     // Every row of `acc` visited and the live ones written: a loop stopping at `live` would
     // index `acc` with an unknown number, and keep it in memory rather than registers.
     for (r, acc) in acc.iter().enumerate() {
@@ -229,9 +234,14 @@ pub(super) fn lanes_of(k: usize, lanes: usize, cols: usize) -> (usize, usize) {
 /// vectors are loaded once per set bit and used by all the block's rows. The tile lies in one
 /// panel of `layout` (`check_tiles`): its columns of row j are consecutive, `j·ld` past row
 /// 0's.
+///
+/// # Safety
+/// For every term's j, columns `c0..c0 + cols` of row j of `m` are inside `m` under
+/// `layout`: what `SparseBlock::check` and `Panels::check_tiles` assert for the union's bits
+/// (the terms' j are those bits).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r and k index several arrays in step
-pub(super) fn sums<S: Simd, const N: usize, const WHOLE: bool>(
+pub(super) unsafe fn sums<S: Simd, const N: usize, const WHOLE: bool>(
     simd: S,
     m: &[f32],
     layout: Panels,
@@ -246,7 +256,10 @@ pub(super) fn sums<S: Simd, const N: usize, const WHOLE: bool>(
     let mut terms = terms;
     while let Some((j, v)) = terms.next_term() {
         let v = v.as_ref();
-        let row = &m[j * ld + start..][..cols];
+        let at = j * ld + start;
+        // SAFETY: row j's tile is inside `m` (the caller's promise); unchecked for the reason
+        // `entries::Read` gives.
+        let row = unsafe { m.get_unchecked(at..at + cols) };
         // A plain loop rather than `array::from_fn`: a closure is not sure to be inlined, and
         // left out of line it would be compiled for the baseline instruction set.
         let mut m_j = [zero; N];

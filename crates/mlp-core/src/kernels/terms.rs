@@ -30,10 +30,13 @@ pub(super) struct UnionTerms<'a, V> {
 }
 
 impl<'a, V: Read> UnionTerms<'a, V> {
-    /// The terms of `block` (of [`MAX_BLOCK_ROWS`] rows, whose indices `SparseBlock::check`
-    /// vouched for).
+    /// The terms of `block` (of [`MAX_BLOCK_ROWS`] rows), read from `vals`, its entries.
+    ///
+    /// # Safety
+    /// Every entry of the block's rows at a set bit of its union is inside `vals`: what
+    /// `SparseBlock::check` asserts.
     #[inline(always)]
-    pub(super) fn new(block: &SparseBlock<'a>, vals: V) -> Self {
+    pub(super) unsafe fn new(block: &SparseBlock<'a>, vals: V) -> Self {
         let mut starts = [0; MAX_BLOCK_ROWS];
         starts.copy_from_slice(&block.rows[..MAX_BLOCK_ROWS]);
         Self {
@@ -61,7 +64,8 @@ impl<V: Read> Terms for UnionTerms<'_, V> {
         let entry = j * self.step;
         let mut v = [0.0; MAX_BLOCK_ROWS];
         for (v, &start) in v.iter_mut().zip(&self.starts) {
-            *v = self.vals.read(start + entry);
+            // SAFETY: j is a set bit of the union, whose entries `new`'s caller vouched for.
+            *v = unsafe { self.vals.read(start + entry) };
         }
         Some((j, v))
     }
@@ -92,13 +96,15 @@ impl PackedBlock {
         }
     }
 
-    /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows (whose indices `SparseBlock::check`
-    /// vouched for). The buffers are sized first and then written in place: no capacity check per
+    /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows, read from `vals`. The buffers are sized first and then written in place: no capacity check per
     /// entry, and no small array stored and reloaded whole (which stalls store forwarding). The
     /// walk over the union is `UnionTerms`' own, written out: packed through
     /// `UnionTerms::next_term` the AVX2 forward product measured ~7 % slower.
+    ///
+    /// # Safety
+    /// As for [`UnionTerms::new`]: the entries at the union's set bits are inside `vals`.
     #[inline(always)]
-    pub(super) fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
+    pub(super) unsafe fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
         let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
         self.js.resize(bits, 0);
         self.vals.resize(bits * MAX_BLOCK_ROWS, 0.0);
@@ -118,7 +124,8 @@ impl PackedBlock {
                 *slot = j as u32;
                 let entry = j * block.step;
                 for (v, &start) in four.iter_mut().zip(&starts) {
-                    *v = vals.read(start + entry);
+                    // SAFETY: j is a set bit of the union (the caller's promise).
+                    *v = unsafe { vals.read(start + entry) };
                 }
             }
         }
