@@ -287,7 +287,8 @@ fn gathering_and_forwarding_ahead_never_change_a_result() {
         augmentation: None,
     };
     // (data of this step, its batch and key, the `next` announced and its key)
-    let plan: Vec<(&InMemoryData, Vec<usize>, u64, Vec<usize>, u64)> = vec![
+    type Step<'a> = (&'a InMemoryData, Vec<usize>, u64, Vec<usize>, u64);
+    let plan: Vec<Step> = vec![
         (&data, batch(0), 10, batch(1), 11),
         (&data, batch(1), 11, batch(2), 12),
         (&data, batch(5), 15, batch(3), 13), // not what was announced
