@@ -96,10 +96,11 @@ impl PackedBlock {
         }
     }
 
-    /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows, read from `vals`. The buffers are sized first and then written in place: no capacity check per
-    /// entry, and no small array stored and reloaded whole (which stalls store forwarding). The
-    /// walk over the union is `UnionTerms`' own, written out: packed through
-    /// `UnionTerms::next_term` the AVX2 forward product measured ~7 % slower.
+    /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows, read from `vals`. The buffers
+    /// are sized first and then written in place: no capacity check per entry, and no small
+    /// array stored and reloaded whole (which stalls store forwarding). The walk over the
+    /// union is `UnionTerms`' own, written out: packed through `UnionTerms::next_term` the
+    /// AVX2 forward product measured ~7 % slower.
     ///
     /// # Safety
     /// As for [`UnionTerms::new`]: the entries at the union's set bits are inside `vals`.
