@@ -311,8 +311,9 @@ fn gathering_and_forwarding_ahead_never_change_a_result() {
                     engine.evaluate(&data);
                 }
                 if step == 6 {
+                    // Another hidden dropout: the forward pass run ahead is stale.
                     let changed = Regularisers {
-                        label_smoothing: 0.05,
+                        hidden_dropout: Dropout::new(0.1),
                         ..regularisers
                     };
                     engine.set_regularisers(changed).unwrap();
