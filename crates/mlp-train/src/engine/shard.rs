@@ -10,7 +10,6 @@ use mlp_core::kernels::{
     dot_rows, mask_words, masked_rows_product, sparse_gradient_step, sum_of_squares,
 };
 use mlp_core::noise::Dropout;
-use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// Rows of `len` values with the bit masks of their non-zeros: row r is entries
 /// `r * stride..` (`len` of them) of `values`, and its mask
@@ -287,11 +286,7 @@ impl Shard {
             }
             masked_rows_product(simd, &x, z1, &out_rows[..group.len()], w, packed);
         }
-        let z1 = ArrayView2::from_shape((n, w), &z1[..n * w]).expect("buffer sized for n rows");
-        activation.forward(
-            z1,
-            ArrayViewMut2::from_shape((n, w), &mut a1[..n * w]).expect("buffer sized for n rows"),
-        );
+        activation.forward_slice(&z1[..n * w], &mut a1[..n * w]);
         // h = a1 ⊙ m, m for the shard's columns of the layer's mask.
         let hidden = match dropout {
             Some(HiddenDropout {
@@ -391,13 +386,7 @@ impl Shard {
                     *d *= m;
                 }
             }
-            let z1 = ArrayView2::from_shape((n, w), &fwd.z1[..n * w]).expect("sized");
-            let a1 = ArrayView2::from_shape((n, w), &fwd.a1[..n * w]).expect("sized");
-            activation.backward(
-                z1,
-                a1,
-                ArrayViewMut2::from_shape((n, w), &mut dz1[..n * w]).expect("sized"),
-            );
+            activation.backward_slice(&fwd.z1[..n * w], &fwd.a1[..n * w], &mut dz1[..n * w]);
             self.db1.fill(0.0);
             for i in 0..n {
                 add_row(&dz1[i * w..][..w], &mut self.db1);
