@@ -85,14 +85,8 @@ impl Activation {
         if let (Some(z), Some(a)) = (z.as_slice(), a.as_slice_mut()) {
             return self.forward_slice(z, a);
         }
-        // One loop per variant, so the match is outside the loop and each loop vectorises.
-        let zip = Zip::from(a).and(z);
-        match self {
-            Self::Relu => zip.for_each(|a, &z| *a = Self::Relu.apply(z)),
-            Self::LeakyRelu => zip.for_each(|a, &z| *a = Self::LeakyRelu.apply(z)),
-            Self::Tanh => zip.for_each(|a, &z| *a = Self::Tanh.apply(z)),
-            Self::Sigmoid => zip.for_each(|a, &z| *a = Self::Sigmoid.apply(z)),
-        }
+        // Strided views only, a rare path: one loop, the match inside it.
+        Zip::from(a).and(z).for_each(|a, &z| *a = self.apply(z));
     }
 
     /// In place: `grad` holds dL/da on entry and dL/dz = dL/da ⊙ f'(z) on return.
@@ -105,13 +99,10 @@ impl Activation {
         if let (Some(z), Some(a), Some(grad)) = (z.as_slice(), a.as_slice(), grad.as_slice_mut()) {
             return self.backward_slice(z, a, grad);
         }
-        let zip = Zip::from(grad).and(z).and(a);
-        match self {
-            Self::Relu => zip.for_each(|g, &z, &a| *g *= Self::Relu.derivative(z, a)),
-            Self::LeakyRelu => zip.for_each(|g, &z, &a| *g *= Self::LeakyRelu.derivative(z, a)),
-            Self::Tanh => zip.for_each(|g, &z, &a| *g *= Self::Tanh.derivative(z, a)),
-            Self::Sigmoid => zip.for_each(|g, &z, &a| *g *= Self::Sigmoid.derivative(z, a)),
-        }
+        Zip::from(grad)
+            .and(z)
+            .and(a)
+            .for_each(|g, &z, &a| *g *= self.derivative(z, a));
     }
 
     /// [`Activation::forward`] of values in a slice: `a[i] = f(z[i])` (panics if the lengths
@@ -121,7 +112,8 @@ impl Activation {
     /// (opt-level 3, but many codegen units and no LTO) `Zip::for_each` stayed out of line
     /// with a call per element (`ZippableTuple::as_ref`), about 10 % of a training run's
     /// samples against 0.3 % in release (docs/PERFORMANCE.md); these loops inline and
-    /// vectorise in both profiles. The two views above take them when they are contiguous.
+    /// vectorise in both profiles. [`Activation::forward`] and [`Activation::backward`] take
+    /// them when their views are contiguous.
     #[inline(always)]
     pub fn forward_slice(self, z: &[f32], a: &mut [f32]) {
         assert_eq!(z.len(), a.len(), "z and a have one length");
