@@ -4,7 +4,8 @@
 use fearless_simd::{Simd, SimdBase, SimdFloat, f32x16};
 
 use super::fits;
-use super::vector::{F32s, load_padded, store_padded};
+use super::product::lanes_of;
+use super::vector::{F32s, load, load_padded, store_padded};
 #[cfg(doc)]
 use super::{axpy, dot};
 
@@ -102,25 +103,56 @@ pub fn combine_rows<S: Simd>(
         "rows of {width}"
     );
     const N: usize = 4;
-    let lanes = F32s::<S>::LEN;
+    let tile = N * F32s::<S>::LEN;
     for o in 0..outputs {
+        let coeffs = (coeffs, o * stride.0, stride.1);
         let dst = &mut out[o * width..][..width];
-        for c0 in (0..width).step_by(N * lanes) {
-            let cols = (width - c0).min(N * lanes);
-            let used = |k: usize| cols.saturating_sub(k * lanes).min(lanes);
-            let at = |k: usize| c0 + (k * lanes).min(cols);
-            let mut sums = [F32s::<S>::splat(simd, 0.0); N];
-            for t in 0..terms {
-                let c = F32s::<S>::splat(simd, coeffs[o * stride.0 + t * stride.1]);
-                let row = &rows[t * width..][..width];
-                for (k, sum) in sums.iter_mut().enumerate() {
-                    *sum = c.mul_add_precise(load_padded(simd, row, at(k), used(k)), *sum);
-                }
-            }
-            for (k, sum) in sums.iter().enumerate() {
-                store_padded::<S>(*sum, dst, at(k), used(k));
+        for c0 in (0..width).step_by(tile) {
+            let cols = (width - c0).min(tile);
+            if cols == tile {
+                combine_tile::<S, N, true>(simd, coeffs, rows, terms, width, dst, (c0, cols));
+            } else {
+                combine_tile::<S, N, false>(simd, coeffs, rows, terms, width, dst, (c0, cols));
             }
         }
+    }
+}
+
+/// Columns `c0..c0 + cols` of one output of [`combine_rows`], whose coefficients are
+/// `coeffs.0[coeffs.1 + t * coeffs.2]`. A whole tile (`WHOLE`, `cols` then `N · LEN`) is its
+/// own copy with plain loads: with the padded loads' run-time lengths in the loop, the sums
+/// went through the stack at every term and each partial load called `memcpy`, and the two
+/// products took 10 µs a shard and step at AVX-512 instead of 1–2 (docs/PERFORMANCE.md).
+#[inline(always)]
+fn combine_tile<S: Simd, const N: usize, const WHOLE: bool>(
+    simd: S,
+    (coeffs, first, step): (&[f32], usize, usize),
+    rows: &[f32],
+    terms: usize,
+    width: usize,
+    dst: &mut [f32],
+    (c0, cols): (usize, usize),
+) {
+    let lanes = F32s::<S>::LEN;
+    let cols = if WHOLE { N * lanes } else { cols };
+    let mut sums = [F32s::<S>::splat(simd, 0.0); N];
+    for t in 0..terms {
+        let c = F32s::<S>::splat(simd, coeffs[first + t * step]);
+        let row = &rows[t * width + c0..][..cols];
+        for (k, sum) in sums.iter_mut().enumerate() {
+            let m = if WHOLE {
+                load(simd, row, k * lanes)
+            } else {
+                let (at, len) = lanes_of(k, lanes, cols);
+                load_padded(simd, row, at, len)
+            };
+            *sum = c.mul_add_precise(m, *sum);
+        }
+    }
+    let dst = &mut dst[c0..][..cols];
+    for (k, sum) in sums.iter().enumerate() {
+        let (at, len) = lanes_of(k, lanes, cols);
+        store_padded::<S>(*sum, dst, at, len);
     }
 }
 
