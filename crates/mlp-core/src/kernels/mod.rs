@@ -29,6 +29,7 @@
 
 mod dense;
 mod entries;
+mod exp;
 mod gradient;
 mod mask;
 mod panels;
@@ -39,6 +40,7 @@ mod vector;
 
 pub use dense::{combine_rows, dot_rows};
 pub use entries::Entries;
+pub use exp::exp_in_place;
 pub use gradient::{SparseColumns, sparse_gradient_step};
 pub use mask::{mask_words, nonzero_mask, row_and_column_masks, row_masks};
 pub use panels::{Panels, tile_columns};
