@@ -180,6 +180,6 @@ pub(super) fn evaluate_chunks(
             confusion[[y, predicted]] += 1;
         }
         let z = ArrayViewMut2::from_shape((n, classes), logits).expect("sized for CHUNK rows");
-        *result = loss::softmax_cross_entropy(z, &b.y[..n]);
+        *result = loss::softmax_cross_entropy_on(token, z, &b.y[..n]);
     }
 }

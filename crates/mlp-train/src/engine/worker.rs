@@ -142,7 +142,8 @@ impl Worker {
         // mlp-core's loss module.
         let labels = &self.batch.y[..n];
         let shape = (n, classes);
-        self.metrics = loss::smoothed_cross_entropy(
+        self.metrics = loss::smoothed_cross_entropy_on(
+            token,
             ArrayViewMut2::from_shape(shape, logits).expect("sized"),
             labels,
             smoothing,
