@@ -13,8 +13,9 @@
 //!
 //! `exp` and `log` come from `libm` (pure Rust), not the platform's libc, which may choose
 //! another implementation per CPU: the same logits give the same bits on every machine. The
-//! `_on` functions take their exponentials 16 at a time on a SIMD level
-//! ([`kernels::exp_in_place`], libm's bits in every lane): the training engine's way.
+//! `_on` functions, the training engine's, take the exponentials of contiguous logits (and
+//! no label smoothing) 16 at a time on a SIMD level ([`kernels::exp_in_place`], libm's bits
+//! in every lane); the others call libm one value at a time.
 
 use fearless_simd::Level;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
@@ -55,14 +56,25 @@ impl BatchMetrics {
 /// accuracy counts against `labels`.
 // logits: (n, classes) → probabilities (n, classes)   labels: (n)
 pub fn softmax_cross_entropy(logits: ArrayViewMut2<f32>, labels: &[usize]) -> BatchMetrics {
-    softmax_cross_entropy_on(Level::fallback(), logits, labels)
+    cross_entropy(None, logits, labels)
 }
 
-/// [`softmax_cross_entropy`], with the exponentials of contiguous logits taken on `level`:
-/// the same bits on every level.
+/// [`softmax_cross_entropy`], with the exponentials of contiguous logits taken 16 at a time
+/// on `level` ([`kernels::exp_in_place`]): the same bits on every level.
 // logits: (n, classes) → probabilities (n, classes)   labels: (n)
 pub fn softmax_cross_entropy_on(
     level: Level,
+    logits: ArrayViewMut2<f32>,
+    labels: &[usize],
+) -> BatchMetrics {
+    cross_entropy(Some(level), logits, labels)
+}
+
+/// [`softmax_cross_entropy`], the exponentials of contiguous rows from `exp_in_place` on
+/// `level` if given, else from `libm::expf` one at a time (the reference passes' way, kept
+/// apart from the kernel that the engine's tests compare with them).
+fn cross_entropy(
+    level: Option<Level>,
     mut logits: ArrayViewMut2<f32>,
     labels: &[usize],
 ) -> BatchMetrics {
@@ -89,7 +101,12 @@ pub fn softmax_cross_entropy_on(
                 *seen = (argmax_slice(row), row[y], max);
                 row.iter_mut().for_each(|v| *v -= max);
             }
-            fearless_simd::dispatch!(level, simd => kernels::exp_in_place(simd, rows));
+            match level {
+                Some(level) => {
+                    fearless_simd::dispatch!(level, simd => kernels::exp_in_place(simd, rows));
+                }
+                None => rows.iter_mut().for_each(|v| *v = libm::expf(*v)),
+            }
             for ((row, &y), &(predicted, z_y, max)) in
                 rows.chunks_exact_mut(classes).zip(labels).zip(&seen)
             {
@@ -125,7 +142,7 @@ pub fn smoothed_cross_entropy(
     labels: &[usize],
     smoothing: f32,
 ) -> BatchMetrics {
-    smoothed_cross_entropy_on(Level::fallback(), logits, labels, smoothing)
+    smoothed(None, logits, labels, smoothing)
 }
 
 /// [`smoothed_cross_entropy`], where ε = 0 takes the exponentials on `level` as
@@ -134,12 +151,22 @@ pub fn smoothed_cross_entropy(
 // logits: (n, classes) → probabilities (n, classes)   labels: (n)
 pub fn smoothed_cross_entropy_on(
     level: Level,
+    logits: ArrayViewMut2<f32>,
+    labels: &[usize],
+    smoothing: f32,
+) -> BatchMetrics {
+    smoothed(Some(level), logits, labels, smoothing)
+}
+
+/// [`smoothed_cross_entropy`], ε = 0 taking its exponentials as [`cross_entropy`] does.
+fn smoothed(
+    level: Option<Level>,
     mut logits: ArrayViewMut2<f32>,
     labels: &[usize],
     smoothing: f32,
 ) -> BatchMetrics {
     if smoothing == 0.0 {
-        return softmax_cross_entropy_on(level, logits, labels);
+        return cross_entropy(level, logits, labels);
     }
     assert_eq!(logits.nrows(), labels.len(), "one label per row of logits");
     let classes = logits.ncols();
@@ -327,28 +354,41 @@ mod tests {
         assert_eq!(da, db.t());
     }
 
-    /// The exponentials of contiguous rows, taken 16 at a time on each level, against the
-    /// per-row path of strided logits (libm one value at a time): 150 rows (two chunks of 64
-    /// and a rest), some spread wider than e^x's plain range, one with a −∞ logit.
+    /// The exponentials of contiguous rows, taken 16 at a time on each level, against
+    /// libm one value at a time, both on contiguous logits and through the view path of
+    /// strided ones: 150 rows (two chunks of 64 and a rest), every seventh spread over 200
+    /// (so that e^(z − max) leaves the kernel's plain range and its vectors go to libm), one
+    /// with a −∞ logit.
     #[test]
-    fn every_level_gives_the_bits_of_the_row_by_row_softmax() {
-        let z = ndarray::Array2::from_shape_fn((150, 10), |(i, j)| {
-            let spread = if i % 7 == 3 { 60.0 } else { 4.0 };
+    fn every_level_gives_the_bits_of_libm_one_value_at_a_time() {
+        use crate::kernels::test_data::{bits, on_every_level};
+        let mut z = ndarray::Array2::from_shape_fn((150, 10), |(i, j)| {
+            let spread = if i % 7 == 3 { 200.0 } else { 4.0 };
             ((i * 31 + j * 17) % 23) as f32 / 23.0 * spread - spread / 2.0
         });
-        let mut z = z;
         z[[5, 2]] = f32::NEG_INFINITY;
         let labels: Vec<usize> = (0..150).map(|i| i * 7 % 10).collect();
+        let mut plain = z.clone();
+        let expected = softmax_cross_entropy(plain.view_mut(), &labels);
         let mut strided = ndarray::Array2::zeros((10, 150));
         strided.assign(&z.t());
-        let expected = softmax_cross_entropy(strided.view_mut().reversed_axes(), &labels);
-        for level in crate::simd::SimdLevel::supported() {
+        assert_eq!(
+            softmax_cross_entropy(strided.view_mut().reversed_axes(), &labels),
+            expected
+        );
+        assert_eq!(
+            bits(&strided.t().iter().copied().collect::<Vec<_>>()),
+            bits(plain.as_slice().unwrap())
+        );
+        on_every_level(|level, name| {
             let mut p = z.clone();
-            let token = level.token().expect("supported");
-            let got = softmax_cross_entropy_on(token, p.view_mut(), &labels);
-            assert_eq!(got, expected, "{}", level.name());
-            let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&p), bits(&strided.t().to_owned()), "{}", level.name());
-        }
+            let got = softmax_cross_entropy_on(level, p.view_mut(), &labels);
+            assert_eq!(got, expected, "{name}");
+            assert_eq!(
+                bits(p.as_slice().unwrap()),
+                bits(plain.as_slice().unwrap()),
+                "{name}"
+            );
+        });
     }
 }

@@ -121,8 +121,9 @@ pub fn combine_rows<S: Simd>(
 /// Columns `c0..c0 + cols` of one output of [`combine_rows`], whose coefficients are
 /// `coeffs.0[coeffs.1 + t * coeffs.2]`. A whole tile (`WHOLE`, `cols` then `N · LEN`) is its
 /// own copy with plain loads: with the padded loads' run-time lengths in the loop, the sums
-/// went through the stack at every term and each partial load called `memcpy`, and the two
-/// products took 10 µs a shard and step at AVX-512 instead of 1–2 (docs/PERFORMANCE.md).
+/// went through the stack at every term and each partial load called `memcpy`: the two
+/// products took ~10 µs of a shard's step at AVX-512 on a Zen 4, and the whole backward pass
+/// outside dW1 takes 5 µs now (docs/PERFORMANCE.md).
 #[inline(always)]
 fn combine_tile<S: Simd, const N: usize, const WHOLE: bool>(
     simd: S,

@@ -6,11 +6,11 @@
 //! (FreeBSD's) is a few `f32` multiplications, additions and one division after a branch on
 //! the size of |x|; every lane here takes all branches and keeps its own, with the same
 //! operations in the same order, so each lane is rounded as the scalar code rounds it. Where
-//! libm scales its result in several steps or returns a special value (|x| ≥ 87.34, where
-//! e^x overflows or goes subnormal, and NaN), the values of that vector are computed by
-//! libm one at a time.
+//! libm scales its result in several steps or returns a special value (|x| ≥ 87.33655, e^x
+//! near or past either end of the `f32` range; and NaN), the values of that vector are
+//! computed by libm one at a time.
 
-use fearless_simd::{Bytes, Select, Simd, SimdBase, SimdFloat, SimdMask, f32x16, i32x16};
+use fearless_simd::{Bytes, Select, Simd, SimdBase, SimdFloat, SimdInt, SimdMask, f32x16, i32x16};
 
 // libm's constants (src/math/expf.rs), by their bits.
 const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
@@ -24,7 +24,7 @@ const SPECIAL: f32 = f32::from_bits(0x42ae_ac50);
 const HALF_LN2: f32 = f32::from_bits(0x3eb1_7218);
 /// ... and above which by the nearest k (1.5 ln 2).
 const THREE_HALVES_LN2: f32 = f32::from_bits(0x3f85_1592);
-/// |x| at or below which libm returns 1 + x (2⁻¹⁴).
+/// |x| at or below which libm returns 1 + x (2⁻¹³; libm's comment says 2⁻¹⁴).
 const TINY: f32 = f32::from_bits(0x3900_0000);
 
 /// Replaces each value v of `values` by `libm::expf(v)`, bit for bit, 16 at a time.
@@ -54,9 +54,10 @@ fn exp16<S: Simd>(simd: S, x: f32x16<S>) -> Option<f32x16<S>> {
         return None;
     }
     let negative = x.simd_lt(splat(0.0));
-    // k = (x / ln 2 ± 0.5) truncated, ±1 nearer 0, 0 nearer still. (trunc is `as i32` for
-    // these sizes: |x / ln 2| > 1.5 where it is taken, so no −0.)
-    let nearest = (splat(INV_LN2) * x + negative.select(splat(-0.5), splat(0.5))).trunc();
+    // k = (x / ln 2 ± 0.5) as i32, ±1 nearer 0, 0 nearer still: libm's `as i32` and
+    // `k as f32`, as conversions (vectorised on every level, where `trunc` is not at SSE2).
+    let half = negative.select(splat(-0.5), splat(0.5));
+    let nearest: f32x16<S> = (splat(INV_LN2) * x + half).to_int::<i32x16<S>>().to_float();
     let one = negative.select(splat(-1.0), splat(1.0));
     let k = ax.simd_gt(splat(THREE_HALVES_LN2)).select(nearest, one);
     let k = ax.simd_gt(splat(HALF_LN2)).select(k, splat(0.0));
@@ -115,12 +116,18 @@ mod tests {
         v
     }
 
-    /// Every level against libm: the edges, then a sweep of every 4099th bit pattern (about a
-    /// million values from every binade, both signs), in vectors that mix special and plain
-    /// values as they come.
+    /// Every level against libm: each edge filling a vector of its own and then among plain
+    /// values (so that plain edges take the vector path, and special ones send their
+    /// neighbours to libm), then a sweep of every 4099th bit pattern (about a million values
+    /// from every binade, both signs), in vectors that mix special and plain values as they
+    /// come.
     #[test]
     fn exp_in_place_gives_libms_bits_on_every_level() {
-        let mut values = edges();
+        let mut values = Vec::new();
+        for (i, edge) in edges().into_iter().enumerate() {
+            values.extend([edge; 16]);
+            values.extend((0..16).map(|lane| if lane == i % 16 { edge } else { 0.5 }));
+        }
         values.extend((0..u32::MAX / 4099).map(|i| f32::from_bits(i * 4099)));
         let expected: Vec<u32> = values.iter().map(|&v| libm::expf(v).to_bits()).collect();
         on_every_level(|level, name| {
@@ -138,25 +145,23 @@ mod tests {
         });
     }
 
-    /// The softmax range, densely: every bit pattern of [−88, 0] whose low 5 bits are 7.
+    /// The softmax range, densely: every bit pattern of [−88, 0] whose low 6 bits are 7.
     #[test]
     fn exp_in_place_gives_libms_bits_on_softmax_inputs() {
         let (lo, hi) = ((-0.0f32).to_bits(), (-88.0f32).to_bits());
         let values: Vec<f32> = (lo..=hi)
-            .step_by(32)
+            .step_by(64)
             .map(|b| f32::from_bits(b + 7))
             .collect();
+        let expected: Vec<u32> = values.iter().map(|&v| libm::expf(v).to_bits()).collect();
         on_every_level(|level, name| {
             let mut got = values.clone();
             fearless_simd::dispatch!(level, s => exp_in_place(s, &mut got));
-            let wrong = got
-                .iter()
-                .zip(&values)
-                .find(|(g, v)| g.to_bits() != libm::expf(**v).to_bits());
+            let wrong = (0..values.len()).find(|&i| got[i].to_bits() != expected[i]);
             assert!(
                 wrong.is_none(),
                 "{name}: exp({:e})",
-                wrong.map_or(0.0, |w| *w.1)
+                wrong.map_or(0.0, |i| values[i])
             );
         });
     }
