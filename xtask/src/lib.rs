@@ -4,4 +4,5 @@
 
 pub mod bench;
 pub mod fetch;
+pub mod neon;
 pub mod report;

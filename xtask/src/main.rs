@@ -51,6 +51,23 @@ enum Command {
     },
     /// Figures and a report (report.md, report.html) of a training run or a search.
     Report(ReportArgs),
+    /// Run the NEON level under emulation (qemu-user): mlp-core's tests built for aarch64,
+    /// then a training run whose model must be this machine's, byte for byte.
+    Neon {
+        /// Epochs of the compared training run (about 40 s each under emulation; 50 is the
+        /// default recipe, whose model is `models/fmnist-mlp-784-128-10.msgpack`).
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        /// Folder with the Fashion-MNIST files.
+        #[arg(long, default_value = "data/fashion-mnist")]
+        data_dir: PathBuf,
+        /// Only train and compare (mlp-core's tests take about 4 minutes under emulation).
+        #[arg(long)]
+        skip_tests: bool,
+        /// More options for both `mlp train` runs, after `--` (`-- --optimizer adam`).
+        #[arg(last = true)]
+        train_args: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -124,6 +141,27 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::FetchData { dir, from, mirrors } => fetch_data(dir, from, mirrors),
         Command::Report(args) => report(args),
+        Command::Neon {
+            epochs,
+            data_dir,
+            skip_tests,
+            train_args,
+        } => {
+            // The workspace root: this crate's parent.
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("xtask sits in the workspace");
+            let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+            xtask::neon::run(
+                root,
+                &xtask::neon::NeonOptions {
+                    epochs,
+                    data_dir: &data_dir,
+                    skip_tests,
+                    train_args: &train_args,
+                },
+            )
+        }
         Command::Bench {
             data_dir,
             epochs,
