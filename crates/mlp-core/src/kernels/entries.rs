@@ -147,7 +147,7 @@ pub(super) use with_read;
 mod tests {
     use crate::kernels::test_data::{bits, masks_of, on_every_level, pseudo_random};
     use crate::kernels::{
-        Descent, Entries, Panels, SparseBlock, SparseColumns, Update, mask_words,
+        ColumnTerms, Descent, Entries, Panels, SparseBlock, SparseColumns, Update, mask_words,
         masked_rows_product, sparse_gradient_step,
     };
     use fearless_simd::Simd;
@@ -266,7 +266,7 @@ mod tests {
                             (&mut w, Panels::row_major(width)),
                             Update::Sgd(Descent { lr: 0.1, l2: 1e-3 }),
                             (&mut [], &mut []),
-                            (&mut Vec::new(), &mut Default::default()),
+                            ColumnTerms::Read(&mut Vec::new(), &mut Default::default()),
                         );
                         (squares.to_bits(), bits(&w))
                     };

@@ -44,7 +44,8 @@ pub struct SparseColumns<'a> {
 /// `lane_sum` of the block's lanes is added to the `f64` result. Then the step is applied
 /// to the block's weights.
 ///
-/// `union` and `packed` are reused buffers (grown as needed).
+/// `terms` says where the blocks' terms come from: read as each block is stepped, or packed
+/// beforehand by [`pack_column_blocks`] (once for any number of matrices).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn sparse_gradient_step<S: Simd>(
@@ -55,13 +56,85 @@ pub fn sparse_gradient_step<S: Simd>(
     (w, layout): (&mut [f32], Panels),
     update: Update,
     moments: (&mut [f32], &mut [f32]),
-    buffers: (&mut Vec<u64>, &mut PackedBlock),
+    terms: ColumnTerms,
 ) -> f64 {
     let w = (w, layout);
     match update {
-        Update::Sgd(rule) => gradient_step(simd, x, d, width, w, rule, moments, buffers),
-        Update::Momentum(rule) => gradient_step(simd, x, d, width, w, rule, moments, buffers),
-        Update::Adam(rule) => gradient_step(simd, x, d, width, w, rule, moments, buffers),
+        Update::Sgd(rule) => gradient_step(simd, x, d, width, w, rule, moments, terms),
+        Update::Momentum(rule) => gradient_step(simd, x, d, width, w, rule, moments, terms),
+        Update::Adam(rule) => gradient_step(simd, x, d, width, w, rule, moments, terms),
+    }
+}
+
+/// Where [`sparse_gradient_step`] finds its blocks' terms.
+#[derive(Debug)]
+pub enum ColumnTerms<'a> {
+    /// Read from x as each block is stepped (and packed, when w is wider than one tile of
+    /// the level's columns), in these reused buffers (grown as needed).
+    Read(&'a mut Vec<u64>, &'a mut PackedBlock),
+    /// Packed beforehand from the same x by [`pack_column_blocks`].
+    Packed(&'a [PackedBlock]),
+}
+
+/// The blocks of [`sparse_gradient_step`] packed once, into `blocks` (one per
+/// [`MAX_BLOCK_ROWS`] columns of x; `union` is a reused buffer): its steps on several
+/// matrices with the same x (a hidden layer's shards) then share them, as
+/// [`ColumnTerms::Packed`], instead of reading or packing every block for each.
+#[inline(always)]
+pub fn pack_column_blocks<S: Simd>(
+    simd: S,
+    x: &SparseColumns,
+    union: &mut Vec<u64>,
+    blocks: &mut Vec<PackedBlock>,
+) {
+    check_columns(x);
+    let count = x.cols.div_ceil(MAX_BLOCK_ROWS);
+    blocks.resize_with(count, PackedBlock::default);
+    for (packed, p0) in blocks.iter_mut().zip((0..x.cols).step_by(MAX_BLOCK_ROWS)) {
+        let r = MAX_BLOCK_ROWS.min(x.cols - p0);
+        column_union(x, p0..p0 + r, union);
+        let rows: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| p0 + k);
+        packed.pack_block(
+            simd,
+            &SparseBlock {
+                vals: x.vals,
+                rows: &rows[..r],
+                step: x.cols,
+                union,
+                m: &[],
+                layout: Panels::row_major(0),
+            },
+        );
+    }
+}
+
+/// Panics unless x's entries and masks are as long as its sizes say.
+fn check_columns(x: &SparseColumns) {
+    let (rows, cols) = (x.rows, x.cols);
+    let words = mask_words(rows);
+    assert!(
+        fits(x.vals.len(), 0, rows, cols, 0),
+        "vals is shorter than {rows} × {cols}"
+    );
+    assert!(
+        x.mask_stride >= words
+            && (cols == 0 || fits(x.masks.len(), 0, cols - 1, x.mask_stride, words)),
+        "masks is too short"
+    );
+}
+
+/// The OR of the masks of x's `columns`, into `union`, with the bits past x's rows cleared.
+fn column_union(x: &SparseColumns, columns: std::ops::Range<usize>, union: &mut Vec<u64>) {
+    let words = mask_words(x.rows);
+    union.clear();
+    union.resize(words, 0);
+    for p in columns {
+        for (u, m) in union.iter_mut().zip(&x.masks[p * x.mask_stride..][..words]) {
+            *u |= m;
+        }
+    }
+    if let Some(last) = union.last_mut() {
+        *last &= valid_bits(x.rows, words - 1);
     }
 }
 
@@ -76,10 +149,9 @@ fn gradient_step<S: Simd, U: Rule>(
     (w, layout): (&mut [f32], Panels),
     step: U,
     (first, second): (&mut [f32], &mut [f32]),
-    (union, packed): (&mut Vec<u64>, &mut PackedBlock),
+    mut terms: ColumnTerms,
 ) -> f64 {
     let (rows, cols) = (x.rows, x.cols);
-    let words = mask_words(rows);
     assert!(
         cols == 0 || width == 0 || layout.fits(w.len(), cols - 1, width),
         "w is shorter than {cols} × {width}"
@@ -88,40 +160,55 @@ fn gradient_step<S: Simd, U: Rule>(
         (U::MOMENTS < 1 || first.len() == w.len()) && (U::MOMENTS < 2 || second.len() == w.len()),
         "one moment per weight"
     );
-    assert!(
-        fits(x.vals.len(), 0, rows, cols, 0),
-        "vals is shorter than {rows} × {cols}"
-    );
+    check_columns(x);
     assert!(
         fits(d.len(), 0, rows, width, 0),
         "d is shorter than {rows} × {width}"
     );
-    assert!(
-        x.mask_stride >= words
-            && (cols == 0 || fits(x.masks.len(), 0, cols - 1, x.mask_stride, words)),
-        "masks is too short"
-    );
+    if let ColumnTerms::Packed(blocks) = &terms {
+        assert!(
+            blocks.len() == cols.div_ceil(MAX_BLOCK_ROWS)
+                && blocks.iter().enumerate().all(|(k, b)| {
+                    b.rows() == MAX_BLOCK_ROWS.min(cols - k * MAX_BLOCK_ROWS)
+                        && b.last_bit().is_none_or(|j| j < rows)
+                }),
+            "the packed blocks are not x's"
+        );
+    }
     let tile = tile_vectors::<S>() * F32s::<S>::LEN;
     if cols > 0 {
         // Once for every block (`block_step` relies on it): each tile lies in one panel.
         layout.check_tiles(width, tile);
     }
     let mut total = 0.0f64;
-    for p0 in (0..cols).step_by(MAX_BLOCK_ROWS) {
+    for (k, p0) in (0..cols).step_by(MAX_BLOCK_ROWS).enumerate() {
         let r = MAX_BLOCK_ROWS.min(cols - p0);
-        union.clear();
-        union.resize(words, 0);
-        for p in p0..p0 + r {
-            for (u, m) in union.iter_mut().zip(&x.masks[p * x.mask_stride..][..words]) {
-                *u |= m;
-            }
-        }
-        if let Some(last) = union.last_mut() {
-            *last &= valid_bits(rows, words - 1);
-        }
         // A block of fewer rows (the last) repeats its last row (see `MAX_BLOCK_ROWS`).
-        let rows: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| p0 + k);
-        let (starts, live) = filled(&rows[..r]);
+        let block_rows: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| p0 + k);
+        let (starts, live) = filled(&block_rows[..r]);
+        let (union, packed, direct): (&[u64], &PackedBlock, bool) = match &mut terms {
+            ColumnTerms::Read(union, packed) => {
+                column_union(x, p0..p0 + r, union);
+                // Terms read straight for a single tile, else packed once for every tile.
+                let direct = width <= tile;
+                if !direct {
+                    let block = SparseBlock {
+                        vals: x.vals,
+                        rows: &starts,
+                        step: cols,
+                        union,
+                        m: d,
+                        layout: Panels::row_major(width),
+                    };
+                    // SAFETY: every index was checked above: rows j < x.rows (the union's bits
+                    // past it are cleared) and columns p0 + q < cols.
+                    with_read!(x.vals, |vals| unsafe { packed.pack(&block, vals, live) });
+                }
+                (union, packed, direct)
+            }
+            // Checked above: the terms' rows j < x.rows.
+            ColumnTerms::Packed(blocks) => (&[], &blocks[k], false),
+        };
         let block = SparseBlock {
             vals: x.vals,
             rows: &starts,
@@ -130,16 +217,8 @@ fn gradient_step<S: Simd, U: Rule>(
             m: d,
             layout: Panels::row_major(width),
         };
-        // Every index was checked above: rows j < x.rows (the union's bits past it are
-        // cleared) and columns p0 + q < cols.
-        // Terms read straight for a single tile, else packed once for every tile.
-        let direct = width <= tile;
-        if !direct {
-            // SAFETY: every index was checked above.
-            with_read!(x.vals, |vals| unsafe { packed.pack(&block, vals) });
-        }
         let state = (&mut *w, &mut *first, &mut *second);
-        let (rows_at, terms, d) = ((p0, layout, live), (&block, &*packed, direct), (d, width));
+        let (rows_at, terms, d) = ((p0, layout, live), (&block, packed, direct), (d, width));
         total += f64::from(if tile_vectors::<S>() == 4 {
             block_step::<S, U, 4>(simd, d, terms, state, rows_at, step)
         } else {

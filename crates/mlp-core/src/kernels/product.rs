@@ -65,17 +65,20 @@ impl SparseBlock<'_> {
     /// `out_rows` of an `out_len`-long output, is inside the slices. Returns the union's
     /// highest set bit, if any.
     fn check(&self, out_rows: &[usize], out_len: usize, width: usize) -> Option<usize> {
-        let rows = self.rows.len();
+        let last_bit = self.check_entries();
+        check_out(out_rows, self.rows.len(), out_len, width);
+        check_matrix(self.m, self.layout, last_bit, width);
+        last_bit
+    }
+
+    /// Panics unless the block has 0 to [`MAX_BLOCK_ROWS`] rows whose entries at the union's
+    /// set bits are inside `vals`. Returns the union's highest set bit, if any.
+    pub(super) fn check_entries(&self) -> Option<usize> {
         assert!(
-            rows <= MAX_BLOCK_ROWS,
+            self.rows.len() <= MAX_BLOCK_ROWS,
             "at most {MAX_BLOCK_ROWS} rows at a time"
         );
-        assert_eq!(out_rows.len(), rows, "one output row per block row");
         assert!(self.step >= 1, "entries of a row are at least 1 apart");
-        assert!(
-            out_rows.iter().all(|&o| fits(out_len, o, 0, 0, width)),
-            "out is too short"
-        );
         let last_bit = self.last_bit();
         if let Some(j) = last_bit {
             assert!(
@@ -84,12 +87,28 @@ impl SparseBlock<'_> {
                     .all(|&r| fits(self.vals.len(), r, j, self.step, 1)),
                 "vals is too short for bit {j}"
             );
-            assert!(
-                width == 0 || self.layout.fits(self.m.len(), j, width),
-                "row {j} is outside the matrix"
-            );
         }
         last_bit
+    }
+}
+
+/// Panics unless `out_rows` names one row per block row, each with `width` values inside an
+/// `out_len`-long output.
+fn check_out(out_rows: &[usize], rows: usize, out_len: usize, width: usize) {
+    assert_eq!(out_rows.len(), rows, "one output row per block row");
+    assert!(
+        out_rows.iter().all(|&o| fits(out_len, o, 0, 0, width)),
+        "out is too short"
+    );
+}
+
+/// Panics unless rows `..=last_bit` of `m`, `width` columns, are inside it under `layout`.
+fn check_matrix(m: &[f32], layout: Panels, last_bit: Option<usize>, width: usize) {
+    if let Some(j) = last_bit {
+        assert!(
+            width == 0 || layout.fits(m.len(), j, width),
+            "row {j} is outside the matrix"
+        );
     }
 }
 
@@ -124,6 +143,33 @@ pub fn masked_rows_product<S: Simd>(
     }
 }
 
+/// [`masked_rows_product`] of a block whose terms were packed beforehand
+/// ([`PackedBlock::pack_block`]), with the matrix `m` laid out as `layout` says: the same
+/// sums, the same bits. One packing then serves any number of matrices (the shards of a
+/// hidden layer), where `masked_rows_product` reads or packs the terms at every call.
+#[inline(always)]
+pub fn packed_rows_product<S: Simd>(
+    simd: S,
+    packed: &PackedBlock,
+    (m, layout): (&[f32], Panels),
+    out: &mut [f32],
+    out_rows: &[usize],
+    width: usize,
+) {
+    check_out(out_rows, packed.rows(), out.len(), width);
+    check_matrix(m, layout, packed.last_bit(), width);
+    if packed.rows() == 0 || width == 0 || packed.last_bit().is_none() {
+        return;
+    }
+    layout.check_tiles(width, tile_vectors::<S>() * F32s::<S>::LEN);
+    let out = (out, out_rows, packed.rows());
+    if tile_vectors::<S>() == 4 {
+        packed_tiles::<S, 4>(simd, (m, layout), packed, out, width);
+    } else {
+        packed_tiles::<S, 2>(simd, (m, layout), packed, out, width);
+    }
+}
+
 /// `rows` (1 to [`MAX_BLOCK_ROWS`] of them) filled up to [`MAX_BLOCK_ROWS`] by repeating
 /// the last, and how many were given.
 #[inline(always)]
@@ -153,7 +199,7 @@ fn tiles<S: Simd, const N: usize>(
         // SAFETY: `masked_rows_product` checked the block's entries (`SparseBlock::check`).
         with_read!(b.vals, |vals| tile_sums::<S, N>(
             simd,
-            b,
+            (b.m, b.layout),
             unsafe { UnionTerms::new(b, vals) },
             out,
             (0, width)
@@ -161,12 +207,26 @@ fn tiles<S: Simd, const N: usize>(
         return;
     }
     // SAFETY: as above.
-    with_read!(b.vals, |vals| unsafe { packed.pack(b, vals) });
-    let (out, out_rows, live) = out;
+    with_read!(b.vals, |vals| unsafe { packed.pack(b, vals, out.2) });
+    packed_tiles::<S, N>(simd, (b.m, b.layout), packed, out, width);
+}
+
+/// The tiles of a product whose terms are `packed`, N vectors at a time. Only for terms and a
+/// matrix checked for `width` columns and tiles of N vectors (`SparseBlock::check`, or
+/// `packed_rows_product`'s checks; `Panels::check_tiles`).
+#[inline(always)]
+fn packed_tiles<S: Simd, const N: usize>(
+    simd: S,
+    matrix: (&[f32], Panels),
+    packed: &PackedBlock,
+    (out, out_rows, live): Out,
+    width: usize,
+) {
+    let tile = N * F32s::<S>::LEN;
     for c0 in (0..width).step_by(tile) {
         let cols = tile.min(width - c0);
         let out = (&mut *out, out_rows, live);
-        tile_sums::<S, N>(simd, b, packed.terms(), out, (c0, cols));
+        tile_sums::<S, N>(simd, matrix, packed.terms(), out, (c0, cols));
     }
 }
 
@@ -174,15 +234,15 @@ fn tiles<S: Simd, const N: usize>(
 #[inline(always)]
 fn tile_sums<S: Simd, const N: usize>(
     simd: S,
-    b: &SparseBlock,
+    matrix: (&[f32], Panels),
     terms: impl Terms,
     out: Out,
     (c0, cols): (usize, usize),
 ) {
     if cols == N * F32s::<S>::LEN {
-        add_tile::<S, N, true>(simd, b, terms, out, c0, cols);
+        add_tile::<S, N, true>(simd, matrix, terms, out, c0, cols);
     } else {
-        add_tile::<S, N, false>(simd, b, terms, out, c0, cols);
+        add_tile::<S, N, false>(simd, matrix, terms, out, c0, cols);
     }
 }
 
@@ -194,16 +254,16 @@ fn tile_sums<S: Simd, const N: usize>(
 #[inline(always)]
 fn add_tile<S: Simd, const N: usize, const WHOLE: bool>(
     simd: S,
-    b: &SparseBlock,
+    (m, layout): (&[f32], Panels),
     terms: impl Terms,
     (out, out_rows, live): Out,
     c0: usize,
     cols: usize,
 ) {
     let cols = if WHOLE { N * F32s::<S>::LEN } else { cols };
-    // SAFETY: `masked_rows_product` checked the block (`SparseBlock::check`) for these
-    // columns and its tiles (`check_tiles`), and the terms are its union's bits.
-    let acc = unsafe { sums::<S, N, WHOLE>(simd, b.m, b.layout, terms, c0, cols) };
+    // SAFETY: the caller checked the matrix for these columns up to the terms' last row
+    // (`SparseBlock::check`, or `packed_rows_product`'s checks) and its tiles (`check_tiles`).
+    let acc = unsafe { sums::<S, N, WHOLE>(simd, m, layout, terms, c0, cols) };
     // Every row of `acc` visited and the live ones written: a loop stopping at `live` would
     // index `acc` with an unknown number, and keep it in memory rather than registers.
     for (r, acc) in acc.iter().enumerate() {
@@ -282,175 +342,4 @@ pub(super) unsafe fn sums<S: Simd, const N: usize, const WHOLE: bool>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernels::nonzero_mask;
-    use crate::kernels::test_data::{bits, in_layout, on_every_level, pseudo_random};
-
-    /// The OR of the masks of `len` entries, `step` apart, from each of `starts` in `vals`.
-    fn union_of(vals: &[f32], starts: &[usize], step: usize, len: usize) -> Vec<u64> {
-        let mut union = vec![0; crate::kernels::mask_words(len)];
-        for &start in starts {
-            let row: Vec<f32> = (0..len).map(|j| vals[start + j * step]).collect();
-            let mut mask = vec![0; union.len()];
-            nonzero_mask(fearless_simd::Fallback::new(), &row, &mut mask);
-            union.iter_mut().zip(&mask).for_each(|(u, m)| *u |= m);
-        }
-        union
-    }
-
-    /// The loop the kernel is defined by, on plain floats.
-    fn defining_loop(block: &SparseBlock, width: usize, out: &mut [f32], out_rows: &[usize]) {
-        for (&row, &out_row) in block.rows.iter().zip(out_rows) {
-            for k in 0..width {
-                let mut acc = 0.0f32;
-                for (w, &word) in block.union.iter().enumerate() {
-                    for bit in 0..64 {
-                        if word >> bit & 1 == 1 {
-                            let j = w * 64 + bit;
-                            acc = block
-                                .vals
-                                .get(row + j * block.step)
-                                .mul_add(block.m[block.layout.index(j, k)], acc);
-                        }
-                    }
-                }
-                out[out_row + k] += acc;
-            }
-        }
-    }
-
-    #[test]
-    fn masked_rows_product_gives_the_bits_of_its_loop_on_every_level() {
-        on_every_level(|level, name| fearless_simd::dispatch!(level, s => check_product(s, name)));
-    }
-
-    /// Every block size and width, with rows read three ways: consecutive rows, rows in
-    /// another order, and columns of a row-major matrix read as rows; the matrix row-major
-    /// and in panels.
-    fn check_product<S: Simd>(simd: S, level: &str) {
-        let (len, ld) = (150, 300);
-        let m = pseudo_random(len * ld, 9, 1_000_000);
-        let paneled = in_layout(&m, len, ld, Panels::columns(len, 64));
-        let stride = len + 3;
-        for rows in 1..=MAX_BLOCK_ROWS {
-            let layouts: [(&str, Vec<usize>, usize); 3] = [
-                ("consecutive", (0..rows).map(|r| r * stride).collect(), 1),
-                (
-                    "reordered",
-                    (0..rows).map(|r| (rows - 1 - r) * 2 * stride).collect(),
-                    1,
-                ),
-                // vals as (len, stride) row-major, its columns 5, 7, 9… as the block's rows.
-                ("columns", (0..rows).map(|r| 5 + 2 * r).collect(), stride),
-            ];
-            for (order, starts, step) in layouts {
-                for (width, (m, layout)) in [0, 1, 7, 8, 16, 33, 64, 100, 129, 300]
-                    .into_iter()
-                    .flat_map(|w| {
-                        [
-                            (&m, Panels::row_major(ld)),
-                            (&paneled, Panels::columns(len, 64)),
-                        ]
-                        .map(|matrix| (w, matrix))
-                    })
-                {
-                    for zero_every in [1, 2, 5, 1000] {
-                        let vals = pseudo_random(
-                            2 * MAX_BLOCK_ROWS * stride.max(len * step),
-                            rows as u32 + 3,
-                            zero_every,
-                        );
-                        let block = SparseBlock {
-                            vals: (&vals).into(),
-                            rows: &starts,
-                            step,
-                            union: &union_of(&vals, &starts, step, len),
-                            m,
-                            layout,
-                        };
-                        // Output rows in reverse order, with room between them.
-                        let out_rows: Vec<usize> =
-                            (0..rows).map(|r| (rows - 1 - r) * (width + 5)).collect();
-                        let start = pseudo_random(rows * (width + 5), 4, 1_000_000);
-                        let mut expected = start.clone();
-                        defining_loop(&block, width, &mut expected, &out_rows);
-                        let mut out = start.clone();
-                        masked_rows_product(
-                            simd,
-                            &block,
-                            &mut out,
-                            &out_rows,
-                            width,
-                            &mut PackedBlock::default(),
-                        );
-                        assert_eq!(
-                            bits(&out),
-                            bits(&expected),
-                            "{level}, {order}, {layout:?}: rows {rows} width {width} zeros 1/{zero_every}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// What the engine's orderings rely on: a row's sums are the same bits whichever rows
-    /// share its block, since the other rows' non-zeros only add zeros (0·m, finite m) to it.
-    #[test]
-    fn a_rows_result_does_not_depend_on_the_rows_in_its_block() {
-        let (len, width) = (300, 100);
-        let m = pseudo_random(len * width, 11, 1_000_000);
-        let vals = pseudo_random(4 * len, 12, 2);
-        let product = |rows: &[usize]| {
-            let union = union_of(&vals, rows, 1, len);
-            let block = SparseBlock {
-                vals: (&vals).into(),
-                rows,
-                step: 1,
-                union: &union,
-                m: &m,
-                layout: Panels::row_major(width),
-            };
-            let out_rows: Vec<usize> = (0..rows.len()).map(|r| r * width).collect();
-            let mut out = vec![0.0f32; rows.len() * width];
-            let level = crate::simd::SimdLevel::best().token().expect("best");
-            let mut packed = PackedBlock::default();
-            fearless_simd::dispatch!(level, s => masked_rows_product(s, &block, &mut out, &out_rows, width, &mut packed));
-            out
-        };
-        // Rows 2, 0, 3, 1 in one block, then each in a block of its own.
-        let order = [2 * len, 0, 3 * len, len];
-        let together = product(&order);
-        for (k, &start) in order.iter().enumerate() {
-            assert_eq!(
-                bits(&product(&[start])),
-                bits(&together[k * width..][..width]),
-                "row at {start}"
-            );
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "vals is too short")]
-    fn a_row_that_runs_past_vals_is_refused() {
-        let vals = [1.0f32; 10];
-        let m = [1.0f32; 8 * 2];
-        let block = SparseBlock {
-            vals: Entries::F32(&vals),
-            rows: &[0, 6],
-            step: 1,
-            union: &[0b1000_0001],
-            m: &m,
-            layout: Panels::row_major(2),
-        };
-        masked_rows_product(
-            fearless_simd::Fallback::new(),
-            &block,
-            &mut [0.0; 4],
-            &[0, 2],
-            2,
-            &mut PackedBlock::default(),
-        );
-    }
-}
+mod tests;

@@ -2,7 +2,8 @@
 //! the block's rows' entries at j. Read straight from the entries ([`UnionTerms`]), or
 //! packed once ([`PackedBlock`]) when several tiles of columns need them all.
 
-use super::entries::Read;
+use super::entries::{Read, with_read};
+use super::product::filled;
 use super::{MAX_BLOCK_ROWS, SparseBlock};
 
 /// The terms of a block's sums in order: for each set bit j of the union, j and the block's
@@ -72,7 +73,9 @@ impl<V: Read> Terms for UnionTerms<'_, V> {
 }
 
 /// A block's terms read once and then used by every tile of columns: the reusable buffers of
-/// [`masked_rows_product`](super::masked_rows_product).
+/// [`masked_rows_product`](super::masked_rows_product), or a block packed once
+/// ([`PackedBlock::pack_block`]) for [`packed_rows_product`](super::packed_rows_product)s
+/// with any number of matrices.
 ///
 /// Reading an entry is a dependent load (a byte, then its table entry) and each tile of
 /// columns needs them all again: with AVX2's 16-column tiles a 64-column product read every
@@ -85,6 +88,10 @@ pub struct PackedBlock {
     js: Vec<u32>,
     /// For the t-th set bit, the block's rows' entries there at `MAX_BLOCK_ROWS * t..`.
     vals: Vec<f32>,
+    /// The last set bit (the matrix rows a product of these terms reads end there).
+    last_bit: Option<usize>,
+    /// The block's rows (its others, to `MAX_BLOCK_ROWS`, repeat the last).
+    rows: usize,
 }
 
 impl PackedBlock {
@@ -93,10 +100,50 @@ impl PackedBlock {
         Self {
             js: Vec::with_capacity(bits),
             vals: Vec::with_capacity(bits * MAX_BLOCK_ROWS),
+            last_bit: None,
+            rows: 0,
         }
     }
 
-    /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows, read from `vals`. The buffers
+    /// Packs the terms of `block` (0 to [`MAX_BLOCK_ROWS`] rows; its `m` and `layout` are not
+    /// read), for [`packed_rows_product`](super::packed_rows_product)s with any matrix.
+    /// Panics, as `masked_rows_product` does, if the rows' entries at the union's set bits
+    /// run past the block's values.
+    ///
+    /// Generic over the level only to be compiled for it (its bit instructions, `tzcnt` and
+    /// `blsr` at AVX2), as part of a pass: out of line, for the baseline, the packing took
+    /// ~30 % longer.
+    #[inline(always)]
+    pub fn pack_block<S: fearless_simd::Simd>(&mut self, _: S, block: &SparseBlock) {
+        let last_bit = block.check_entries();
+        if block.rows.is_empty() || last_bit.is_none() {
+            // No terms: a product of them reads no row of its matrix.
+            self.js.clear();
+            self.vals.clear();
+            (self.last_bit, self.rows) = (None, block.rows.len());
+            return;
+        }
+        let (starts, live) = filled(block.rows);
+        let block = SparseBlock {
+            rows: &starts,
+            ..*block
+        };
+        // SAFETY: `check_entries` checked the entries at the union's set bits.
+        with_read!(block.vals, |vals| unsafe { self.pack(&block, vals, live) });
+    }
+
+    /// The rows of the block packed last.
+    pub(super) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The last set bit of the union packed last, if any.
+    pub(super) fn last_bit(&self) -> Option<usize> {
+        self.last_bit
+    }
+
+    /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows (the first `live` of them its
+    /// own, the others repeats of the last), read from `vals`. The buffers
     /// are sized first and then written in place: no capacity check per entry, and no small
     /// array stored and reloaded whole (which stalls store forwarding). The walk over the
     /// union is `UnionTerms`' own, written out: packed through `UnionTerms::next_term` the
@@ -105,7 +152,7 @@ impl PackedBlock {
     /// # Safety
     /// As for [`UnionTerms::new`]: the entries at the union's set bits are inside `vals`.
     #[inline(always)]
-    pub(super) unsafe fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V) {
+    pub(super) unsafe fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V, live: usize) {
         let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
         self.js.resize(bits, 0);
         self.vals.resize(bits * MAX_BLOCK_ROWS, 0.0);
@@ -130,6 +177,8 @@ impl PackedBlock {
                 }
             }
         }
+        self.last_bit = self.js.last().map(|&j| j as usize);
+        self.rows = live;
     }
 
     /// The packed terms.

@@ -6,8 +6,9 @@
 use fearless_simd::{Level, Simd};
 use mlp_core::Activation;
 use mlp_core::kernels::{
-    Entries, MAX_BLOCK_ROWS, PackedBlock, Panels, SparseBlock, SparseColumns, Update, combine_rows,
-    dot_rows, mask_words, masked_rows_product, sparse_gradient_step, sum_of_squares,
+    ColumnTerms, Entries, MAX_BLOCK_ROWS, PackedBlock, Panels, SparseBlock, SparseColumns, Update,
+    combine_rows, dot_rows, mask_words, masked_rows_product, pack_column_blocks,
+    packed_rows_product, sparse_gradient_step, sum_of_squares,
 };
 use mlp_core::noise::Dropout;
 
@@ -130,6 +131,13 @@ pub(super) struct Scratch {
     dot: Vec<[f32; 16]>,
     /// The sparse products' packed entries.
     packed: PackedBlock,
+    /// A pass's blocks of rows (forward) and of pixel columns (dW1), packed once for all the
+    /// shards a thread runs ([`Scratch::share_rows`], [`Scratch::share_columns`]); the flags
+    /// say whether the current pass's are there.
+    row_blocks: Vec<PackedBlock>,
+    column_blocks: Vec<PackedBlock>,
+    rows_shared: bool,
+    columns_shared: bool,
 }
 
 impl Scratch {
@@ -143,7 +151,38 @@ impl Scratch {
             },
             dot: Vec::with_capacity(width),
             packed: PackedBlock::with_capacity(bits),
+            ..Self::default()
         }
+    }
+
+    /// Packs the blocks of `rows` in `order` once, for the forward passes of every shard
+    /// until [`Scratch::unshare`]. Where the level's products take several tiles of a
+    /// shard's columns they pack each block anyway, once per shard: with several shards on
+    /// a thread (one thread, or a wide layer) the packing was repeated for each.
+    pub(super) fn share_rows(&mut self, level: Level, rows: &SparseRows, order: &[usize]) {
+        let blocks = order.len().div_ceil(MAX_BLOCK_ROWS);
+        self.row_blocks.resize_with(blocks, PackedBlock::default);
+        let (row_blocks, block) = (&mut self.row_blocks, &mut self.block);
+        fearless_simd::dispatch!(level, simd => {
+            for (group, packed) in order.chunks(MAX_BLOCK_ROWS).zip(&mut *row_blocks) {
+                let layout = Panels::row_major(0);
+                packed.pack_block(simd, &rows.block(group.iter().copied(), block, &[], layout));
+            }
+        });
+        self.rows_shared = true;
+    }
+
+    /// Packs the dW1 step's blocks of `pixels` once, for the backward passes of every shard
+    /// until [`Scratch::unshare`] (as [`Scratch::share_rows`] for the forward pass).
+    pub(super) fn share_columns(&mut self, level: Level, pixels: &SparseColumns) {
+        let (union, blocks) = (&mut self.block.union, &mut self.column_blocks);
+        fearless_simd::dispatch!(level, simd => pack_column_blocks(simd, pixels, union, blocks));
+        self.columns_shared = true;
+    }
+
+    /// Each shard reads its blocks' terms itself again.
+    pub(super) fn unshare(&mut self) {
+        (self.rows_shared, self.columns_shared) = (false, false);
     }
 }
 
@@ -268,23 +307,31 @@ impl Shard {
     ) {
         let (n, w, classes) = (order.len(), self.width, self.classes);
         let ForwardBuffers { z1, a1, keep, h } = fwd;
-        let Scratch { block, dot, packed } = scratch;
+        let Scratch {
+            block,
+            dot,
+            packed,
+            row_blocks,
+            rows_shared,
+            ..
+        } = scratch;
         for i in 0..n {
             z1[i * w..][..w].copy_from_slice(&self.params.b1);
         }
         // Blocks of rows in `order`, each row's z1 in its own place.
-        for group in order.chunks(MAX_BLOCK_ROWS) {
-            let x = rows.block(
-                group.iter().copied(),
-                block,
-                &self.params.w1,
-                self.w1_layout,
-            );
+        let w1 = (&self.params.w1[..], self.w1_layout);
+        for (k, group) in order.chunks(MAX_BLOCK_ROWS).enumerate() {
             let mut out_rows = [0; MAX_BLOCK_ROWS];
             for (o, &i) in out_rows.iter_mut().zip(group) {
                 *o = i * w;
             }
-            masked_rows_product(simd, &x, z1, &out_rows[..group.len()], w, packed);
+            let out_rows = &out_rows[..group.len()];
+            if *rows_shared {
+                packed_rows_product(simd, &row_blocks[k], w1, z1, out_rows, w);
+            } else {
+                let x = rows.block(group.iter().copied(), block, w1.0, w1.1);
+                masked_rows_product(simd, &x, z1, out_rows, w, packed);
+            }
         }
         activation.forward_slice(&z1[..n * w], &mut a1[..n * w]);
         // h = a1 ⊙ m, m for the shard's columns of the layer's mask.
@@ -406,7 +453,11 @@ impl Shard {
                 (&mut params.w1, w1_layout),
                 update,
                 (&mut first.w1, &mut second.w1),
-                (&mut scratch.block.union, &mut scratch.packed),
+                if scratch.columns_shared {
+                    ColumnTerms::Packed(&scratch.column_blocks)
+                } else {
+                    ColumnTerms::Read(&mut scratch.block.union, &mut scratch.packed)
+                },
             );
         }
         if !params.b2.is_empty() {

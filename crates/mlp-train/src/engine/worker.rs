@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use fearless_simd::Level;
-use mlp_core::kernels::Update;
+use mlp_core::kernels::{Update, tile_columns};
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -109,10 +109,14 @@ impl Worker {
             stride: inputs,
             mask_stride: mlp_core::kernels::mask_words(inputs),
         };
+        let order = batch.order.rows();
+        if shares_terms(token, shards.len()) {
+            scratch.share_rows(token, &rows, order);
+        }
         for (shard, part) in shards.iter_mut().zip(parts.chunks_exact_mut(part_len)) {
-            let order = batch.order.rows();
             shard.forward(token, scratch, &rows, order, activation, dropout, part);
         }
+        scratch.unshare();
     }
 
     /// Softmax and cross-entropy (against labels smoothed by `smoothing`) of the logits,
@@ -153,6 +157,9 @@ impl Worker {
         loss::smoothed_cross_entropy_backward(probs, labels, smoothing, dz2);
 
         let pixels = self.batch.pixels(n);
+        if shares_terms(token, shards.len()) {
+            self.scratch.share_columns(token, &pixels);
+        }
         for (shard, sq) in shards.iter_mut().zip(&mut self.grad_sq) {
             *sq = shard.backward_update(
                 token,
@@ -164,6 +171,7 @@ impl Worker {
                 &mut self.scratch,
             );
         }
+        self.scratch.unshare();
     }
 
     /// Gathers the examples at `indices` of `data` into this worker's batch, augmented and
@@ -178,6 +186,15 @@ impl Worker {
     ) {
         self.batch.fill(token, data, indices, noise, key);
     }
+}
+
+/// Whether a worker running `shards` shards packs its passes' blocks once for all of them
+/// (`Scratch::share_rows`): when it runs several and the level's tiles are narrower than a
+/// shard, whose products would otherwise pack every block for each shard. (AVX-512's
+/// single tile reads its terms straight, within the time of its multiply-adds.) The terms
+/// and their order are the same either way.
+fn shares_terms(level: Level, shards: usize) -> bool {
+    shards > 1 && tile_columns(level) < SHARD_WIDTH
 }
 
 /// Runs `f(worker, its shards, its stretch of out)` for every worker, in parallel on `team`

@@ -161,7 +161,6 @@ fn check_step<S: Simd>(simd: S, level: &str) {
                         Panels::columns(cols, tile),
                         Panels::columns(cols, 2 * tile),
                     ] {
-                        let case = format!("{case}, {layout:?}");
                         let laid = |m: &[f32]| {
                             if m.is_empty() {
                                 Vec::new()
@@ -169,31 +168,44 @@ fn check_step<S: Simd>(simd: S, level: &str) {
                                 in_layout(m, cols, width, layout)
                             }
                         };
-                        let (mut kw, mut km, mut kv) = (laid(&w0), laid(&m0), laid(&v0));
-                        let squares = sparse_gradient_step(
-                            simd,
-                            &x,
-                            &data.d,
-                            width,
-                            (&mut kw, layout),
-                            step,
-                            (&mut km, &mut kv),
-                            (&mut Vec::new(), &mut PackedBlock::default()),
-                        );
-                        let back = |m: &[f32]| {
-                            if m.is_empty() {
-                                Vec::new()
+                        // The terms read as the step goes, and packed beforehand.
+                        let (mut union, mut packed) = (Vec::new(), PackedBlock::default());
+                        let mut blocks = Vec::new();
+                        pack_column_blocks(simd, &x, &mut Vec::new(), &mut blocks);
+                        for packed_before in [false, true] {
+                            let case =
+                                format!("{case}, {layout:?}, packed before: {packed_before}");
+                            let terms = if packed_before {
+                                ColumnTerms::Packed(&blocks)
                             } else {
-                                from_layout(m, cols, width, layout)
-                            }
-                        };
-                        assert_eq!(squares.to_bits(), expected.to_bits(), "{case}: squares");
-                        assert_eq!(bits(&back(&kw)), bits(&w), "{case}: weights");
-                        assert_eq!(bits(&back(&km)), bits(&m), "{case}: first moments");
-                        assert_eq!(bits(&back(&kv)), bits(&v), "{case}: second moments");
-                        // The padding of the last panel is never written: laid out again
-                        // with zero padding, the weights are what the step left.
-                        assert_eq!(bits(&laid(&back(&kw))), bits(&kw), "{case}: padding");
+                                ColumnTerms::Read(&mut union, &mut packed)
+                            };
+                            let (mut kw, mut km, mut kv) = (laid(&w0), laid(&m0), laid(&v0));
+                            let squares = sparse_gradient_step(
+                                simd,
+                                &x,
+                                &data.d,
+                                width,
+                                (&mut kw, layout),
+                                step,
+                                (&mut km, &mut kv),
+                                terms,
+                            );
+                            let back = |m: &[f32]| {
+                                if m.is_empty() {
+                                    Vec::new()
+                                } else {
+                                    from_layout(m, cols, width, layout)
+                                }
+                            };
+                            assert_eq!(squares.to_bits(), expected.to_bits(), "{case}: squares");
+                            assert_eq!(bits(&back(&kw)), bits(&w), "{case}: weights");
+                            assert_eq!(bits(&back(&km)), bits(&m), "{case}: first moments");
+                            assert_eq!(bits(&back(&kv)), bits(&v), "{case}: second moments");
+                            // The padding of the last panel is never written: laid out again
+                            // with zero padding, the weights are what the step left.
+                            assert_eq!(bits(&laid(&back(&kw))), bits(&kw), "{case}: padding");
+                        }
                     }
                 }
             }
