@@ -54,8 +54,8 @@ enum Command {
     /// Run the NEON level under emulation (qemu-user): mlp-core's tests built for aarch64,
     /// then a training run whose model must be this machine's, byte for byte.
     Neon {
-        /// Epochs of the compared training run (about 40 s each under emulation; 50 is the
-        /// default recipe, whose model is `models/fmnist-mlp-784-128-10.msgpack`).
+        /// Epochs of the compared training runs (about a minute each under emulation, on one
+        /// thread unless `-- --threads N`; 50 is the default recipe's).
         #[arg(long, default_value_t = 1)]
         epochs: usize,
         /// Folder with the Fashion-MNIST files.

@@ -10,11 +10,12 @@
 //! core's speed.
 //!
 //! What it needs (Debian/Ubuntu): `apt-get install qemu-user gcc-aarch64-linux-gnu
-//! libc6-dev-arm64-cross` and `rustup target add aarch64-unknown-linux-gnu`; the cross
-//! linker and the runner are set in `.cargo/config.toml`.
+//! libc6-dev-arm64-cross` and `rustup target add aarch64-unknown-linux-gnu`. The cross
+//! linker and qemu as the runner are given to its own cargo commands only (in the
+//! environment): in `.cargo/config.toml` they would apply on a real aarch64 machine too.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -22,8 +23,11 @@ use anyhow::{Context, bail};
 /// The target the NEON level is built for.
 pub const TARGET: &str = "aarch64-unknown-linux-gnu";
 
-/// qemu-user and the root of Debian's aarch64 libraries, as `.cargo/config.toml`'s runner.
-const QEMU: [&str; 3] = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"];
+/// qemu-user and the root of Debian's aarch64 libraries (`-L`).
+const QEMU: [&str; 3] = ["qemu-aarch64", "-L", SYSROOT];
+const SYSROOT: &str = "/usr/aarch64-linux-gnu";
+/// Debian's cross linker.
+const LINKER: &str = "aarch64-linux-gnu-gcc";
 
 /// What `cargo xtask neon` runs.
 pub struct NeonOptions<'a> {
@@ -41,11 +45,20 @@ pub struct NeonOptions<'a> {
 /// naming what to install when a tool is missing.
 pub fn run(root: &Path, opts: &NeonOptions) -> anyhow::Result<()> {
     check_tools()?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo_command = || {
+        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cargo
+            .current_dir(root)
+            .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", LINKER)
+            .env(
+                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
+                QEMU.join(" "),
+            );
+        cargo
+    };
     if !opts.skip_tests {
         println!("mlp-core's tests on {TARGET}, under qemu (neon and scalar levels):");
-        let status = Command::new(&cargo)
-            .current_dir(root)
+        let status = cargo_command()
             .args(["test", "--target", TARGET, "-p", "mlp-core", "--lib"])
             .status()
             .context("running cargo test")?;
@@ -54,10 +67,8 @@ pub fn run(root: &Path, opts: &NeonOptions) -> anyhow::Result<()> {
         }
     }
     for target in [None, Some(TARGET)] {
-        let mut build = Command::new(&cargo);
-        build
-            .current_dir(root)
-            .args(["build", "--quiet", "--release", "-p", "mlp-cli"]);
+        let mut build = cargo_command();
+        build.args(["build", "--quiet", "--release", "-p", "mlp-cli"]);
         if let Some(target) = target {
             build.args(["--target", target]);
         }
@@ -69,16 +80,17 @@ pub fn run(root: &Path, opts: &NeonOptions) -> anyhow::Result<()> {
             );
         }
     }
-    let out = root.join("target/xtask-neon");
+    let target_dir = target_directory(cargo_command())?;
+    let out = target_dir.join("xtask-neon");
     let host = train(
-        Command::new(root.join("target/release/mlp")),
+        Command::new(target_dir.join("release/mlp")),
         &out.join("host"),
         opts,
     )?;
     let mut emulated = Command::new(QEMU[0]);
     emulated
         .args(&QEMU[1..])
-        .arg(root.join(format!("target/{TARGET}/release/mlp")))
+        .arg(target_dir.join(format!("{TARGET}/release/mlp")))
         .env("MLP_SIMD", "neon");
     let neon = train(emulated, &out.join("neon"), opts)?;
     let (a, b) = (read(&host.0)?, read(&neon.0)?);
@@ -116,15 +128,16 @@ fn check_tools() -> anyhow::Result<()> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    let missing = missing_tools(runs(QEMU[0]) && runs("aarch64-linux-gnu-gcc"), &installed);
+    let debian = runs(QEMU[0]) && runs(LINKER) && Path::new(SYSROOT).join("lib").is_dir();
+    let missing = missing_tools(debian, &installed);
     if !missing.is_empty() {
         bail!("the NEON level needs: {}", missing.join("; "));
     }
     Ok(())
 }
 
-/// The commands that install what is missing, given whether qemu and the cross linker run
-/// and what `rustup target list --installed` printed.
+/// The commands that install what is missing, given whether qemu, the cross linker and the
+/// aarch64 libraries are here and what `rustup target list --installed` printed.
 fn missing_tools(emulator_and_linker: bool, installed_targets: &str) -> Vec<String> {
     let mut missing = Vec::new();
     if !emulator_and_linker {
@@ -138,20 +151,46 @@ fn missing_tools(emulator_and_linker: bool, installed_targets: &str) -> Vec<Stri
     missing
 }
 
-/// `mlp train --epochs … --out dir` through `command` (the binary, or qemu and the binary);
-/// the model file it wrote and the seconds it took.
+/// Where cargo builds (`cargo metadata`'s `target_directory`: `CARGO_TARGET_DIR` and
+/// `build.target-dir` included).
+fn target_directory(mut cargo: Command) -> anyhow::Result<PathBuf> {
+    let output = cargo
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed ({})", output.status);
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading cargo metadata's output")?;
+    match metadata["target_directory"].as_str() {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => bail!("cargo metadata named no target directory"),
+    }
+}
+
+/// `mlp train --epochs … --out dir` through `command` (the binary, or qemu and the binary),
+/// its progress shown as it goes; the model file it wrote and the seconds it took. One thread
+/// unless the options say otherwise: a thread running both of 784-128-10's shards takes the
+/// engine's shared-packing path (`engine/shared.rs`), which two threads would not.
 fn train(mut command: Command, dir: &Path, opts: &NeonOptions) -> anyhow::Result<(PathBuf, f64)> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    let start = Instant::now();
-    let output = command
+    command
         .args(["train", "--epochs", &opts.epochs.to_string()])
         .arg("--data-dir")
         .arg(opts.data_dir)
         .arg("--out")
         .arg(dir)
-        .args(opts.train_args)
+        .args(opts.train_args);
+    if !opts.train_args.iter().any(|a| a.starts_with("--threads")) {
+        command.args(["--threads", "1"]);
+    }
+    let start = Instant::now();
+    let output = command
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
         .output()
         .context("running mlp train")?;
     if !output.status.success() {

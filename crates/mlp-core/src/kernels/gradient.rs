@@ -45,7 +45,9 @@ pub struct SparseColumns<'a> {
 /// to the block's weights.
 ///
 /// `terms` says where the blocks' terms come from: read as each block is stepped, or packed
-/// beforehand by [`pack_column_blocks`] (once for any number of matrices).
+/// beforehand by [`pack_column_blocks`] (once for any number of matrices). Panics if sizes
+/// and slices disagree, or if packed blocks are not x's blocks (their count, rows or
+/// highest bit).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn sparse_gradient_step<S: Simd>(
@@ -108,10 +110,15 @@ pub fn pack_column_blocks<S: Simd>(
     }
 }
 
-/// Panics unless x's entries and masks are as long as its sizes say.
+/// Panics unless x's entries and masks are as long as its sizes say, and its rows, the
+/// blocks' terms, fit the u32s packed terms keep them in.
 fn check_columns(x: &SparseColumns) {
     let (rows, cols) = (x.rows, x.cols);
     let words = mask_words(rows);
+    assert!(
+        u32::try_from(rows.saturating_sub(1)).is_ok(),
+        "{rows} rows are past 2³²"
+    );
     assert!(
         fits(x.vals.len(), 0, rows, cols, 0),
         "vals is shorter than {rows} × {cols}"
@@ -169,7 +176,7 @@ fn gradient_step<S: Simd, U: Rule>(
         assert!(
             blocks.len() == cols.div_ceil(MAX_BLOCK_ROWS)
                 && blocks.iter().enumerate().all(|(k, b)| {
-                    b.rows() == MAX_BLOCK_ROWS.min(cols - k * MAX_BLOCK_ROWS)
+                    b.live() == MAX_BLOCK_ROWS.min(cols - k * MAX_BLOCK_ROWS)
                         && b.last_bit().is_none_or(|j| j < rows)
                 }),
             "the packed blocks are not x's"

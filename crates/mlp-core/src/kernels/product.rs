@@ -37,7 +37,8 @@ pub const MAX_BLOCK_ROWS: usize = 4;
 pub struct SparseBlock<'a> {
     /// The rows' dense values.
     pub vals: Entries<'a>,
-    /// Where each row of the block starts in `vals`: one to [`MAX_BLOCK_ROWS`] rows.
+    /// Where each row of the block starts in `vals`: up to [`MAX_BLOCK_ROWS`] rows (none
+    /// adds nothing).
     pub rows: &'a [usize],
     /// Distance in `vals` between consecutive entries of a row (at least 1).
     pub step: usize,
@@ -87,6 +88,8 @@ impl SparseBlock<'_> {
                     .all(|&r| fits(self.vals.len(), r, j, self.step, 1)),
                 "vals is too short for bit {j}"
             );
+            // Packed terms keep their bits as u32 (`PackedBlock`).
+            assert!(u32::try_from(j).is_ok(), "bit {j} is past 2³²");
         }
         last_bit
     }
@@ -156,13 +159,13 @@ pub fn packed_rows_product<S: Simd>(
     out_rows: &[usize],
     width: usize,
 ) {
-    check_out(out_rows, packed.rows(), out.len(), width);
+    check_out(out_rows, packed.live(), out.len(), width);
     check_matrix(m, layout, packed.last_bit(), width);
-    if packed.rows() == 0 || width == 0 || packed.last_bit().is_none() {
+    if packed.live() == 0 || width == 0 || packed.last_bit().is_none() {
         return;
     }
     layout.check_tiles(width, tile_vectors::<S>() * F32s::<S>::LEN);
-    let out = (out, out_rows, packed.rows());
+    let out = (out, out_rows, packed.live());
     if tile_vectors::<S>() == 4 {
         packed_tiles::<S, 4>(simd, (m, layout), packed, out, width);
     } else {

@@ -90,8 +90,8 @@ pub struct PackedBlock {
     vals: Vec<f32>,
     /// The last set bit (the matrix rows a product of these terms reads end there).
     last_bit: Option<usize>,
-    /// The block's rows (its others, to `MAX_BLOCK_ROWS`, repeat the last).
-    rows: usize,
+    /// The block's own rows (the others, to `MAX_BLOCK_ROWS`, repeat the last).
+    live: usize,
 }
 
 impl PackedBlock {
@@ -101,7 +101,7 @@ impl PackedBlock {
             js: Vec::with_capacity(bits),
             vals: Vec::with_capacity(bits * MAX_BLOCK_ROWS),
             last_bit: None,
-            rows: 0,
+            live: 0,
         }
     }
 
@@ -110,9 +110,9 @@ impl PackedBlock {
     /// Panics, as `masked_rows_product` does, if the rows' entries at the union's set bits
     /// run past the block's values.
     ///
-    /// Generic over the level only to be compiled for it (its bit instructions, `tzcnt` and
-    /// `blsr` at AVX2), as part of a pass: out of line, for the baseline, the packing took
-    /// ~30 % longer.
+    /// `#[inline(always)]`, and taking the level's token, so that it is called from a pass
+    /// dispatched for the level and compiled for it (AVX2's `tzcnt` and `blsr`): out of line,
+    /// for the baseline, the packing took ~30 % longer.
     #[inline(always)]
     pub fn pack_block<S: fearless_simd::Simd>(&mut self, _: S, block: &SparseBlock) {
         let last_bit = block.check_entries();
@@ -120,7 +120,7 @@ impl PackedBlock {
             // No terms: a product of them reads no row of its matrix.
             self.js.clear();
             self.vals.clear();
-            (self.last_bit, self.rows) = (None, block.rows.len());
+            (self.last_bit, self.live) = (None, block.rows.len());
             return;
         }
         let (starts, live) = filled(block.rows);
@@ -132,9 +132,9 @@ impl PackedBlock {
         with_read!(block.vals, |vals| unsafe { self.pack(&block, vals, live) });
     }
 
-    /// The rows of the block packed last.
-    pub(super) fn rows(&self) -> usize {
-        self.rows
+    /// The own rows of the block packed last.
+    pub(super) fn live(&self) -> usize {
+        self.live
     }
 
     /// The last set bit of the union packed last, if any.
@@ -161,6 +161,7 @@ impl PackedBlock {
             .js
             .iter_mut()
             .zip(self.vals.chunks_exact_mut(MAX_BLOCK_ROWS));
+        let mut last_bit = None;
         for (w, &word) in block.union.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -169,7 +170,10 @@ impl PackedBlock {
                 let Some((slot, four)) = slots.next() else {
                     unreachable!("one slot per set bit")
                 };
+                // The callers hold the union's bits below 2³² (`SparseBlock::check_entries`,
+                // the dW1 step's `check_columns`).
                 *slot = j as u32;
+                last_bit = Some(j);
                 let entry = j * block.step;
                 for (v, &start) in four.iter_mut().zip(&starts) {
                     // SAFETY: j is a set bit of the union (the caller's promise).
@@ -177,8 +181,8 @@ impl PackedBlock {
                 }
             }
         }
-        self.last_bit = self.js.last().map(|&j| j as usize);
-        self.rows = live;
+        // The bit itself, not its u32 copy: `packed_rows_product` checks the matrix up to it.
+        (self.last_bit, self.live) = (last_bit, live);
     }
 
     /// The packed terms.

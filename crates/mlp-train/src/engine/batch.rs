@@ -379,7 +379,7 @@ mod tests {
     /// in any order of the rows, the silhouette order included (for finite weights).
     #[test]
     fn the_forward_pass_gives_the_same_bits_in_any_order_of_the_rows() {
-        use super::super::shard::{ForwardBuffers, Scratch, Shard, SparseRows, Tensors};
+        use super::super::shard::{ForwardBuffers, RowTerms, Scratch, Shard, SparseRows, Tensors};
         use rand::{RngExt, SeedableRng};
 
         let (n, inputs, width, classes) = (20, 784, 48, 10);
@@ -440,7 +440,7 @@ mod tests {
                 level,
                 &mut fwd,
                 &mut scratch,
-                &rows,
+                &RowTerms::Read(&rows),
                 order,
                 Activation::Relu,
                 None,

@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayViewMut2};
 
 use super::Engine;
 use super::batch::{BlockOrder, gather_rows};
-use super::shard::{ForwardBuffers, Scratch, Shard, SparseRows};
+use super::shard::{ForwardBuffers, RowTerms, Scratch, Shard, SparseRows};
 use super::worker::assign;
 use crate::data::LabelledData;
 use crate::evaluate::Evaluation;
@@ -161,7 +161,7 @@ pub(super) fn evaluate_chunks(
                 token,
                 &mut b.fwd,
                 &mut b.scratch,
-                &x,
+                &RowTerms::Read(&x),
                 rows,
                 activation,
                 None,

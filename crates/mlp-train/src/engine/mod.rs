@@ -43,6 +43,7 @@ mod inference;
 mod input_noise;
 mod layout;
 mod shard;
+mod shared;
 mod team;
 mod worker;
 

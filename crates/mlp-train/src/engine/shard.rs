@@ -7,8 +7,8 @@ use fearless_simd::{Level, Simd};
 use mlp_core::Activation;
 use mlp_core::kernels::{
     ColumnTerms, Entries, MAX_BLOCK_ROWS, PackedBlock, Panels, SparseBlock, SparseColumns, Update,
-    combine_rows, dot_rows, mask_words, masked_rows_product, pack_column_blocks,
-    packed_rows_product, sparse_gradient_step, sum_of_squares,
+    combine_rows, dot_rows, mask_words, masked_rows_product, packed_rows_product,
+    sparse_gradient_step, sum_of_squares,
 };
 use mlp_core::noise::Dropout;
 
@@ -30,13 +30,21 @@ pub(super) struct SparseRows<'a> {
 pub(super) struct BlockRows {
     starts: [usize; MAX_BLOCK_ROWS],
     len: usize,
-    union: Vec<u64>,
+    pub union: Vec<u64>,
+}
+
+/// What a forward pass multiplies W1 by: the batch's rows, read (or packed) block by block
+/// as the product goes, or their blocks packed beforehand for all the shards a thread runs
+/// (`super::shared::SharedBlocks`), in the order the pass takes the rows.
+pub(super) enum RowTerms<'a> {
+    Read(&'a SparseRows<'a>),
+    Packed(&'a [PackedBlock]),
 }
 
 impl SparseRows<'_> {
     /// The rows `rows` (at most [`MAX_BLOCK_ROWS`]) as one block over the matrix `m`, laid
     /// out as `layout` says; `block` receives their starts and the union of their masks.
-    fn block<'b>(
+    pub(super) fn block<'b>(
         &'b self,
         rows: impl IntoIterator<Item = usize>,
         block: &'b mut BlockRows,
@@ -131,13 +139,6 @@ pub(super) struct Scratch {
     dot: Vec<[f32; 16]>,
     /// The sparse products' packed entries.
     packed: PackedBlock,
-    /// A pass's blocks of rows (forward) and of pixel columns (dW1), packed once for all the
-    /// shards a thread runs ([`Scratch::share_rows`], [`Scratch::share_columns`]); the flags
-    /// say whether the current pass's are there.
-    row_blocks: Vec<PackedBlock>,
-    column_blocks: Vec<PackedBlock>,
-    rows_shared: bool,
-    columns_shared: bool,
 }
 
 impl Scratch {
@@ -151,38 +152,7 @@ impl Scratch {
             },
             dot: Vec::with_capacity(width),
             packed: PackedBlock::with_capacity(bits),
-            ..Self::default()
         }
-    }
-
-    /// Packs the blocks of `rows` in `order` once, for the forward passes of every shard
-    /// until [`Scratch::unshare`]. Where the level's products take several tiles of a
-    /// shard's columns they pack each block anyway, once per shard: with several shards on
-    /// a thread (one thread, or a wide layer) the packing was repeated for each.
-    pub(super) fn share_rows(&mut self, level: Level, rows: &SparseRows, order: &[usize]) {
-        let blocks = order.len().div_ceil(MAX_BLOCK_ROWS);
-        self.row_blocks.resize_with(blocks, PackedBlock::default);
-        let (row_blocks, block) = (&mut self.row_blocks, &mut self.block);
-        fearless_simd::dispatch!(level, simd => {
-            for (group, packed) in order.chunks(MAX_BLOCK_ROWS).zip(&mut *row_blocks) {
-                let layout = Panels::row_major(0);
-                packed.pack_block(simd, &rows.block(group.iter().copied(), block, &[], layout));
-            }
-        });
-        self.rows_shared = true;
-    }
-
-    /// Packs the dW1 step's blocks of `pixels` once, for the backward passes of every shard
-    /// until [`Scratch::unshare`] (as [`Scratch::share_rows`] for the forward pass).
-    pub(super) fn share_columns(&mut self, level: Level, pixels: &SparseColumns) {
-        let (union, blocks) = (&mut self.block.union, &mut self.column_blocks);
-        fearless_simd::dispatch!(level, simd => pack_column_blocks(simd, pixels, union, blocks));
-        self.columns_shared = true;
-    }
-
-    /// Each shard reads its blocks' terms itself again.
-    pub(super) fn unshare(&mut self) {
-        (self.rows_shared, self.columns_shared) = (false, false);
     }
 }
 
@@ -248,7 +218,7 @@ impl Shard {
         &mut self,
         level: Level,
         scratch: &mut Scratch,
-        rows: &SparseRows,
+        rows: &RowTerms,
         order: &[usize],
         activation: Activation,
         dropout: Option<HiddenDropout>,
@@ -281,7 +251,7 @@ impl Shard {
         level: Level,
         fwd: &mut ForwardBuffers,
         scratch: &mut Scratch,
-        rows: &SparseRows,
+        rows: &RowTerms,
         order: &[usize],
         activation: Activation,
         dropout: Option<HiddenDropout>,
@@ -299,7 +269,7 @@ impl Shard {
         simd: S,
         fwd: &mut ForwardBuffers,
         scratch: &mut Scratch,
-        rows: &SparseRows,
+        rows: &RowTerms,
         order: &[usize],
         activation: Activation,
         dropout: Option<HiddenDropout>,
@@ -307,14 +277,7 @@ impl Shard {
     ) {
         let (n, w, classes) = (order.len(), self.width, self.classes);
         let ForwardBuffers { z1, a1, keep, h } = fwd;
-        let Scratch {
-            block,
-            dot,
-            packed,
-            row_blocks,
-            rows_shared,
-            ..
-        } = scratch;
+        let Scratch { block, dot, packed } = scratch;
         for i in 0..n {
             z1[i * w..][..w].copy_from_slice(&self.params.b1);
         }
@@ -326,11 +289,14 @@ impl Shard {
                 *o = i * w;
             }
             let out_rows = &out_rows[..group.len()];
-            if *rows_shared {
-                packed_rows_product(simd, &row_blocks[k], w1, z1, out_rows, w);
-            } else {
-                let x = rows.block(group.iter().copied(), block, w1.0, w1.1);
-                masked_rows_product(simd, &x, z1, out_rows, w, packed);
+            match rows {
+                RowTerms::Packed(blocks) => {
+                    packed_rows_product(simd, &blocks[k], w1, z1, out_rows, w);
+                }
+                RowTerms::Read(rows) => {
+                    let x = rows.block(group.iter().copied(), block, w1.0, w1.1);
+                    masked_rows_product(simd, &x, z1, out_rows, w, packed);
+                }
             }
         }
         activation.forward_slice(&z1[..n * w], &mut a1[..n * w]);
@@ -375,7 +341,7 @@ impl Shard {
         &mut self,
         level: Level,
         dz2: &[f32],
-        pixels: &SparseColumns,
+        pixels: (&SparseColumns, Option<&[PackedBlock]>),
         activation: Activation,
         dropped: bool,
         update: Update,
@@ -392,7 +358,7 @@ impl Shard {
         &mut self,
         simd: S,
         dz2: &[f32],
-        pixels: &SparseColumns,
+        (pixels, packed_pixels): (&SparseColumns, Option<&[PackedBlock]>),
         activation: Activation,
         dropped: bool,
         update: Update,
@@ -453,10 +419,9 @@ impl Shard {
                 (&mut params.w1, w1_layout),
                 update,
                 (&mut first.w1, &mut second.w1),
-                if scratch.columns_shared {
-                    ColumnTerms::Packed(&scratch.column_blocks)
-                } else {
-                    ColumnTerms::Read(&mut scratch.block.union, &mut scratch.packed)
+                match packed_pixels {
+                    Some(blocks) => ColumnTerms::Packed(blocks),
+                    None => ColumnTerms::Read(&mut scratch.block.union, &mut scratch.packed),
                 },
             );
         }

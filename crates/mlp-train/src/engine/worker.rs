@@ -10,13 +10,14 @@
 use std::ops::Range;
 
 use fearless_simd::Level;
-use mlp_core::kernels::{Update, tile_columns};
+use mlp_core::kernels::Update;
 use mlp_core::{Activation, BatchMetrics, loss};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::batch::Batch;
 use super::input_noise::InputNoise;
-use super::shard::{HiddenDropout, Scratch, Shard, SparseRows};
+use super::shard::{HiddenDropout, RowTerms, Scratch, Shard, SparseRows};
+use super::shared::{SharedBlocks, shares_blocks};
 use super::team::{Split, Team};
 use crate::data::LabelledData;
 
@@ -56,6 +57,8 @@ pub(super) struct Worker {
     /// The batch this worker's thread gathered, which only that thread reads.
     pub batch: Batch,
     pub scratch: Scratch,
+    /// Its passes' blocks, packed once for all its shards where that saves packing.
+    shared: SharedBlocks,
     classes: usize,
     /// The logits, then the probabilities, and dz2 of the whole batch, (capacity, classes):
     /// every worker computes them (identically), so that none waits for another.
@@ -80,6 +83,7 @@ impl Worker {
             id,
             batch: Batch::new(inputs, batch_size),
             scratch: Scratch::new(batch_size.max(inputs), widest),
+            shared: SharedBlocks::default(),
             classes,
             probs: vec![0.0; batch_size * classes],
             dz2: vec![0.0; batch_size * classes],
@@ -100,7 +104,12 @@ impl Worker {
         activation: Activation,
         dropout: Option<HiddenDropout>,
     ) {
-        let Self { batch, scratch, .. } = self;
+        let Self {
+            batch,
+            scratch,
+            shared,
+            ..
+        } = self;
         let inputs = batch.inputs();
         let rows = SparseRows {
             values: batch.values(),
@@ -110,13 +119,14 @@ impl Worker {
             mask_stride: mlp_core::kernels::mask_words(inputs),
         };
         let order = batch.order.rows();
-        if shares_terms(token, shards.len()) {
-            scratch.share_rows(token, &rows, order);
-        }
+        let terms = if shares_blocks(token, shards.len()) {
+            RowTerms::Packed(shared.pack_rows(token, &rows, order))
+        } else {
+            RowTerms::Read(&rows)
+        };
         for (shard, part) in shards.iter_mut().zip(parts.chunks_exact_mut(part_len)) {
-            shard.forward(token, scratch, &rows, order, activation, dropout, part);
+            shard.forward(token, scratch, &terms, order, activation, dropout, part);
         }
-        scratch.unshare();
     }
 
     /// Softmax and cross-entropy (against labels smoothed by `smoothing`) of the logits,
@@ -157,21 +167,19 @@ impl Worker {
         loss::smoothed_cross_entropy_backward(probs, labels, smoothing, dz2);
 
         let pixels = self.batch.pixels(n);
-        if shares_terms(token, shards.len()) {
-            self.scratch.share_columns(token, &pixels);
-        }
+        let packed =
+            shares_blocks(token, shards.len()).then(|| self.shared.pack_columns(token, &pixels));
         for (shard, sq) in shards.iter_mut().zip(&mut self.grad_sq) {
             *sq = shard.backward_update(
                 token,
                 &self.dz2,
-                &pixels,
+                (&pixels, packed),
                 activation,
                 dropped,
                 update,
                 &mut self.scratch,
             );
         }
-        self.scratch.unshare();
     }
 
     /// Gathers the examples at `indices` of `data` into this worker's batch, augmented and
@@ -186,15 +194,6 @@ impl Worker {
     ) {
         self.batch.fill(token, data, indices, noise, key);
     }
-}
-
-/// Whether a worker running `shards` shards packs its passes' blocks once for all of them
-/// (`Scratch::share_rows`): when it runs several and the level's tiles are narrower than a
-/// shard, whose products would otherwise pack every block for each shard. (AVX-512's
-/// single tile reads its terms straight, within the time of its multiply-adds.) The terms
-/// and their order are the same either way.
-fn shares_terms(level: Level, shards: usize) -> bool {
-    shards > 1 && tile_columns(level) < SHARD_WIDTH
 }
 
 /// Runs `f(worker, its shards, its stretch of out)` for every worker, in parallel on `team`

@@ -212,3 +212,32 @@ fn check_step<S: Simd>(simd: S, level: &str) {
         }
     }
 }
+
+#[test]
+#[should_panic(expected = "the packed blocks are not x's")]
+fn packed_blocks_of_another_x_are_refused() {
+    // Blocks packed from 70 rows, then a step on 32 of them: their terms reach row 69.
+    let (cols, width) = (8, 16);
+    let data = case(70, cols, width);
+    let x = |rows| SparseColumns {
+        vals: (&data.x).into(),
+        rows,
+        cols,
+        masks: &data.masks,
+        mask_stride: data.stride,
+    };
+    let simd = fearless_simd::Fallback::new();
+    let mut blocks = Vec::new();
+    pack_column_blocks(simd, &x(70), &mut Vec::new(), &mut blocks);
+    let mut w = vec![0.0; cols * width];
+    sparse_gradient_step(
+        simd,
+        &x(32),
+        &data.d,
+        width,
+        (&mut w, Panels::row_major(width)),
+        Update::Sgd(Descent { lr: 0.1, l2: 0.0 }),
+        (&mut [], &mut []),
+        ColumnTerms::Packed(&blocks),
+    );
+}
