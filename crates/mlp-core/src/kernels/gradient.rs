@@ -193,36 +193,29 @@ fn gradient_step<S: Simd, U: Rule>(
         // A block of fewer rows (the last) repeats its last row (see `MAX_BLOCK_ROWS`).
         let block_rows: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|k| p0 + k);
         let (starts, live) = filled(&block_rows[..r]);
-        let (union, packed, direct): (&[u64], &PackedBlock, bool) = match &mut terms {
-            ColumnTerms::Read(union, packed) => {
-                column_union(x, p0..p0 + r, union);
-                // Terms read straight for a single tile, else packed once for every tile.
-                let direct = width <= tile;
-                if !direct {
-                    let block = SparseBlock {
-                        vals: x.vals,
-                        rows: &starts,
-                        step: cols,
-                        union,
-                        m: d,
-                        layout: Panels::row_major(width),
-                    };
-                    // SAFETY: every index was checked above: rows j < x.rows (the union's bits
-                    // past it are cleared) and columns p0 + q < cols.
-                    with_read!(x.vals, |vals| unsafe { packed.pack(&block, vals, live) });
-                }
-                (union, packed, direct)
-            }
-            // Checked above: the terms' rows j < x.rows.
-            ColumnTerms::Packed(blocks) => (&[], &blocks[k], false),
-        };
-        let block = SparseBlock {
+        let block_of = |union| SparseBlock {
             vals: x.vals,
             rows: &starts,
             step: cols,
             union,
             m: d,
             layout: Panels::row_major(width),
+        };
+        let (block, packed, direct) = match &mut terms {
+            ColumnTerms::Read(union, packed) => {
+                column_union(x, p0..p0 + r, union);
+                let block = block_of(union);
+                // Terms read straight for a single tile, else packed once for every tile.
+                let direct = width <= tile;
+                if !direct {
+                    // SAFETY: every index was checked above: rows j < x.rows (the union's bits
+                    // past it are cleared) and columns p0 + q < cols.
+                    with_read!(x.vals, |vals| unsafe { packed.pack(&block, vals, live) });
+                }
+                (block, &**packed, direct)
+            }
+            // Checked above: the terms' rows j < x.rows.
+            ColumnTerms::Packed(blocks) => (block_of(&[]), &blocks[k], false),
         };
         let state = (&mut *w, &mut *first, &mut *second);
         let (rows_at, terms, d) = ((p0, layout, live), (&block, packed, direct), (d, width));

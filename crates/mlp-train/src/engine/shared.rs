@@ -9,8 +9,9 @@
 //! its terms straight, within the time of its multiply-adds, and packs nothing.)
 
 use fearless_simd::Level;
-use mlp_core::kernels::tile_columns;
-use mlp_core::kernels::{MAX_BLOCK_ROWS, PackedBlock, Panels, SparseColumns, pack_column_blocks};
+use mlp_core::kernels::{
+    MAX_BLOCK_ROWS, PackedBlock, Panels, SparseColumns, pack_column_blocks, tile_columns,
+};
 
 use super::shard::{BlockRows, SparseRows};
 use super::worker::SHARD_WIDTH;
