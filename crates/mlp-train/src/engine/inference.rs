@@ -1,7 +1,8 @@
 //! Evaluation on the engine: no update, so the threads split the rows, not the hidden layer.
 //! Each thread gathers and runs its own chunks of rows through every shard, reading the
 //! parameters only: nothing a core writes is read by another, and the threads meet once, at
-//! the end.
+//! the end. Where the level's tiles are narrower than a shard (AVX2 and below), a chunk's
+//! blocks are packed once for all the shards (`shared.rs`), as a training thread's are.
 
 use mlp_core::kernels::mask_words;
 use mlp_core::{Activation, BatchMetrics, loss};
@@ -10,13 +11,16 @@ use ndarray::{Array2, ArrayViewMut2};
 use super::Engine;
 use super::batch::{BlockOrder, gather_rows};
 use super::shard::{ForwardBuffers, RowTerms, Scratch, Shard, SparseRows};
+use super::shared::{SharedBlocks, shares_blocks};
 use super::worker::assign;
 use crate::data::LabelledData;
 use crate::evaluate::Evaluation;
 
 /// Rows per forward pass: their inputs (200 KB of byte images at 784 features, 800 KB as
 /// `f32`s) and a shard's W1 (200 KB) stay in a core's L2 cache together (512 KB on Zen 3,
-/// for byte images). 128 rows measured no faster on Zen 3 (docs/PERFORMANCE.md).
+/// for byte images). 128 rows measured no faster on Zen 3, neither before the chunk's packed
+/// blocks were shared by the shards (~630 KB of them, streamed in order) nor after
+/// (docs/PERFORMANCE.md).
 pub(super) const CHUNK: usize = 256;
 
 /// One thread's buffers for evaluating rows.
@@ -32,6 +36,8 @@ pub(super) struct EvalBuffers {
     /// One shard at a time: its forward pass and its part of the logits.
     fwd: ForwardBuffers,
     scratch: Scratch,
+    /// The chunk's blocks, packed once for all the shards where that saves packing.
+    shared: SharedBlocks,
     z2_part: Vec<f32>,
     logits: Vec<f32>,
 }
@@ -48,6 +54,7 @@ impl EvalBuffers {
             order: BlockOrder::new(inputs, CHUNK),
             fwd: ForwardBuffers::new(CHUNK, widest),
             scratch: Scratch::new(CHUNK.max(inputs), widest),
+            shared: SharedBlocks::default(),
             z2_part: vec![0.0; CHUNK * classes],
             logits: vec![0.0; CHUNK * classes],
         }
@@ -154,14 +161,19 @@ pub(super) fn evaluate_chunks(
         };
         // z2 = ((z2_0 + b2) + z2_1) + …, summed in shard order as the training step does.
         let logits = &mut b.logits[..n * classes];
+        let rows = b.order.rows();
+        let terms = if shares_blocks(token, shards.len()) {
+            RowTerms::Packed(b.shared.pack_rows(token, &x, rows))
+        } else {
+            RowTerms::Read(&x)
+        };
         for (s, shard) in shards.iter().enumerate() {
-            let rows = b.order.rows();
             let part = &mut b.z2_part;
             shard.forward_into(
                 token,
                 &mut b.fwd,
                 &mut b.scratch,
-                &RowTerms::Read(&x),
+                &terms,
                 rows,
                 activation,
                 None,
