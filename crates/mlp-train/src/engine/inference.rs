@@ -1,8 +1,11 @@
 //! Evaluation on the engine: no update, so the threads split the rows, not the hidden layer.
-//! Each thread gathers and runs its own chunks of rows through every shard, reading the
-//! parameters only: nothing a core writes is read by another, and the threads meet once, at
-//! the end. Where the level's tiles are narrower than a shard (AVX2 and below), a chunk's
+//! Each thread claims chunks of rows one at a time, gathers them and runs them through every
+//! shard, reading the parameters only: nothing a core writes is read by another, and the
+//! threads meet once, at the end. Each chunk's loss is kept by its index and the chunks are
+//! summed in order, so which thread took which chunk changes no bit. Where the level's tiles are narrower than a shard (AVX2 and below), a chunk's
 //! blocks are packed once for all the shards (`shared.rs`), as a training thread's are.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mlp_core::kernels::mask_words;
 use mlp_core::{Activation, BatchMetrics, loss};
@@ -12,7 +15,6 @@ use super::Engine;
 use super::batch::{BlockOrder, gather_rows};
 use super::shard::{ForwardBuffers, RowTerms, Scratch, Shard, SparseRows};
 use super::shared::{SharedBlocks, shares_blocks};
-use super::worker::assign;
 use crate::data::LabelledData;
 use crate::evaluate::Evaluation;
 
@@ -40,6 +42,8 @@ pub(super) struct EvalBuffers {
     shared: SharedBlocks,
     z2_part: Vec<f32>,
     logits: Vec<f32>,
+    /// The loss and accuracy counts of each chunk this thread evaluated, by chunk index.
+    results: Vec<(usize, BatchMetrics)>,
 }
 
 impl EvalBuffers {
@@ -57,13 +61,14 @@ impl EvalBuffers {
             shared: SharedBlocks::default(),
             z2_part: vec![0.0; CHUNK * classes],
             logits: vec![0.0; CHUNK * classes],
+            results: Vec::new(),
         }
     }
 }
 
 impl Engine {
     /// Loss and confusion matrix of the current parameters on all of `data`: the rows in
-    /// chunks, each thread a contiguous run of them (see `inference.rs`).
+    /// chunks, which the threads take one at a time until none is left (see `inference.rs`).
     pub fn evaluate(&mut self, data: &dyn LabelledData) -> Evaluation {
         let classes = self.shape.classes;
         let len = data.len();
@@ -74,30 +79,25 @@ impl Engine {
             let buffers = EvalBuffers::new(self.shape.inputs, widest, classes);
             self.eval.push(buffers);
         }
-        let mut results = vec![BatchMetrics::default(); chunks];
         let mut confusions = vec![Array2::zeros((classes, classes)); threads];
-        let runs = assign(chunks, threads);
-        let mut tasks = Vec::with_capacity(runs.len());
-        let mut rest = results.as_mut_slice();
-        for ((buffers, run), confusion) in self.eval.iter_mut().zip(runs).zip(&mut confusions) {
-            let (mine, others) = rest.split_at_mut(run.len());
-            rest = others;
-            tasks.push((buffers, run, mine, confusion));
-        }
+        let mut tasks: Vec<_> = self.eval.iter_mut().zip(&mut confusions).collect();
+        // Claimed, not split in fixed runs: on a VM one core can run at half the other's
+        // speed for a whole run (docs/PERFORMANCE.md), and a fixed half then waits for it.
+        let next = AtomicUsize::new(0);
         let (shards, activation, token) = (self.shards.as_slice(), self.activation, self.token);
-        self.team
-            .for_each_mut(&mut tasks, &|(buffers, run, results, confusion)| {
-                evaluate_chunks(
-                    token,
-                    shards,
-                    activation,
-                    data,
-                    run.clone(),
-                    buffers,
-                    results,
-                    confusion,
-                );
+        self.team.for_each_mut(&mut tasks, &|(buffers, confusion)| {
+            let claims = std::iter::from_fn(|| {
+                let chunk = next.fetch_add(1, Ordering::Relaxed);
+                (chunk < chunks).then_some(chunk)
             });
+            evaluate_chunks(token, shards, activation, data, claims, buffers, confusion);
+        });
+        let mut results = vec![BatchMetrics::default(); chunks];
+        for buffers in &self.eval[..threads] {
+            for &(chunk, metrics) in &buffers.results {
+                results[chunk] = metrics;
+            }
+        }
         // Summed chunk by chunk in order, whichever thread evaluated which.
         let metrics = results
             .into_iter()
@@ -115,21 +115,20 @@ impl Engine {
 }
 
 /// The loss and accuracy counts of each chunk of [`CHUNK`] rows of `data` in `chunks` (by
-/// index), into `results` (one per chunk), and their confusion counts added into
-/// `confusion`.
-#[allow(clippy::too_many_arguments)]
+/// index), with their indices into `buffers.results` (cleared first), and their confusion
+/// counts added into `confusion`.
 pub(super) fn evaluate_chunks(
     token: fearless_simd::Level,
     shards: &[Shard],
     activation: Activation,
     data: &dyn LabelledData,
-    chunks: std::ops::Range<usize>,
+    chunks: impl Iterator<Item = usize>,
     buffers: &mut EvalBuffers,
-    results: &mut [BatchMetrics],
     confusion: &mut Array2<usize>,
 ) {
     let (inputs, classes) = (data.features(), shards[0].params.b2.len());
-    for (chunk, result) in chunks.zip(results) {
+    buffers.results.clear();
+    for chunk in chunks {
         let start = chunk * CHUNK;
         let n = CHUNK.min(data.len() - start);
         let b = &mut *buffers;
@@ -192,6 +191,7 @@ pub(super) fn evaluate_chunks(
             confusion[[y, predicted]] += 1;
         }
         let z = ArrayViewMut2::from_shape((n, classes), logits).expect("sized for CHUNK rows");
-        *result = loss::softmax_cross_entropy_on(token, z, &b.y[..n]);
+        let metrics = loss::softmax_cross_entropy_on(token, z, &b.y[..n]);
+        b.results.push((chunk, metrics));
     }
 }
