@@ -1,7 +1,7 @@
 //! Evaluation on the engine: no update, so the threads split the rows, not the hidden layer.
 //! Each thread claims chunks of rows one at a time, gathers them and runs them through every
-//! shard, reading the parameters only: nothing a core writes is read by another, and the
-//! threads meet once, at the end. Each chunk's loss is kept by its index and the chunks are
+//! shard, reading the parameters only: nothing a core writes is read by another (but the
+//! counter that hands out the chunks), and the threads meet once, at the end. Each chunk's loss is kept by its index and the chunks are
 //! summed in order, so which thread took which chunk changes no bit. Where the level's tiles
 //! are narrower than a shard (AVX2 and below), a chunk's blocks are packed once for all the
 //! shards (`shared.rs`), as a training thread's are.
@@ -21,9 +21,9 @@ use crate::evaluate::Evaluation;
 
 /// Rows per forward pass: their inputs (200 KB of byte images at 784 features, 800 KB as
 /// `f32`s) and a shard's W1 (200 KB) stay in a core's L2 cache together (512 KB on Zen 3,
-/// for byte images). 128 rows measured no faster on Zen 3, neither before the chunk's packed
-/// blocks were shared by the shards (~630 KB of them, streamed in order) nor after
-/// (docs/PERFORMANCE.md).
+/// for byte images). 128 rows measured no faster on Zen 3 before the chunk's packed blocks
+/// were shared by the shards, and within the noise after (~630 KB of packed blocks at 256
+/// rows, streamed in order; docs/PERFORMANCE.md).
 pub(super) const CHUNK: usize = 256;
 
 /// One thread's buffers for evaluating rows.
@@ -82,8 +82,9 @@ impl Engine {
         }
         let mut confusions = vec![Array2::zeros((classes, classes)); threads];
         let mut tasks: Vec<_> = self.eval.iter_mut().zip(&mut confusions).collect();
-        // Claimed, not split in fixed runs: on a VM one core can run at half the other's
-        // speed for a whole run (docs/PERFORMANCE.md), and a fixed half then waits for it.
+        // Claimed, not split in fixed runs: a slower core (a hybrid CPU's efficiency cores, a
+        // host core shared with another VM) would leave a fixed half waiting for it; the
+        // price is one atomic add per 256-row chunk.
         let next = AtomicUsize::new(0);
         let (shards, activation, token) = (self.shards.as_slice(), self.activation, self.token);
         self.team.for_each_mut(&mut tasks, &|(buffers, confusion)| {
@@ -99,6 +100,14 @@ impl Engine {
                 results[chunk] = metrics;
             }
         }
+        debug_assert_eq!(
+            self.eval[..threads]
+                .iter()
+                .map(|b| b.results.len())
+                .sum::<usize>(),
+            chunks,
+            "every chunk evaluated once"
+        );
         // Summed chunk by chunk in order, whichever thread evaluated which.
         let metrics = results
             .into_iter()
@@ -116,7 +125,7 @@ impl Engine {
 }
 
 /// The loss and accuracy counts of each chunk of [`CHUNK`] rows of `data` in `chunks` (by
-/// index), with their indices into `buffers.results` (cleared first), and their confusion
+/// index), each with its index, into `buffers.results` (cleared first), and their confusion
 /// counts added into `confusion`.
 pub(super) fn evaluate_chunks(
     token: fearless_simd::Level,
@@ -129,6 +138,8 @@ pub(super) fn evaluate_chunks(
 ) {
     let (inputs, classes) = (data.features(), shards[0].params.b2.len());
     buffers.results.clear();
+    // Any thread may claim every chunk: room for all, so that no pass grows the list.
+    buffers.results.reserve(data.len().div_ceil(CHUNK));
     for chunk in chunks {
         let start = chunk * CHUNK;
         let n = CHUNK.min(data.len() - start);

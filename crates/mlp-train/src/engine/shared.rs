@@ -23,7 +23,8 @@ pub(super) fn shares_blocks(level: Level, shards: usize) -> bool {
 }
 
 /// One thread's packed blocks: the forward pass's blocks of rows and the dW1 step's blocks
-/// of pixel columns, reused from step to step.
+/// of pixel columns, reused from step to step (and, evaluating, from chunk to chunk, where
+/// only the blocks of rows are used).
 #[derive(Debug, Default)]
 pub(super) struct SharedBlocks {
     block: BlockRows,
@@ -41,8 +42,12 @@ impl SharedBlocks {
         order: &[usize],
     ) -> &[PackedBlock] {
         let blocks = order.len().div_ceil(MAX_BLOCK_ROWS);
-        self.rows.resize_with(blocks, PackedBlock::default);
-        let (packed_rows, block) = (&mut self.rows, &mut self.block);
+        // Grown, never shrunk: a short batch or chunk (the last of an epoch or of a data
+        // set) would otherwise free the blocks' buffers, to be allocated again after it.
+        if self.rows.len() < blocks {
+            self.rows.resize_with(blocks, PackedBlock::default);
+        }
+        let (packed_rows, block) = (&mut self.rows[..blocks], &mut self.block);
         // Packing is scalar code, but compiled for the level it is quicker (AVX2's bit
         // instructions).
         fearless_simd::dispatch!(level, simd => {
@@ -51,7 +56,7 @@ impl SharedBlocks {
                 packed.pack_block(simd, &x);
             }
         });
-        &self.rows
+        &self.rows[..blocks]
     }
 
     /// The dW1 step's blocks of `pixels`, packed (`kernels::pack_column_blocks`).
