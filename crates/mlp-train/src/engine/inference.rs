@@ -1,10 +1,11 @@
 //! Evaluation on the engine: no update, so the threads split the rows, not the hidden layer.
 //! Each thread claims chunks of rows one at a time, gathers them and runs them through every
 //! shard, reading the parameters only: nothing a core writes is read by another (but the
-//! counter that hands out the chunks), and the threads meet once, at the end. Each chunk's loss is kept by its index and the chunks are
-//! summed in order, so which thread took which chunk changes no bit. Where the level's tiles
-//! are narrower than a shard (AVX2 and below), a chunk's blocks are packed once for all the
-//! shards (`shared.rs`), as a training thread's are.
+//! counter that hands out the chunks), and the threads meet once, at the end. Each chunk's
+//! loss is kept by its index and the chunks are summed in order, so which thread took which
+//! chunk changes no bit. Where the level's tiles are narrower than a shard (AVX2 and
+//! below), a chunk's blocks are packed once for all the shards (`shared.rs`), as a training
+//! thread's are.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
