@@ -15,8 +15,8 @@ use ndarray::{Array2, ArrayViewMut2};
 
 use super::Engine;
 use super::batch::{BlockOrder, gather_rows};
-use super::shard::{ForwardBuffers, RowTerms, Scratch, Shard, SparseRows};
-use super::shared::{SharedBlocks, shares_blocks};
+use super::shard::{ForwardBuffers, Scratch, Shard, SparseRows};
+use super::shared::SharedBlocks;
 use crate::data::LabelledData;
 use crate::evaluate::Evaluation;
 
@@ -174,11 +174,7 @@ pub(super) fn evaluate_chunks(
         // z2 = ((z2_0 + b2) + z2_1) + …, summed in shard order as the training step does.
         let logits = &mut b.logits[..n * classes];
         let rows = b.order.rows();
-        let terms = if shares_blocks(token, shards.len()) {
-            RowTerms::Packed(b.shared.pack_rows(token, &x, rows))
-        } else {
-            RowTerms::Read(&x)
-        };
+        let terms = b.shared.row_terms(token, shards.len(), &x, rows);
         for (s, shard) in shards.iter().enumerate() {
             let part = &mut b.z2_part;
             shard.forward_into(

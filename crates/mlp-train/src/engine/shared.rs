@@ -13,7 +13,7 @@ use mlp_core::kernels::{
     MAX_BLOCK_ROWS, PackedBlock, Panels, SparseColumns, pack_column_blocks, tile_columns,
 };
 
-use super::shard::{BlockRows, SparseRows};
+use super::shard::{BlockRows, RowTerms, SparseRows};
 use super::worker::SHARD_WIDTH;
 
 /// Whether a thread running `shards` shards at `level` packs its passes' blocks once here.
@@ -33,9 +33,25 @@ pub(super) struct SharedBlocks {
 }
 
 impl SharedBlocks {
+    /// What the forward passes of `shards` shards at `level` multiply by: `rows`' blocks in
+    /// `order` packed here once for all of them where [`shares_blocks`], else `rows` read.
+    pub(super) fn row_terms<'a>(
+        &'a mut self,
+        level: Level,
+        shards: usize,
+        rows: &'a SparseRows<'a>,
+        order: &[usize],
+    ) -> RowTerms<'a> {
+        if shares_blocks(level, shards) {
+            RowTerms::Packed(self.pack_rows(level, rows, order))
+        } else {
+            RowTerms::Read(rows)
+        }
+    }
+
     /// The blocks of `rows` in `order` (`MAX_BLOCK_ROWS` at a time, as the forward pass
     /// takes them), packed.
-    pub(super) fn pack_rows(
+    fn pack_rows(
         &mut self,
         level: Level,
         rows: &SparseRows,

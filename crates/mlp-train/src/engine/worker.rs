@@ -16,7 +16,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::batch::Batch;
 use super::input_noise::InputNoise;
-use super::shard::{HiddenDropout, RowTerms, Scratch, Shard, SparseRows};
+use super::shard::{HiddenDropout, Scratch, Shard, SparseRows};
 use super::shared::{SharedBlocks, shares_blocks};
 use super::team::{Split, Team};
 use crate::data::LabelledData;
@@ -119,11 +119,7 @@ impl Worker {
             mask_stride: mlp_core::kernels::mask_words(inputs),
         };
         let order = batch.order.rows();
-        let terms = if shares_blocks(token, shards.len()) {
-            RowTerms::Packed(shared.pack_rows(token, &rows, order))
-        } else {
-            RowTerms::Read(&rows)
-        };
+        let terms = shared.row_terms(token, shards.len(), &rows, order);
         for (shard, part) in shards.iter_mut().zip(parts.chunks_exact_mut(part_len)) {
             shard.forward(token, scratch, &terms, order, activation, dropout, part);
         }
