@@ -51,12 +51,7 @@ impl SharedBlocks {
 
     /// The blocks of `rows` in `order` (`MAX_BLOCK_ROWS` at a time, as the forward pass
     /// takes them), packed.
-    fn pack_rows(
-        &mut self,
-        level: Level,
-        rows: &SparseRows,
-        order: &[usize],
-    ) -> &[PackedBlock] {
+    fn pack_rows(&mut self, level: Level, rows: &SparseRows, order: &[usize]) -> &[PackedBlock] {
         let blocks = order.len().div_ceil(MAX_BLOCK_ROWS);
         // Grown, never shrunk: a short batch or chunk (the last of an epoch or of a data
         // set) would otherwise free the blocks' buffers, to be allocated again after it.
