@@ -5,14 +5,16 @@
 //! say), a batch gathered as bytes is a quarter of the memory of the same batch converted to
 //! `f32`, and gathering it is a copy: the conversion happens as the kernels broadcast each
 //! value, one more (dependent) load per broadcast. That costs the dW1 kernel about 1 µs a
-//! step, which the quicker gather more than pays for (docs/PERFORMANCE.md).
+//! step, which the quicker gather more than pays for (docs/PERFORMANCE.md). A table made by
+//! [`ByteTable::quotients`] also knows its formula, with which the packing of a block's terms
+//! converts 16 bytes at a time (`pack_bytes.rs`).
 
 /// A read-only sequence of `f32` entries.
 #[derive(Debug, Clone, Copy)]
 pub enum Entries<'a> {
     /// The entries themselves.
     F32(&'a [f32]),
-    /// Entry i is `table[bytes[i]]`. Masks of bytes ([`row_and_column_masks`]) mark the
+    /// Entry i is `table.values()[bytes[i]]`. Masks of bytes ([`row_and_column_masks`]) mark the
     /// non-zero *bytes*, so `table[0]` must be 0 (and the other entries non-zero, for the
     /// masks to skip every zero): the products multiply every entry under a block's union of
     /// masks, and they are independent of how rows are grouped only because the entries
@@ -23,8 +25,74 @@ pub enum Entries<'a> {
         /// Indices into `table`.
         bytes: &'a [u8],
         /// What each byte stands for.
-        table: &'a [f32; 256],
+        table: &'a ByteTable,
     },
+}
+
+/// What each byte of [`Entries::Bytes`] stands for: 256 values, and, for a table of
+/// quotients ([`ByteTable::quotients`]), the formula that makes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ByteTable {
+    values: [f32; 256],
+    quotient: Option<Quotient>,
+}
+
+impl ByteTable {
+    /// The table `values` (`values[0]` must be 0, see [`Entries::Bytes`]).
+    pub fn new(values: [f32; 256]) -> Self {
+        Self {
+            values,
+            quotient: None,
+        }
+    }
+
+    /// The table of `(b / divisor) · scale` for every byte b, each operation rounded as
+    /// `b as f32 / divisor * scale` rounds: image pixels are `quotients(255.0, 1.0)`, and
+    /// under input dropout `quotients(255.0, 1 / (1 − rate))`.
+    ///
+    /// Packing a block's terms then converts its bytes 16 at a time, as
+    /// `b·hi + b·lo` (`hi` + `lo` the reciprocal of `divisor` to twice an `f32`'s precision,
+    /// one product rounded, the sum fused and rounded once) times `scale`, on the levels
+    /// with a fused multiply-add: a formula kept only when it gives the division's bits for
+    /// all 256 bytes (it does for 255), checked here.
+    pub fn quotients(divisor: f32, scale: f32) -> Self {
+        let values = std::array::from_fn(|b| b as f32 / divisor * scale);
+        let hi = 1.0 / divisor;
+        let lo = (1.0 / f64::from(divisor) - f64::from(hi)) as f32;
+        let quotient = Quotient { hi, lo, scale };
+        let exact =
+            (0..=255u8).all(|b| quotient.of(b).to_bits() == values[usize::from(b)].to_bits());
+        Self {
+            values,
+            quotient: exact.then_some(quotient),
+        }
+    }
+
+    /// The 256 values.
+    pub fn values(&self) -> &[f32; 256] {
+        &self.values
+    }
+
+    /// The formula of the values, if known.
+    pub(super) fn quotient(&self) -> Option<Quotient> {
+        self.quotient
+    }
+}
+
+/// A [`ByteTable::quotients`] formula: byte b stands for `b.mul_add(hi, b · lo) · scale`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Quotient {
+    pub(super) hi: f32,
+    pub(super) lo: f32,
+    pub(super) scale: f32,
+}
+
+impl Quotient {
+    /// What byte `b` stands for.
+    pub(super) fn of(self, b: u8) -> f32 {
+        let b = f32::from(b);
+        b.mul_add(self.hi, b * self.lo) * self.scale
+    }
 }
 
 impl<'a> From<&'a [f32]> for Entries<'a> {
@@ -77,7 +145,7 @@ impl<'a> Entries<'a> {
     pub fn get(&self, i: usize) -> f32 {
         match self {
             Self::F32(values) => values[i],
-            Self::Bytes { bytes, table } => table[usize::from(bytes[i])],
+            Self::Bytes { bytes, table } => table.values[usize::from(bytes[i])],
         }
     }
 }
@@ -135,7 +203,10 @@ macro_rules! with_read {
                 $body
             }
             $crate::kernels::Entries::Bytes { bytes, table } => {
-                let $r = $crate::kernels::entries::ReadBytes { bytes, table };
+                let $r = $crate::kernels::entries::ReadBytes {
+                    bytes,
+                    table: table.values(),
+                };
                 $body
             }
         }
@@ -147,18 +218,18 @@ pub(super) use with_read;
 mod tests {
     use crate::kernels::test_data::{bits, masks_of, on_every_level, pseudo_random};
     use crate::kernels::{
-        ColumnTerms, Descent, Entries, Panels, SparseBlock, SparseColumns, Update, mask_words,
-        masked_rows_product, sparse_gradient_step,
+        ByteTable, ColumnTerms, Descent, Entries, Panels, SparseBlock, SparseColumns, Update,
+        mask_words, masked_rows_product, sparse_gradient_step,
     };
     use fearless_simd::Simd;
 
     /// `table[p] = p / 255`, as image pixels are read.
-    fn unit_table() -> [f32; 256] {
-        std::array::from_fn(|p| p as f32 / 255.0)
+    fn unit_table() -> ByteTable {
+        ByteTable::quotients(255.0, 1.0)
     }
 
     /// Bytes, about half 0, and the floats they stand for.
-    fn bytes_and_floats(len: usize, seed: u32, table: &[f32; 256]) -> (Vec<u8>, Vec<f32>) {
+    fn bytes_and_floats(len: usize, seed: u32, table: &ByteTable) -> (Vec<u8>, Vec<f32>) {
         let bytes: Vec<u8> = pseudo_random(len, seed, 2)
             .iter()
             .map(|&v| {
@@ -169,7 +240,10 @@ mod tests {
                 }
             })
             .collect();
-        let floats = bytes.iter().map(|&p| table[usize::from(p)]).collect();
+        let floats = bytes
+            .iter()
+            .map(|&p| table.values()[usize::from(p)])
+            .collect();
         (bytes, floats)
     }
 

@@ -210,7 +210,7 @@ fn gradient_step<S: Simd, U: Rule>(
                 if !direct {
                     // SAFETY: every index was checked above: rows j < x.rows (the union's bits
                     // past it are cleared) and columns p0 + q < cols.
-                    with_read!(x.vals, |vals| unsafe { packed.pack(&block, vals, live) });
+                    unsafe { packed.pack(simd, &block, live) };
                 }
                 (block, &**packed, direct)
             }

@@ -228,7 +228,7 @@ mod tests {
                     }
                 }
                 let bytes: Vec<u8> = src.iter().map(|&v| u8::from(v != 0.0)).collect();
-                let table = std::array::from_fn(|p| p as f32);
+                let table = crate::kernels::ByteTable::new(std::array::from_fn(|p| p as f32));
                 let stride = mask_words(rows) + 1;
                 let (row_masks, column_masks) =
                     masks_of(simd, Entries::F32(&src), rows, cols, stride);

@@ -32,6 +32,7 @@ mod entries;
 mod exp;
 mod gradient;
 mod mask;
+mod pack_bytes;
 mod panels;
 mod product;
 mod terms;
@@ -39,7 +40,7 @@ mod update;
 mod vector;
 
 pub use dense::{combine_rows, dot_rows};
-pub use entries::Entries;
+pub use entries::{ByteTable, Entries};
 pub use exp::exp_in_place;
 pub use gradient::{ColumnTerms, SparseColumns, pack_column_blocks, sparse_gradient_step};
 pub use mask::{mask_words, nonzero_mask, row_and_column_masks, row_masks};

@@ -210,7 +210,7 @@ fn tiles<S: Simd, const N: usize>(
         return;
     }
     // SAFETY: as above.
-    with_read!(b.vals, |vals| unsafe { packed.pack(b, vals, out.2) });
+    unsafe { packed.pack(simd, b, out.2) };
     packed_tiles::<S, N>(simd, (b.m, b.layout), packed, out, width);
 }
 

@@ -3,8 +3,9 @@
 //! packed once ([`PackedBlock`]) when several tiles of columns need them all.
 
 use super::entries::{Read, with_read};
+use super::pack_bytes::{SLACK_TERMS, has_fma, pack_byte_columns, pack_byte_rows};
 use super::product::filled;
-use super::{MAX_BLOCK_ROWS, SparseBlock};
+use super::{Entries, MAX_BLOCK_ROWS, SparseBlock};
 
 /// The terms of a block's sums in order: for each set bit j of the union, j and the block's
 /// [`MAX_BLOCK_ROWS`] rows' entries there.
@@ -114,7 +115,7 @@ impl PackedBlock {
     /// dispatched for the level and compiled for it (AVX2's `tzcnt` and `blsr`): out of line,
     /// for the baseline, the packing took ~30 % longer.
     #[inline(always)]
-    pub fn pack_block<S: fearless_simd::Simd>(&mut self, _: S, block: &SparseBlock) {
+    pub fn pack_block<S: fearless_simd::Simd>(&mut self, simd: S, block: &SparseBlock) {
         let last_bit = block.check_entries();
         if block.rows.is_empty() || last_bit.is_none() {
             // No terms: a product of them reads no row of its matrix.
@@ -129,7 +130,7 @@ impl PackedBlock {
             ..*block
         };
         // SAFETY: `check_entries` checked the entries at the union's set bits.
-        with_read!(block.vals, |vals| unsafe { self.pack(&block, vals, live) });
+        unsafe { self.pack(simd, &block, live) };
     }
 
     /// The own rows of the block packed last.
@@ -143,7 +144,53 @@ impl PackedBlock {
     }
 
     /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows (the first `live` of them its
-    /// own, the others repeats of the last), read from `vals`. The buffers
+    /// own, the others repeats of the last): with vector instructions where the entries are
+    /// bytes of a table of quotients, the level has a fused multiply-add and the block is
+    /// rows of an image or four adjacent pixel columns (`pack_bytes.rs`), else one entry at
+    /// a time.
+    ///
+    /// # Safety
+    /// As for [`UnionTerms::new`]: the entries at the union's set bits are inside the
+    /// block's values.
+    #[inline(always)]
+    pub(super) unsafe fn pack<S: fearless_simd::Simd>(
+        &mut self,
+        simd: S,
+        block: &SparseBlock,
+        live: usize,
+    ) {
+        if let Entries::Bytes { bytes, table } = block.vals
+            && let Some(q) = table.quotient()
+            && has_fma(simd)
+        {
+            let starts: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|r| block.rows[r]);
+            let adjacent = starts.iter().enumerate().all(|(r, &s)| s == starts[0] + r);
+            if block.step == 1 || adjacent {
+                let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
+                self.js.resize(bits + SLACK_TERMS, 0);
+                self.vals.resize((bits + SLACK_TERMS) * MAX_BLOCK_ROWS, 0.0);
+                let out = (&mut self.js[..], &mut self.vals[..]);
+                let terms = if block.step == 1 {
+                    pack_byte_rows(simd, (bytes, q), &starts, block.union, out)
+                } else {
+                    let at = (starts[0], block.step);
+                    pack_byte_columns(simd, (bytes, q), at, block.union, out)
+                };
+                debug_assert_eq!(terms, bits, "one term per set bit");
+                self.js.truncate(bits);
+                self.vals.truncate(bits * MAX_BLOCK_ROWS);
+                // `check_entries` (or the dW1 step's `check_columns`) held the bits below 2³².
+                (self.last_bit, self.live) = (self.js.last().map(|&j| j as usize), live);
+                return;
+            }
+        }
+        // SAFETY: the caller's promise.
+        with_read!(block.vals, |vals| unsafe {
+            self.pack_read(block, vals, live)
+        });
+    }
+
+    /// [`PackedBlock::pack`] one entry at a time, each read from `vals`. The buffers
     /// are sized first and then written in place: no capacity check per entry, and no small
     /// array stored and reloaded whole (which stalls store forwarding). The walk over the
     /// union is `UnionTerms`' own, written out: packed through `UnionTerms::next_term` the
@@ -152,7 +199,7 @@ impl PackedBlock {
     /// # Safety
     /// As for [`UnionTerms::new`]: the entries at the union's set bits are inside `vals`.
     #[inline(always)]
-    pub(super) unsafe fn pack<V: Read>(&mut self, block: &SparseBlock, vals: V, live: usize) {
+    pub(super) unsafe fn pack_read<V: Read>(&mut self, block: &SparseBlock, vals: V, live: usize) {
         let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
         self.js.resize(bits, 0);
         self.vals.resize(bits * MAX_BLOCK_ROWS, 0.0);

@@ -2,12 +2,20 @@
 //! dropout, when the run asks) with their non-zero masks, the masks of the batch's columns
 //! (pixels) for the backward pass, and which examples were gathered ahead.
 
-use mlp_core::kernels::{Entries, SparseColumns, mask_words, row_and_column_masks, row_masks};
+use std::sync::LazyLock;
+
+use mlp_core::kernels::{
+    ByteTable, Entries, SparseColumns, mask_words, row_and_column_masks, row_masks,
+};
 
 use super::Sample;
 use super::input_noise::{InputNoise, perturb};
-use crate::data::{LabelledData, PIXEL_VALUES};
+use crate::data::LabelledData;
 use crate::regularise::StepKeys;
+
+/// [`PIXEL_VALUES`](crate::PIXEL_VALUES) as the kernels read bytes: p / 255, with its formula, which packs a
+/// block's bytes 16 at a time (`mlp_core::kernels::ByteTable::quotients`).
+static PIXELS: LazyLock<ByteTable> = LazyLock::new(|| ByteTable::quotients(255.0, 1.0));
 
 /// A gathered batch: its rows with the masks of their non-zeros, and for training the masks
 /// of each pixel's non-zeros, as the backward pass reads them. The rows are bytes read
@@ -18,8 +26,8 @@ pub(super) struct Batch {
     x_bytes: Vec<u8>,
     /// Whether the rows are in `x_bytes` (standing for `table`) rather than `x`.
     as_bytes: bool,
-    /// What a byte stands for: [`PIXEL_VALUES`], times 1/(1 − rate) under input dropout.
-    table: [f32; 256],
+    /// What a byte stands for: [`PIXELS`], times 1/(1 − rate) under input dropout.
+    table: ByteTable,
     /// The input dropout scale `table` was made for (none: the plain values).
     table_scale: Option<f32>,
     /// One image, for augmentation.
@@ -44,7 +52,7 @@ impl Batch {
             x: vec![0.0; batch_size * inputs],
             x_bytes: vec![0; batch_size * inputs],
             as_bytes: false,
-            table: PIXEL_VALUES,
+            table: PIXELS.clone(),
             table_scale: None,
             scratch: vec![0.0; inputs],
             scratch_bytes: vec![0; inputs],
@@ -86,7 +94,7 @@ impl Batch {
         // at every step.
         let scale = noise.dropout.map(|d| d.scale());
         if scale != self.table_scale {
-            self.table = scale.map_or(PIXEL_VALUES, |s| PIXEL_VALUES.map(|v| v * s));
+            self.table = scale.map_or_else(|| PIXELS.clone(), |s| ByteTable::quotients(255.0, s));
             self.table_scale = scale;
         }
         if self.as_bytes {
@@ -148,12 +156,7 @@ impl Batch {
 }
 
 /// The batch's rows: `bytes` read through `table` if `as_bytes`, else `x`.
-fn entries<'a>(
-    x: &'a [f32],
-    bytes: &'a [u8],
-    as_bytes: bool,
-    table: &'a [f32; 256],
-) -> Entries<'a> {
+fn entries<'a>(x: &'a [f32], bytes: &'a [u8], as_bytes: bool, table: &'a ByteTable) -> Entries<'a> {
     if as_bytes {
         Entries::Bytes { bytes, table }
     } else {
@@ -183,7 +186,7 @@ pub(super) fn gather_rows<'a>(
             images.gather_bytes(indices, &mut bytes[..n * inputs], y);
             Entries::Bytes {
                 bytes: &bytes[..n * inputs],
-                table: &PIXEL_VALUES,
+                table: &PIXELS,
             }
         }
         None => {
@@ -334,6 +337,17 @@ mod tests {
     use super::*;
     use mlp_core::Activation;
     use mlp_core::kernels::nonzero_mask;
+
+    /// The bytes a batch is read through are the pixel values the rest of the crate uses,
+    /// and under input dropout those values scaled, bit for bit.
+    #[test]
+    fn the_batchs_byte_tables_are_the_pixel_values() {
+        assert_eq!(PIXELS.values(), &crate::data::PIXEL_VALUES);
+        let scale = 1.0 / 0.8f32;
+        let scaled = crate::data::PIXEL_VALUES.map(|v| (v * scale).to_bits());
+        let table = ByteTable::quotients(255.0, scale);
+        assert_eq!(table.values().map(f32::to_bits), scaled);
+    }
 
     /// The mask of a 28 × 28 image whose non-zero pixels fill `rows` × `columns`.
     fn rectangle(rows: std::ops::Range<usize>, columns: std::ops::Range<usize>) -> Vec<u64> {
