@@ -141,10 +141,84 @@ fn bench_inference(c: &mut Criterion) {
     group.finish();
 }
 
+/// Packing a batch's blocks of terms, as the AVX2 step does on every thread (the forward
+/// pass's 16 blocks of 4 rows, the dW1 step's 196 blocks of 4 pixel columns), through a
+/// table of quotients and through the same values as a plain table: rows are packed with
+/// vectors from the first on a level with FMA, one entry at a time from the second;
+/// columns one entry at a time from both (vectors were no quicker there).
+fn bench_packing(c: &mut Criterion) {
+    use mlp_core::kernels::{
+        ByteTable, Entries, PackedBlock, Panels, SparseBlock, mask_words, row_and_column_masks,
+    };
+    let (rows, cols) = (64, 784);
+    let synthetic = synthetic_images(rows, &mut ChaCha8Rng::seed_from_u64(3));
+    let bytes = &synthetic.pixels;
+    let quotients = ByteTable::quotients(255.0, 1.0);
+    let plain = ByteTable::new(*quotients.values());
+    let level = mlp_core::SimdLevel::best()
+        .token()
+        .expect("the best level runs");
+    let words = mask_words(cols);
+    let (mut row_masks, mut column_masks) = (vec![0; rows * words], vec![0; cols]);
+    let all = Entries::Bytes {
+        bytes,
+        table: &quotients,
+    };
+    fearless_simd::dispatch!(level, simd => row_and_column_masks(
+        simd, all, rows, cols, &mut row_masks, &mut column_masks, 1
+    ));
+    let mut group = c.benchmark_group("packing");
+    let mut blocks = vec![PackedBlock::default(); cols / 4];
+    for (name, table) in [("quotients", &quotients), ("table", &plain)] {
+        let vals = Entries::Bytes { bytes, table };
+        group.bench_function(BenchmarkId::new("rows_64x784", name), |b| {
+            b.iter(|| {
+                let mut union = vec![0; words];
+                for (k, packed) in blocks[..rows / 4].iter_mut().enumerate() {
+                    union.fill(0);
+                    for r in 4 * k..4 * k + 4 {
+                        let mask = &row_masks[r * words..][..words];
+                        union.iter_mut().zip(mask).for_each(|(u, m)| *u |= m);
+                    }
+                    let starts: [usize; 4] = std::array::from_fn(|q| (4 * k + q) * cols);
+                    let block = SparseBlock {
+                        vals,
+                        rows: &starts,
+                        step: 1,
+                        union: &union,
+                        m: &[],
+                        layout: Panels::row_major(0),
+                    };
+                    fearless_simd::dispatch!(level, simd => packed.pack_block(simd, &block));
+                }
+            })
+        });
+        group.bench_function(BenchmarkId::new("columns_64x784", name), |b| {
+            b.iter(|| {
+                for (k, packed) in blocks.iter_mut().enumerate() {
+                    let union = [column_masks[4 * k..4 * k + 4].iter().fold(0, |u, m| u | m)];
+                    let starts: [usize; 4] = std::array::from_fn(|q| 4 * k + q);
+                    let block = SparseBlock {
+                        vals,
+                        rows: &starts,
+                        step: cols,
+                        union: &union,
+                        m: &[],
+                        layout: Panels::row_major(0),
+                    };
+                    fearless_simd::dispatch!(level, simd => packed.pack_block(simd, &block));
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_reference_passes,
     bench_engine_step,
-    bench_inference
+    bench_inference,
+    bench_packing
 );
 criterion_main!(benches);

@@ -6,13 +6,15 @@
 //! per entry: 10–18 % of the AVX2 step on one and two threads, measured). The same terms,
 //! the same bits (the formula is kept only where it gives the table's bits for every byte).
 //!
-//! Two shapes of block have their own packer. Rows of an image (the forward pass: entries
-//! 1 apart): 16 pixels of each of the four rows are loaded at once, interleaved so that
-//! each pixel's four bytes are one 32-bit lane, and the lanes of the union's set bits
-//! left-packed (`compress`). Four adjacent pixel columns (the dW1 step: entries a row
-//! apart): a term's four bytes are already adjacent, one 32-bit load.
+//! Blocks of rows of an image only (the forward pass and evaluation: entries 1 apart): 16
+//! pixels of each of the four rows are loaded at once, interleaved so that each pixel's
+//! four bytes are one 32-bit lane, and the lanes of the union's set bits left-packed
+//! (`compress`). The dW1 step's blocks of four adjacent pixel columns were packed this way
+//! too, a 32-bit load of a term's four bytes widened and converted: no quicker than the
+//! table (`cargo bench -p mlp-train --bench step -- packing`: 23.1 µs a batch against
+//! 21.4, on a Zen 3), so they keep the table.
 
-use fearless_simd::{Bytes, Level, Simd, SimdBase, SimdFloat, f32x4, f32x8, i32x4, i32x8};
+use fearless_simd::{Bytes, Level, Simd, SimdBase, SimdFloat, f32x8, i32x8};
 use fearless_simd::{u8x16, u16x8, u32x4, u32x8};
 
 use super::MAX_BLOCK_ROWS;
@@ -40,13 +42,6 @@ pub(super) fn has_fma<S: Simd>(simd: S) -> bool {
 fn apply8<S: Simd>(simd: S, v: f32x8<S>, q: Quotient) -> f32x8<S> {
     let (hi, lo, scale) = (f32x8::splat(simd, q.hi), f32x8::splat(simd, q.lo), q.scale);
     v.mul_add_precise(hi, v * lo) * f32x8::splat(simd, scale)
-}
-
-/// As [`apply8`], four lanes.
-#[inline(always)]
-fn apply4<S: Simd>(simd: S, v: f32x4<S>, q: Quotient) -> f32x4<S> {
-    let (hi, lo, scale) = (f32x4::splat(simd, q.hi), f32x4::splat(simd, q.lo), q.scale);
-    v.mul_add_precise(hi, v * lo) * f32x4::splat(simd, scale)
 }
 
 /// Four terms' entries, each lane of `quads` one term's four bytes (row r's in byte r), as
@@ -173,37 +168,6 @@ fn pack_eight<S: Simd>(
     t + n
 }
 
-/// Packs the terms of four adjacent columns of bytes, entries `step` apart, the first
-/// starting at `start` in `bytes`, over the set bits of `union`, as [`pack_byte_rows`] does
-/// (a term's four entries are the four bytes at `start + j·step`).
-#[inline(always)]
-pub(super) fn pack_byte_columns<S: Simd>(
-    simd: S,
-    (bytes, q): (&[u8], Quotient),
-    (start, step): (usize, usize),
-    union: &[u64],
-    (js, vals): (&mut [u32], &mut [f32]),
-) -> usize {
-    let mut t = 0;
-    for (w, &word) in union.iter().enumerate() {
-        let mut bits = word;
-        while bits != 0 {
-            let j = 64 * w + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let at = start + j * step;
-            let quad = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"));
-            let words = u32x4::from_slice(simd, &[quad, 0, 0, 0]).bitcast::<u8x16<S>>();
-            let (words, _) = simd.widen_u8x16(words);
-            let (ints, _) = simd.widen_u16x8(words);
-            let v = simd.cvt_f32_i32x4(ints.bitcast::<i32x4<S>>());
-            apply4(simd, v, q).store_slice(&mut vals[4 * t..4 * t + 4]);
-            js[t] = j as u32;
-            t += 1;
-        }
-    }
-    t
-}
-
 #[cfg(test)]
 mod tests {
     use crate::kernels::entries::ReadBytes;
@@ -238,8 +202,8 @@ mod tests {
     }
 
     /// Blocks of rows (entries 1 apart, rows whose ends fall inside 16 pixels and at a
-    /// buffer's end) and of four adjacent columns, packed with vectors where the level has
-    /// them, against the same blocks packed one entry at a time through the table.
+    /// buffer's end), packed with vectors where the level has them, and of four adjacent
+    /// columns, against the same blocks packed one entry at a time through the table.
     #[test]
     fn vector_packing_gives_the_terms_of_the_table() {
         on_every_level(|level, name| fearless_simd::dispatch!(level, s => check(s, name)));

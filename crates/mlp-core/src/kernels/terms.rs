@@ -3,7 +3,7 @@
 //! packed once ([`PackedBlock`]) when several tiles of columns need them all.
 
 use super::entries::{Read, with_read};
-use super::pack_bytes::{SLACK_TERMS, has_fma, pack_byte_columns, pack_byte_rows};
+use super::pack_bytes::{SLACK_TERMS, has_fma, pack_byte_rows};
 use super::product::filled;
 use super::{Entries, MAX_BLOCK_ROWS, SparseBlock};
 
@@ -146,8 +146,7 @@ impl PackedBlock {
     /// Packs the terms of `block`, of [`MAX_BLOCK_ROWS`] rows (the first `live` of them its
     /// own, the others repeats of the last): with vector instructions where the entries are
     /// bytes of a table of quotients, the level has a fused multiply-add and the block is
-    /// rows of an image or four adjacent pixel columns (`pack_bytes.rs`), else one entry at
-    /// a time.
+    /// rows (entries 1 apart, `pack_bytes.rs`), else one entry at a time.
     ///
     /// # Safety
     /// As for [`UnionTerms::new`]: the entries at the union's set bits are inside the
@@ -161,28 +160,21 @@ impl PackedBlock {
     ) {
         if let Entries::Bytes { bytes, table } = block.vals
             && let Some(q) = table.quotient()
+            && block.step == 1
             && has_fma(simd)
         {
             let starts: [usize; MAX_BLOCK_ROWS] = std::array::from_fn(|r| block.rows[r]);
-            let adjacent = starts.iter().enumerate().all(|(r, &s)| s == starts[0] + r);
-            if block.step == 1 || adjacent {
-                let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
-                self.js.resize(bits + SLACK_TERMS, 0);
-                self.vals.resize((bits + SLACK_TERMS) * MAX_BLOCK_ROWS, 0.0);
-                let out = (&mut self.js[..], &mut self.vals[..]);
-                let terms = if block.step == 1 {
-                    pack_byte_rows(simd, (bytes, q), &starts, block.union, out)
-                } else {
-                    let at = (starts[0], block.step);
-                    pack_byte_columns(simd, (bytes, q), at, block.union, out)
-                };
-                debug_assert_eq!(terms, bits, "one term per set bit");
-                self.js.truncate(bits);
-                self.vals.truncate(bits * MAX_BLOCK_ROWS);
-                // `check_entries` (or the dW1 step's `check_columns`) held the bits below 2³².
-                (self.last_bit, self.live) = (self.js.last().map(|&j| j as usize), live);
-                return;
-            }
+            let bits: usize = block.union.iter().map(|w| w.count_ones() as usize).sum();
+            self.js.resize(bits + SLACK_TERMS, 0);
+            self.vals.resize((bits + SLACK_TERMS) * MAX_BLOCK_ROWS, 0.0);
+            let out = (&mut self.js[..], &mut self.vals[..]);
+            let terms = pack_byte_rows(simd, (bytes, q), &starts, block.union, out);
+            debug_assert_eq!(terms, bits, "one term per set bit");
+            self.js.truncate(bits);
+            self.vals.truncate(bits * MAX_BLOCK_ROWS);
+            // `check_entries` held the bits below 2³².
+            (self.last_bit, self.live) = (self.js.last().map(|&j| j as usize), live);
+            return;
         }
         // SAFETY: the caller's promise.
         with_read!(block.vals, |vals| unsafe {
