@@ -14,7 +14,8 @@ use crate::data::LabelledData;
 use crate::regularise::StepKeys;
 
 /// [`PIXEL_VALUES`](crate::PIXEL_VALUES) as the kernels read bytes: p / 255, with its
-/// formula, which packs a block's bytes 16 at a time (`mlp_core::kernels::ByteTable::quotients`).
+/// formula, with which the packing converts a block's bytes 16 at a time
+/// (`mlp_core::kernels::ByteTable::quotients`).
 static PIXELS: LazyLock<ByteTable> = LazyLock::new(|| ByteTable::quotients(255.0, 1.0));
 
 /// A gathered batch: its rows with the masks of their non-zeros, and for training the masks
